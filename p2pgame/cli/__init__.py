@@ -1,0 +1,62 @@
+"""The `p2pgame` command: parse arguments, call the library, print.
+
+Each sub-command lives in its own module with `register(subparsers)`, which adds
+its parser and sets `func` to a function `(args) -> int`. Errors become one line
+on stderr: exit code 2 for bad input, 1 for solver trouble, no traceback unless
+`--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from p2pgame.errors import InputError, SolverError
+
+COMMANDS = ["feeders", "powerflow", "doe", "solve", "scenario", "plot", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pgame",
+        description="P2P active and reactive power markets under dynamic operating envelopes.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"p2pgame.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"p2pgame.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"p2pgame: error: {exc}", file=sys.stderr)
+        return 2
+    except SolverError as exc:
+        if args.debug:
+            raise
+        print(f"p2pgame: solver error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("p2pgame: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
