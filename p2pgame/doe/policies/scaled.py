@@ -1,0 +1,75 @@
+"""Common-width envelopes, shared by `equal`, `proportional` and `welfare`.
+
+Customer i's box is `anchor_i + [-beta_imp * w_i, beta_exp * w_i]` in p, and the same in
+q (kvar) with reactive envelopes, clipped to its range; `w_i` is its weight (1 for equal
+widths, its DER rating for proportional ones). Per period, the export width `beta_exp`
+and the import width `beta_imp` maximise `beta_exp + beta_imp` under the robust rows.
+
+Clipping makes a node's totals concave in the widths, so the LP is solved by
+water-filling: customers whose range ends before the common width are held at the end
+of their range and the two-variable LP is solved again, until no new customer is held.
+Every round's LP counts a held customer at its range end, which is at least what its
+clipped box uses, so each round's widths are robustly feasible and never shrink.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from p2pgame.doe.lp import solve_lp
+from p2pgame.doe.problem import Box, EnvelopeProblem
+
+_OUTWARD = (1.0, -1.0, 1.0, -1.0)  # pmax, pmin, qmax, qmin grow up, down, up, down
+_WIDTH = (0, 1, 0, 1)  # which width each side uses: export (0) or import (1)
+
+
+def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, symmetric: bool, what: str) -> Box:
+    """Largest common export and import widths around `anchor`, scaled per customer by `weight` (N,).
+
+    With `symmetric`, the export and import widths are equal (a box centred on the anchor,
+    up to the customers' ranges). The anchor itself must be robustly feasible.
+    """
+    net, rows = problem.net, problem.rows
+    n, periods = net.n, problem.periods
+    sides = range(4) if problem.reactive else range(2)
+    anchor_sides, cap_sides = anchor.sides(), problem.capability.sides()
+    result = [side.copy() for side in anchor_sides]
+
+    def totals(vectors) -> np.ndarray:
+        return np.concatenate([np.bincount(problem.node_idx, weights=v, minlength=n) for v in vectors])
+
+    for t in range(periods):
+        a = [side[:, t] for side in anchor_sides]
+        c = [side[:, t] for side in cap_sides]
+        room = [_OUTWARD[k] * (c[k] - a[k]) for k in range(4)]
+        free = [(weight > 0) & (room[k] > 1e-9 * (1.0 + np.abs(c[k]))) if k in sides else np.zeros(len(weight), bool) for k in range(4)]
+        held = [np.zeros(len(weight), bool) for _ in range(4)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = [np.where(free[k], room[k] / weight, 0.0) for k in range(4)]
+        top = np.array([max(reach[k].max(initial=0.0) for k in range(4) if _WIDTH[k] == j) for j in (0, 1)])
+        while True:
+            fixed = totals([np.where(held[k], c[k], a[k]) for k in range(4)])
+            slope = np.zeros((4 * n, 2))
+            for k in range(4):
+                growing = free[k] & ~held[k]
+                slope[k * n : (k + 1) * n, _WIDTH[k]] = np.bincount(
+                    problem.node_idx[growing], weights=_OUTWARD[k] * weight[growing], minlength=n
+                )
+            if symmetric:
+                slope, bounds = slope.sum(axis=1, keepdims=True), np.array([[0.0, top.max()]])
+            else:
+                bounds = np.column_stack([np.zeros(2), top])
+            beta = solve_lp(
+                -np.ones(slope.shape[1]), rows.G @ slope, rows.b[t] - rows.G @ fixed, bounds,
+                f"{what} envelope widths, period {t}",
+            )
+            beta = np.repeat(beta, 2) if symmetric else beta
+            value = [a[k] + _OUTWARD[k] * beta[_WIDTH[k]] * weight for k in range(4)]
+            newly = [free[k] & ~held[k] & (_OUTWARD[k] * (value[k] - c[k]) >= -1e-9 * (1.0 + np.abs(c[k]))) for k in range(4)]
+            if not any(x.any() for x in newly):
+                break
+            held = [h | x for h, x in zip(held, newly)]
+        for k in sides:
+            clipped = np.minimum(value[k], c[k]) if _OUTWARD[k] > 0 else np.maximum(value[k], c[k])
+            result[k][:, t] = np.where(free[k], clipped, a[k])
+    return problem.shrink_to_limits(Box.from_sides(result), anchor)

@@ -1,0 +1,122 @@
+"""One envelope assignment as the allocation policies see it.
+
+A policy receives an `EnvelopeProblem` (network rows, the customers' physical ranges,
+the mode) and returns a `Box` of `(N, T)` bounds. Every policy grows boxes outwards from
+a zero-width anchor box, and every robust row only grows as a box widens (R, X >= 0), so
+a policy's LP is feasible exactly when its anchor is, and shrinking a box towards its
+anchor never breaks a limit. `require_feasible` and `shrink_to_limits` rely on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from p2pgame.doe.robust import THERMAL_SIDES, ROW_TOL, NetworkArrays, RobustRows, node_totals
+from p2pgame.errors import InputError
+
+
+class Box(NamedTuple):
+    """Per-customer, per-period bounds `(N, T)`: net export p in [pmin, pmax], net reactive export q in [qmin, qmax]."""
+
+    pmin_kw: np.ndarray
+    pmax_kw: np.ndarray
+    qmin_kvar: np.ndarray
+    qmax_kvar: np.ndarray
+
+    def sides(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The bounds in node-total order: pmax, pmin, qmax, qmin."""
+        return self.pmax_kw, self.pmin_kw, self.qmax_kvar, self.qmin_kvar
+
+    @classmethod
+    def from_sides(cls, sides) -> Box:
+        """Inverse of `sides`."""
+        pmax, pmin, qmax, qmin = sides
+        return cls(pmin, pmax, qmin, qmax)
+
+
+@dataclass
+class EnvelopeProblem:
+    """What a policy needs: network, customers, their ranges and the P/Q mode.
+
+    `capability` holds each customer's physical range; with `reactive=False` its q
+    bounds are already the fixed reactive range that every policy keeps as it is.
+    `feeder` is the `Feeder` for policies that run the AC power flow.
+    """
+
+    net: NetworkArrays
+    rows: RobustRows
+    customers: tuple[Any, ...]
+    node_idx: np.ndarray
+    capability: Box
+    reactive: bool
+    dt_h: float
+    feeder: Any = None
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customers)
+
+    @property
+    def periods(self) -> int:
+        return self.capability.pmin_kw.shape[1]
+
+    def anchored(self, p_kw: np.ndarray, q_kvar: np.ndarray | None = None) -> Box:
+        """Zero-width box at the point `(p_kw, q_kvar)` (N, T) moved into each customer's range.
+
+        Without reactive envelopes, q keeps the fixed range instead.
+        """
+        cap = self.capability
+        p = np.clip(p_kw, cap.pmin_kw, cap.pmax_kw)
+        if not self.reactive:
+            return Box(p, p.copy(), cap.qmin_kvar, cap.qmax_kvar)
+        q = np.clip(np.zeros_like(p) if q_kvar is None else q_kvar, cap.qmin_kvar, cap.qmax_kvar)
+        return Box(p, p.copy(), q, q.copy())
+
+    def reference(self) -> Box:
+        """Zero-width box at each customer's reference point: the point of its range nearest to zero exchange."""
+        zero = np.zeros_like(self.capability.pmin_kw)
+        return self.anchored(zero, zero)
+
+    def totals(self, box: Box) -> np.ndarray:
+        """Node totals `[P+, P-, Q+, Q-]` of a box, `(T, 4n)`."""
+        return np.hstack([node_totals(self.node_idx, self.net.n, side) for side in box.sides()])
+
+    def require_feasible(self, anchor: Box, where: str) -> None:
+        """Raise InputError naming the period and the first limit the zero-width `anchor` boxes break."""
+        excess = self.rows.violation(self.totals(anchor))
+        bad = excess > ROW_TOL * np.maximum(1.0, np.abs(self.rows.b))
+        if not bad.any():
+            return
+        t, r = np.argwhere(bad)[0]
+        j, limit, net = self.rows.node[r], self.rows.limit[r], self.net
+        node, n = net.nodes[j], net.n
+        s = self.totals(anchor)[t]
+        if limit == "vmax":
+            v = net.voltage_pu(s[:n] - net.load_kw[t], s[2 * n : 3 * n] - net.load_kvar[t])[j]
+            text = f"the LinDistFlow voltage at node {node} reaches {v:.4f} pu, above vmax_pu {net.vmax_pu}"
+        elif limit == "vmin":
+            v = net.voltage_pu(s[n : 2 * n] - net.load_kw[t], s[3 * n :] - net.load_kvar[t])[j]
+            text = f"the LinDistFlow voltage at node {node} falls to {v:.4f} pu, below vmin_pu {net.vmin_pu}"
+        else:
+            text = (
+                f"the flow into node {node} exceeds its {net.rating_kva[j]:.1f} kVA rating "
+                f"(as seen through its {THERMAL_SIDES}-sided inner polygon)"
+            )
+        raise InputError(f"feeder {net.name}, period {t}: {where}, {text}; no envelope can be assigned")
+
+    def shrink_to_limits(self, box: Box, anchor: Box) -> Box:
+        """Pull each period's boxes towards the anchor just enough that every robust row holds exactly.
+
+        Guards against solver tolerances: an LP or Ipopt solution may sit a hair outside a row.
+        """
+        s_anchor = self.totals(anchor)
+        slack = -self.rows.violation(s_anchor)
+        growth = (self.rows.G @ (self.totals(box) - s_anchor).T).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(growth > 0, np.maximum(slack, 0.0) / growth, np.inf)
+        alpha = np.minimum(ratio.min(axis=1), 1.0)[None, :]
+        return Box(*(a + alpha * (b - a) for a, b in zip(anchor, box)))
+
