@@ -1,0 +1,83 @@
+"""Built-in feeders and `load_feeder`, which turns a name or a file into a Feeder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from p2pgame.errors import InputError
+from p2pgame.network.feeder import Feeder
+
+FEEDERS_DIR = Path(__file__).resolve().parents[2] / "feeders"
+IEEE13_DSS = FEEDERS_DIR / "ieee13" / "ieee13.dss"
+
+
+def _ieee13() -> Feeder:
+    from p2pgame.network.opendss import load_dss
+
+    return load_dss(IEEE13_DSS, name="ieee13")
+
+
+def _pandapower(builder: str) -> Callable[[], Feeder]:
+    def build() -> Feeder:
+        from p2pgame.network import pandapower_io
+
+        return getattr(pandapower_io, builder)()
+
+    return build
+
+
+# name -> (builder, nodes below the substation, source); the node counts are checked by the tests,
+# so listing the feeders does not have to build them (pandapower takes seconds to load).
+BUILTIN: dict[str, tuple[Callable[[], Feeder], int, str]] = {
+    "ieee13": (_ieee13, 13, "IEEE 13-node test feeder, 4.16 kV; single-phase reduction of feeders/ieee13/ieee13.dss"),
+    "case33bw": (_pandapower("case33bw"), 32, "Baran & Wu 33-bus feeder, 12.66 kV (pandapower case33bw)"),
+    "cigre_lv": (_pandapower("cigre_lv"), 40, "CIGRE European LV benchmark, 0.4 kV below 20 kV (pandapower)"),
+    "mv_oberrhein": (_pandapower("mv_oberrhein"), 68, "MV Oberrhein 20 kV, area of substation 0 (pandapower)"),
+}
+# Feeders whose three-phase model OpenDSS can solve (`--model opendss`).
+THREE_PHASE = {"ieee13": IEEE13_DSS}
+
+
+def load_feeder(name_or_path: str | Path) -> Feeder:
+    """A built-in feeder by name, or a feeder file: OpenDSS `.dss` or pandapower `.json`."""
+    key = str(name_or_path)
+    if key in BUILTIN:
+        return BUILTIN[key][0]()
+    path = _existing_file(key)
+    if path.suffix.lower() == ".dss":
+        from p2pgame.network.opendss import load_dss
+
+        return load_dss(path)
+    from p2pgame.network.pandapower_io import from_pandapower_json
+
+    return from_pandapower_json(path)
+
+
+def three_phase_dss(name_or_path: str | Path) -> Path:
+    """The .dss file behind a feeder name or path, for a three-phase OpenDSS solution."""
+    key = str(name_or_path)
+    if key in THREE_PHASE:
+        return THREE_PHASE[key]
+    if key in BUILTIN or Path(key).suffix.lower() != ".dss":
+        raise InputError(
+            f"feeder {key} has no three-phase model; OpenDSS solves .dss files and {', '.join(THREE_PHASE)}"
+        )
+    return _existing_file(key)
+
+
+def builtin_feeders() -> list[tuple[str, int, str]]:
+    """`(name, number of nodes below the substation, source)` of each built-in feeder."""
+    return [(name, n_nodes, source) for name, (_, n_nodes, source) in BUILTIN.items()]
+
+
+def _existing_file(key: str) -> Path:
+    path = Path(key)
+    if path.suffix.lower() not in (".dss", ".json"):
+        raise InputError(
+            f"unknown feeder {key!r}: give a built-in name ({', '.join(BUILTIN)}) "
+            "or an OpenDSS .dss / pandapower .json file"
+        )
+    if not path.is_file():
+        raise InputError(f"{key}: no such feeder file (built-in feeders: {', '.join(BUILTIN)})")
+    return path

@@ -1,0 +1,38 @@
+"""Built-in feeders and load_feeder."""
+
+import pytest
+
+from p2pgame.errors import InputError
+from p2pgame.network import builtin_feeders, load_feeder
+from p2pgame.network.registry import IEEE13_DSS, three_phase_dss
+
+
+def test_builtin_list_matches_the_feeders():
+    listed = {name: n for name, n, _ in builtin_feeders()}
+    assert set(listed) == {"ieee13", "case33bw", "cigre_lv", "mv_oberrhein"}
+    for name, n in listed.items():
+        feeder = load_feeder(name)
+        assert (feeder.name, feeder.n) == (name, n)
+
+
+def test_paths_load_through_their_importer():
+    assert load_feeder(IEEE13_DSS).nodes == load_feeder("ieee13").nodes
+    assert three_phase_dss("ieee13") == IEEE13_DSS
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("ieee14", "unknown feeder 'ieee14': give a built-in name \\(ieee13, case33bw, cigre_lv, mv_oberrhein\\)"),
+        ("missing.dss", "missing.dss: no such feeder file \\(built-in feeders: ieee13"),
+        ("missing.json", "missing.json: no such feeder file"),
+    ],
+)
+def test_unknown_feeders_list_the_valid_names(name, message):
+    with pytest.raises(InputError, match=message):
+        load_feeder(name)
+
+
+def test_only_dss_feeders_have_a_three_phase_model():
+    with pytest.raises(InputError, match="feeder case33bw has no three-phase model"):
+        three_phase_dss("case33bw")

@@ -1,0 +1,76 @@
+"""LinDistFlow: the sensitivity matrices, the recursion, and their agreement."""
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from p2pgame.errors import InputError
+from p2pgame.network import lindistflow
+from p2pgame.network.registry import load_feeder
+
+
+@pytest.fixture(scope="module")
+def ieee13():
+    return load_feeder("ieee13")
+
+
+def test_sensitivities_are_shared_path_impedances(ieee13):
+    r, x = lindistflow.sensitivities(ieee13)
+    g = ieee13.graph
+    paths = {node: nx.shortest_path(g, ieee13.substation, node) for node in ieee13.nodes}
+
+    def shared(j, k, attr):
+        common = set(zip(paths[j], paths[j][1:])) & set(zip(paths[k], paths[k][1:]))
+        return sum(g.edges[e][attr] for e in common)
+
+    for j in ieee13.nodes:
+        for k in ieee13.nodes:
+            jj, kk = ieee13.index(j), ieee13.index(k)
+            assert r[jj, kk] == pytest.approx(shared(j, k, "r_pu"), abs=1e-15)
+            assert x[jj, kk] == pytest.approx(shared(j, k, "x_pu"), abs=1e-15)
+    assert np.allclose(r, r.T) and (r >= 0).all() and (x >= 0).all()
+
+
+def test_matrix_form_and_recursion_agree(ieee13):
+    rng = np.random.default_rng(1)
+    p = rng.uniform(-300, 300, (5, ieee13.n))
+    q = rng.uniform(-200, 200, (5, ieee13.n))
+    result = lindistflow.solve(ieee13, p, q)
+    w, flow_p, flow_q = lindistflow.recursion(ieee13, p, q)
+    assert result.v_pu.shape == (5, ieee13.n)
+    assert np.allclose(result.v_pu**2, w, atol=1e-13)
+    assert np.allclose(result.p_flow_kw, flow_p, atol=1e-9) and np.allclose(result.q_flow_kvar, flow_q, atol=1e-9)
+    # the flow out of the substation carries every injection, with the sign of a load
+    assert np.allclose(flow_p[:, 0], -p.sum(axis=1))
+
+
+def test_single_period_input_gives_single_period_output(ieee13):
+    p, q = -ieee13.load_kw, -ieee13.load_kvar
+    one = lindistflow.solve(ieee13, p, q)
+    many = lindistflow.solve(ieee13, np.tile(p, (3, 1)), np.tile(q, (3, 1)))
+    assert one.v_pu.shape == (ieee13.n,) and one.losses_kw == 0.0
+    assert np.allclose(many.v_pu[2], one.v_pu) and many.losses_kw.shape == (3,)
+    w, flow_p, _ = lindistflow.recursion(ieee13, p, q)
+    assert w.shape == (ieee13.n,) and np.allclose(w, one.v_pu**2)
+
+
+def test_no_injection_leaves_the_substation_voltage_everywhere(ieee13):
+    result = lindistflow.solve(ieee13, np.zeros(ieee13.n), np.zeros(ieee13.n))
+    assert np.allclose(result.v_pu, ieee13.v0_pu) and np.allclose(result.p_flow_kw, 0)
+
+
+def test_loading_is_nan_on_unrated_lines(ieee13):
+    result = lindistflow.solve(ieee13, -ieee13.load_kw, -ieee13.load_kvar)
+    unrated = ~np.isfinite(ieee13.rating_kva)
+    assert unrated.any() and np.isnan(result.loading[unrated]).all()
+    k = ieee13.index("634")
+    assert result.loading[k] == pytest.approx(np.hypot(400, 290) / 500)
+
+
+def test_bad_injections_are_input_errors(ieee13):
+    with pytest.raises(InputError, match=r"p_kw must have shape \(13,\) or \(T, 13\)"):
+        lindistflow.solve(ieee13, np.zeros(12), np.zeros(12))
+    with pytest.raises(InputError, match="q_kvar contains NaN"):
+        lindistflow.solve(ieee13, np.zeros(13), np.full(13, np.nan))
+    with pytest.raises(InputError, match="shape"):
+        lindistflow.solve(ieee13, np.zeros((2, 13)), np.zeros(13))
