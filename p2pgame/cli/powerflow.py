@@ -1,0 +1,92 @@
+"""`p2pgame powerflow FEEDER`: voltages, line flows and losses of a feeder at its passive load."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from p2pgame.network import load_feeder
+from p2pgame.network.registry import THREE_PHASE, three_phase_dss
+
+MODELS = ("lindistflow", "ac", "opendss")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "powerflow",
+        help="power flow of a feeder at its passive load",
+        description=(
+            "Power flow of a feeder at its passive load (nominal, or period 0 of its load profile). "
+            "lindistflow and ac solve the single-phase model the market uses; opendss solves the "
+            "three-phase model of a .dss feeder (or of ieee13)."
+        ),
+    )
+    parser.add_argument("feeder", metavar="FEEDER", help="built-in name (see `p2pgame feeders`) or a .dss / pandapower .json file")
+    parser.add_argument("--model", choices=MODELS, default="ac", help="power-flow model (default: ac)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    report = three_phase(args.feeder) if args.model == "opendss" else single_phase(args.feeder, args.model)
+    print(json.dumps(report) if args.json else table(report))
+    return 0
+
+
+def single_phase(name_or_path: str, model: str) -> dict:
+    """Report of the LinDistFlow or AC power flow of the single-phase feeder."""
+    from p2pgame.network import branchflow, lindistflow
+
+    feeder = load_feeder(name_or_path)
+    periods = 1 if feeder.load_profile is None else len(feeder.load_profile)
+    load_kw, load_kvar = (a[0] for a in feeder.passive_load(periods))
+    solver = lindistflow if model == "lindistflow" else branchflow
+    result = solver.solve(feeder, -load_kw, -load_kvar)
+    voltages = {feeder.substation: feeder.v0_pu, **dict(zip(feeder.nodes, result.v_pu.tolist()))}
+    lines = [
+        {"from": frm, "to": to, "p_kw": float(p), "q_kvar": float(q), "loading": _number(s)}
+        for (frm, to), p, q, s in zip(feeder.edges, result.p_flow_kw, result.q_flow_kvar, result.loading)
+    ]
+    return {"feeder": feeder.name, "model": model, "voltages": voltages, "lines": lines, "losses_kw": float(result.losses_kw)}
+
+
+def three_phase(name_or_path: str) -> dict:
+    """Report of the three-phase OpenDSS power flow."""
+    from p2pgame.network.opendss import solve_three_phase
+
+    path = three_phase_dss(name_or_path)
+    result = solve_three_phase(path)
+    lines = [
+        {"from": f.from_node, "to": f.to_node, "p_kw": f.p_kw, "q_kvar": f.q_kvar, "loading": _number(f.loading)}
+        for f in result.lines
+    ]
+    name = name_or_path if name_or_path in THREE_PHASE else path.stem
+    return {"feeder": name, "model": "opendss", "voltages": result.v_pu, "lines": lines, "losses_kw": result.losses_kw}
+
+
+def table(report: dict) -> str:
+    """The report as a readable table: voltage per node (and phase), worst line loading, losses."""
+    voltages = report["voltages"]
+    phased = any(isinstance(v, dict) for v in voltages.values())
+    width = max(len("node"), *(len(node) for node in voltages))
+    out = [f"feeder {report['feeder']}, model {report['model']}"]
+    if phased:
+        out.append(f"{'node':<{width}}  {'a':>7}  {'b':>7}  {'c':>7}   (v_pu per phase)")
+        for node, by_phase in voltages.items():
+            cells = [f"{by_phase[ph]:7.4f}" if ph in by_phase else f"{'-':>7}" for ph in "abc"]
+            out.append(f"{node:<{width}}  " + "  ".join(cells))
+    else:
+        out.append(f"{'node':<{width}}  {'v_pu':>7}")
+        out += [f"{node:<{width}}  {v:7.4f}" for node, v in voltages.items()]
+    rated = [line for line in report["lines"] if line["loading"] is not None]
+    if rated:
+        worst = max(rated, key=lambda line: line["loading"])
+        out.append(f"worst line loading: {worst['loading']:.3f} ({worst['from']}-{worst['to']})")
+    else:
+        out.append("worst line loading: no rated lines")
+    out.append(f"losses: {report['losses_kw']:.2f} kW")
+    return "\n".join(out)
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
