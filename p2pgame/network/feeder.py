@@ -83,7 +83,8 @@ class Feeder:
             bad = np.isnan(values) if allowed_inf else ~np.isfinite(values)
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
-                raise InputError(f"{where}: {field} of node {nodes[k]} is {values[k]}, expected a finite number")
+                expected = "a number > 0 (inf when unrated)" if allowed_inf else "a finite number"
+                raise InputError(f"{where}: {field} of node {nodes[k]} is {values[k]}, expected {expected}")
             object.__setattr__(self, field, _frozen(values))
         for k in range(n):
             problem = _line_problem(self.r_pu[k], self.x_pu[k], self.rating_kva[k])

@@ -119,7 +119,7 @@ def build_feeder(
         ratio = oriented_ratio(parent, child)
         if abs(ratio - 1) > RATIO_TOL:
             raise InputError(
-                f"{branch.element}: off-nominal voltage ratio {ratio:.5g} away from the feeder's supply path; "
+                f"feeder {name}: {branch.element}: off-nominal voltage ratio {ratio:.5g} away from the feeder's supply path; "
                 "the single-phase model can only hold a regulator before the first branch"
             )
         lines.append((parent, child, branch.r_pu, branch.x_pu, branch.rating_kva, branch.element))
