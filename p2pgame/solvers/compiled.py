@@ -427,11 +427,11 @@ class CompiledProblem:
         nj, nh = j_keys.size, h_keys.size
         return dict(
             jac_rows=(j_keys // n).astype(np.int32), jac_cols=(j_keys % n).astype(np.int32),
-            jac_base=np.bincount(pos_a, A.data, minlength=nj), jac_nnz=nj,
+            jac_base=np.bincount(pos_a, A.data, minlength=nj).astype(float), jac_nnz=nj,
             jac_qpos=np.concatenate([pos_qi, pos_qj]), jac_qcoef=np.concatenate([self.q_coef, self.q_coef]),
             jac_qx=np.concatenate([self.q_j, self.q_i]), jac_nl=jac_nl,
             hess_rows=(h_keys // n).astype(np.int32), hess_cols=(h_keys % n).astype(np.int32),
-            hess_obj=np.bincount(pos_h, Hl.data, minlength=nh), hess_nnz=nh,
+            hess_obj=np.bincount(pos_h, Hl.data, minlength=nh).astype(float), hess_nnz=nh,
             hess_qpos=pos_q, hess_qcoef=np.where(self.q_i == self.q_j, 2.0, 1.0) * self.q_coef,
             hess_nl=hess_nl,
         )

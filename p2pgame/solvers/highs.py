@@ -20,7 +20,10 @@ from p2pgame.errors import InputError
 from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.result import SolveResult
 
-__all__ = ["solve_highs"]
+__all__ = ["solve_highs", "DEFAULT_OPTIONS"]
+
+# HiGHS regularises QP Hessians by 1e-7 by default, which shows in the multipliers.
+DEFAULT_OPTIONS = {"output_flag": False, "qp_regularization_value": 1e-10}
 
 _MS = highspy.HighsModelStatus
 _STATUS = {
@@ -35,21 +38,19 @@ _banner_shown = False
 
 
 def _new_highs() -> highspy.Highs:
-    """A silent Highs instance; the once-per-process banner goes to /dev/null, not stdout."""
+    """A Highs instance; its once-per-process banner goes to /dev/null, not stdout."""
     global _banner_shown
     if _banner_shown:
-        h = highspy.Highs()
-    else:
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w") as null:
-                os.dup2(null.fileno(), 1)
-                h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _banner_shown = True
-    h.setOptionValue("output_flag", False)
+        return highspy.Highs()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _banner_shown = True
     return h
 
 
@@ -100,16 +101,20 @@ def solve_highs(problem: CompiledProblem, warm: SolveResult | None = None, optio
     """Solve an LP or convex QP with HiGHS (``warm`` is not needed: HiGHS keeps its own basis)."""
     if not problem.is_qp:
         raise InputError("HiGHS solves only LPs and QPs: this problem has quadratic or nonlinear constraints")
+    options = {**DEFAULT_OPTIONS, **(options or {})}
     cached = problem._cache.get("highs")
     if cached is None:
         h = _build(problem)
         pushed = [a.copy() for a in _rhs(problem)] + [problem.f0]
-        problem._cache["highs"] = (h, pushed)
+        cached = problem._cache["highs"] = [h, pushed, None]
     else:
-        h, pushed = cached
+        h, pushed, _ = cached
         _push_changes(h, problem, pushed)
-    for key, val in (options or {}).items():
-        h.setOptionValue(key, val)
+    if cached[2] != options:
+        h.resetOptions()
+        for key, val in options.items():
+            h.setOptionValue(key, val)
+        cached[2] = dict(options)
     start = time.perf_counter()
     h.run()
     elapsed = time.perf_counter() - start
