@@ -13,6 +13,7 @@ import numpy as np
 
 from p2pgame.doe.problem import Box
 from p2pgame.doe.robust import WorstCase, node_totals
+from p2pgame.errors import SolverError
 
 
 def corner_injections(feeder, node_idx: np.ndarray, box: Box, corner: str) -> tuple[np.ndarray, np.ndarray]:
@@ -26,24 +27,36 @@ def corner_injections(feeder, node_idx: np.ndarray, box: Box, corner: str) -> tu
     return node_totals(node_idx, n, p_cust) - load_kw, node_totals(node_idx, n, q_cust) - load_kvar
 
 
-def corner_flows(feeder, node_idx: np.ndarray, box: Box) -> dict:
-    """AC power flow results (`PowerFlowResult`) of the export and import corners, keyed by corner."""
+def ac_corner(feeder, node_idx: np.ndarray, box: Box, corner: str) -> tuple[np.ndarray, np.ndarray]:
+    """AC voltages (pu) and line loadings `(T, n)` with every customer at `corner` ("export" or "import").
+
+    A period whose power flow does not converge (far beyond what the feeder can carry)
+    gets nan voltages and infinite loadings, so it fails every limit.
+    """
     from p2pgame.network import branchflow
 
-    return {
-        corner: branchflow.solve(feeder, *corner_injections(feeder, node_idx, box, corner))
-        for corner in ("export", "import")
-    }
+    p_kw, q_kvar = corner_injections(feeder, node_idx, box, corner)
+    try:
+        result = branchflow.solve(feeder, p_kw, q_kvar)
+        return np.atleast_2d(result.v_pu), np.atleast_2d(result.loading)
+    except SolverError:
+        v, loading = np.full(p_kw.shape, np.nan), np.full(p_kw.shape, np.inf)
+        for t in range(p_kw.shape[0]):
+            try:
+                result = branchflow.solve(feeder, p_kw[t], q_kvar[t])
+            except SolverError:
+                continue
+            v[t], loading[t] = result.v_pu, result.loading
+        return v, loading
 
 
 def ac_worst_case(feeder, node_idx: np.ndarray, box: Box) -> WorstCase:
     """Per-period AC extremes over the two corners: highest and lowest voltage, largest line loading."""
-    flows = corner_flows(feeder, node_idx, box).values()
-    v = np.stack([np.atleast_2d(f.v_pu) for f in flows])
-    loading = np.stack([np.atleast_2d(f.loading) for f in flows])
-    rated = np.isfinite(loading).any(axis=(0, 2))
+    corners = [ac_corner(feeder, node_idx, box, corner) for corner in ("export", "import")]
+    v = np.stack([v for v, _ in corners])
+    loading = np.stack([np.where(np.isnan(x), -np.inf, x) for _, x in corners]).max(axis=(0, 2))
     return WorstCase(
         vmax_pu=v.max(axis=(0, 2)),
         vmin_pu=v.min(axis=(0, 2)),
-        max_loading=np.where(rated, np.nanmax(np.where(np.isfinite(loading), loading, -np.inf), axis=(0, 2)), np.nan),
+        max_loading=np.where(np.isneginf(loading), np.nan, loading),
     )

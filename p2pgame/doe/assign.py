@@ -31,7 +31,8 @@ def assign(
     to `(N, T)`), or by default each
     customer's reactive export without reactive trading (`reactive_without_trading`, unity
     power factor; zero for a customer object without that method). Boxes lie inside each
-    customer's capability and are checked with `customer.check_envelope`.
+    customer's capability, contain its reference operation (see `_reference_operation`)
+    and are checked with `customer.check_envelope`.
 
     Raises InputError for an unknown policy or option, a customer at an unknown node, bad
     capabilities, passive loads that alone break a limit (naming node, period, limit), a
@@ -62,10 +63,12 @@ def assign(
         customers=customers,
         node_idx=node_idx,
         capability=capability,
+        reference=capability,
         reactive=reactive,
         dt_h=dt_h,
         feeder=feeder,
     )
+    problem.reference = problem.anchored(*_reference_operation(customers, capability, periods, dt_h))
     box = policy_fn(problem, **options)
     for i, customer in enumerate(customers):
         customer.check_envelope(box.pmin_kw[i], box.pmax_kw[i], box.qmin_kvar[i], box.qmax_kvar[i], dt_h)
@@ -81,6 +84,30 @@ def assign(
         vmax_pu=net.vmax_pu,
         reactive=reactive,
     )
+
+
+REFERENCE_RHO = 10.0
+"""Weight ($ per kW^2) of the charge on exchange that defines the reference operation."""
+
+
+def _reference_operation(customers, capability: Box, periods: int, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's reference operation `(p_kw, q_kvar)`, `(N, T)`: a feasible trajectory close to zero exchange.
+
+    The customer's best response at zero prices, inside its range (q fixed without
+    reactive envelopes), with a steep quadratic charge `REFERENCE_RHO / 2 * (p^2 + q^2)`
+    on its exchange with the feeder: in effect the feasible operation with the least
+    squared exchange (its own value only breaks ties). Envelopes are grown around it,
+    so each box contains an operation that meets the customer's own constraints over
+    the whole horizon (battery energy, demand), which a point chosen period by period
+    would not.
+    """
+    zero = np.zeros(periods)
+    p_kw, q_kvar = np.empty_like(capability.pmin_kw), np.empty_like(capability.qmin_kvar)
+    for i, customer in enumerate(customers):
+        box = Box(*(side[i] for side in capability))
+        response = customer.best_response((zero, zero), box, dt_h=dt_h, proximal=(REFERENCE_RHO, np.zeros(2 * periods)))
+        p_kw[i], q_kvar[i] = response.p_kw, response.q_kvar
+    return p_kw, q_kvar
 
 
 def _node_index(feeder, customer) -> int:

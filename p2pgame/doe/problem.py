@@ -1,10 +1,11 @@
 """One envelope assignment as the allocation policies see it.
 
 A policy receives an `EnvelopeProblem` (network rows, the customers' physical ranges,
-the mode) and returns a `Box` of `(N, T)` bounds. Every policy grows boxes outwards from
-a zero-width anchor box, and every robust row only grows as a box widens (R, X >= 0), so
-a policy's LP is feasible exactly when its anchor is, and shrinking a box towards its
-anchor never breaks a limit. `require_feasible` and `shrink_to_limits` rely on this.
+their reference operation, the mode) and returns a `Box` of `(N, T)` bounds. Every
+policy grows boxes outwards from a zero-width anchor box at a feasible operation of each
+customer, so every box contains a feasible point for its customer. Every robust row
+only grows as a box widens (R, X >= 0), so a policy's LP is feasible exactly when its
+anchor is, and shrinking a box towards its anchor never breaks a limit. `require_feasible` and `shrink_to_limits` rely on this.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from p2pgame.errors import InputError
 
 
 class Box(NamedTuple):
-    """Per-customer, per-period bounds `(N, T)`: net export p in [pmin, pmax], net reactive export q in [qmin, qmax]."""
+    """Bounds per customer and period `(N, T)` (or one customer's `(T,)`): net export p in
+    [pmin, pmax], net reactive export q in [qmin, qmax]."""
 
     pmin_kw: np.ndarray
     pmax_kw: np.ndarray
     qmin_kvar: np.ndarray
     qmax_kvar: np.ndarray
+
+    @property
+    def periods(self) -> int:
+        return self.pmin_kw.shape[-1]
 
     def sides(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The bounds in node-total order: pmax, pmin, qmax, qmin."""
@@ -43,7 +49,9 @@ class EnvelopeProblem:
 
     `capability` holds each customer's physical range; with `reactive=False` its q
     bounds are already the fixed reactive range that every policy keeps as it is.
-    `feeder` is the `Feeder` for policies that run the AC power flow.
+    `reference` is the zero-width box at each customer's reference operation (a
+    feasible trajectory close to zero exchange; q keeps the fixed range without
+    reactive envelopes). `feeder` is the `Feeder` for policies that run the AC power flow.
     """
 
     net: NetworkArrays
@@ -51,6 +59,7 @@ class EnvelopeProblem:
     customers: tuple[Any, ...]
     node_idx: np.ndarray
     capability: Box
+    reference: Box
     reactive: bool
     dt_h: float
     feeder: Any = None
@@ -64,9 +73,8 @@ class EnvelopeProblem:
         return self.capability.pmin_kw.shape[1]
 
     def anchored(self, p_kw: np.ndarray, q_kvar: np.ndarray | None = None) -> Box:
-        """Zero-width box at the point `(p_kw, q_kvar)` (N, T) moved into each customer's range.
-
-        Without reactive envelopes, q keeps the fixed range instead.
+        """Zero-width box at the operation `(p_kw, q_kvar)` (N, T), moved into each customer's range
+        (against rounding). Without reactive envelopes, q keeps the fixed range instead.
         """
         cap = self.capability
         p = np.clip(p_kw, cap.pmin_kw, cap.pmax_kw)
@@ -74,11 +82,6 @@ class EnvelopeProblem:
             return Box(p, p.copy(), cap.qmin_kvar, cap.qmax_kvar)
         q = np.clip(np.zeros_like(p) if q_kvar is None else q_kvar, cap.qmin_kvar, cap.qmax_kvar)
         return Box(p, p.copy(), q, q.copy())
-
-    def reference(self) -> Box:
-        """Zero-width box at each customer's reference point: the point of its range nearest to zero exchange."""
-        zero = np.zeros_like(self.capability.pmin_kw)
-        return self.anchored(zero, zero)
 
     def totals(self, box: Box) -> np.ndarray:
         """Node totals `[P+, P-, Q+, Q-]` of a box, `(T, 4n)`."""
@@ -114,7 +117,7 @@ class EnvelopeProblem:
         """
         s_anchor = self.totals(anchor)
         slack = -self.rows.violation(s_anchor)
-        growth = (self.rows.G @ (self.totals(box) - s_anchor).T).T
+        growth = self.rows.lhs(self.totals(box) - s_anchor)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(growth > 0, np.maximum(slack, 0.0) / growth, np.inf)
         alpha = np.minimum(ratio.min(axis=1), 1.0)[None, :]

@@ -6,9 +6,12 @@ its box (`pmax`, `qmax`) and lowest at the bottom corner (`pmin`, `qmin`). The f
 node j, `P_j = -(net injections in the subtree of j)`, is largest with the subtree at its
 minima and smallest at its maxima (the same for `Q_j`). The limits at these corners are
 linear in the box bounds and hold for every point of the boxes iff they hold at the
-corners. Customers at one node enter only through the node totals of their bounds, so
-the constraints are written on the node totals `s = [P+, P-, Q+, Q-]` (kW, kvar: sums of
-`pmax`, `pmin`, `qmax`, `qmin` over each node's customers).
+corners. Customers at one node enter only through the node totals of their bounds
+`s = [P+, P-, Q+, Q-]` (kW, kvar: sums of `pmax`, `pmin`, `qmax`, `qmin` over each
+node's customers). The rows are written on the subtree totals `f = D s` (the same sums
+over everything below each line): a voltage row then sums `r_l F+_l + x_l FQ+_l` over
+the lines l on the path to its node (`R = D' diag(r) D`) and a thermal row touches one
+line, so the rows stay sparse on feeders with thousands of nodes.
 
 Thermal limit. `P_j^2 + Q_j^2 <= S_j^2` must hold at the four corners of the rectangle
 `[P_lo, P_hi] x [Q_lo, Q_hi]` of possible flows. The disc is replaced by the inscribed
@@ -43,17 +46,18 @@ ROW_TOL = 1e-9
 class NetworkArrays:
     """The feeder as the envelope constraints see it, in plain arrays.
 
-    `r_sens_pu`, `x_sens_pu` are the LinDistFlow sensitivities R and X (n, n);
-    `load_kw`, `load_kvar` (T, n) the passive (non-participating) consumption per
-    period; `rating_kva` (n,) the rating of the line into each node (inf if unrated);
-    `parent` (n,) the index of each node's parent (-1: the substation).
+    Line k is the line into node k, with impedance `r_pu[k] + j x_pu[k]` and rating
+    `rating_kva[k]` (inf if unrated); `parent` (n,) gives each node's parent (-1: the
+    substation), parents first. `load_kw`, `load_kvar` (T, n) are the passive
+    (non-participating) consumption per period. `subtree` (D) and the LinDistFlow
+    sensitivities `r_sens_pu = D' diag(r) D`, `x_sens_pu` are derived.
     """
 
     name: str
     nodes: tuple[str, ...]
     parent: np.ndarray
-    r_sens_pu: np.ndarray
-    x_sens_pu: np.ndarray
+    r_pu: np.ndarray
+    x_pu: np.ndarray
     base_kva: float
     v0_pu: float
     vmin_pu: float
@@ -62,6 +66,8 @@ class NetworkArrays:
     load_kw: np.ndarray
     load_kvar: np.ndarray
     subtree: np.ndarray = field(init=False, repr=False)
+    r_sens_pu: np.ndarray = field(init=False, repr=False)
+    x_sens_pu: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         if not self.vmin_pu < self.vmax_pu:
@@ -71,31 +77,32 @@ class NetworkArrays:
         if not self.base_kva > 0:
             raise InputError(f"feeder {self.name}: base_kva {self.base_kva} must be positive")
         self.parent = np.asarray(self.parent, dtype=int)
+        self.r_pu = np.asarray(self.r_pu, dtype=float)
+        self.x_pu = np.asarray(self.x_pu, dtype=float)
         self.rating_kva = np.asarray(self.rating_kva, dtype=float)
         self.load_kw = np.atleast_2d(np.asarray(self.load_kw, dtype=float))
         self.load_kvar = np.atleast_2d(np.asarray(self.load_kvar, dtype=float))
-        for label, sens in (("R", self.r_sens_pu), ("X", self.x_sens_pu)):
-            if (sens < -1e-12).any():
-                j = int(np.argwhere(sens < -1e-12)[0][0])
+        for label, values in (("r_pu", self.r_pu), ("x_pu", self.x_pu)):
+            if (values < 0).any():
+                j = int(np.flatnonzero(values < 0)[0])
                 raise InputError(
-                    f"feeder {self.name}: LinDistFlow sensitivity {label} is negative at node {self.nodes[j]}; "
-                    "robust envelopes need non-negative R and X (a radial feeder without series capacitors)"
+                    f"feeder {self.name}: line into node {self.nodes[j]} has {label} {values[j]}; robust envelopes "
+                    "need non-negative line impedances (no series capacitors), so that R, X >= 0"
                 )
         self.subtree = subtree_matrix(self.parent)
+        self.r_sens_pu = self.subtree.T @ (self.r_pu[:, None] * self.subtree)
+        self.x_sens_pu = self.subtree.T @ (self.x_pu[:, None] * self.subtree)
 
     @classmethod
     def from_feeder(cls, feeder, periods: int) -> NetworkArrays:
         """Adapter from a `p2pgame.network.Feeder` over `periods` periods."""
-        from p2pgame.network.lindistflow import sensitivities
-
-        r_pu, x_pu = sensitivities(feeder)
         load_kw, load_kvar = feeder.passive_load(periods)
         return cls(
             name=feeder.name,
             nodes=tuple(feeder.nodes),
             parent=feeder.parent,
-            r_sens_pu=np.asarray(r_pu, dtype=float),
-            x_sens_pu=np.asarray(x_pu, dtype=float),
+            r_pu=feeder.r_pu,
+            x_pu=feeder.x_pu,
             base_kva=float(feeder.base_kva),
             v0_pu=float(feeder.v0_pu),
             vmin_pu=float(feeder.vmin_pu),
@@ -142,29 +149,30 @@ def node_totals(node_idx: np.ndarray, n: int, x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RobustRows:
-    """The robust limits as rows `G s <= b[t]` on the node totals `s = [P+, P-, Q+, Q-]`.
+    """The robust limits as sparse rows `G f <= b[t]` on the subtree totals `f = [F+, F-, FQ+, FQ-]`.
 
-    Voltage rows are scaled by `base_kva / 2` (units kW times per-unit impedance) so that
-    all rows have kW-sized numbers. `limit[r]` is "vmax", "vmin" or "rating" and
-    `node[r]` the node (or the line into it) the row protects.
+    `lift` maps node totals `s` (4n) to subtree totals, `unlift` back (`s = f - sum of the
+    children's f`). Voltage rows are scaled by `base_kva / 2` (units kW times per-unit
+    impedance) so that all rows carry kW-sized numbers. `limit[r]` is "vmax", "vmin" or
+    "rating" and `node[r]` the node (or the line into it) that row r protects.
     """
 
     G: sp.csr_matrix
     b: np.ndarray
     limit: tuple[str, ...]
     node: np.ndarray
+    lift: sp.csr_matrix
+    unlift: sp.csr_matrix
 
     @classmethod
     def build(cls, net: NetworkArrays) -> RobustRows:
         n = net.n
-        r, x, d = net.r_sens_pu, net.x_sens_pu, net.subtree
-        zero = np.zeros((n, n))
-        load_term = net.load_kw @ r.T + net.load_kvar @ x.T  # (T, n), kW pu
+        d = sp.csr_matrix(net.subtree)
+        paths_r, paths_x = d.T @ sp.diags(net.r_pu), d.T @ sp.diags(net.x_pu)  # voltage rows: sums along paths
+        load_term = net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T  # (T, n), kW pu
         half_base = net.base_kva / 2.0
-        blocks = [
-            np.hstack([r, zero, x, zero]),
-            np.hstack([zero, -r, zero, -x]),
-        ]
+        zero = sp.csr_matrix((n, n))
+        blocks = [sp.hstack([paths_r, zero, paths_x, zero]), sp.hstack([zero, -paths_r, zero, -paths_x])]
         rhs = [
             half_base * (net.vmax_pu**2 - net.v0_pu**2) + load_term,
             -half_base * (net.vmin_pu**2 - net.v0_pu**2) - load_term,
@@ -174,31 +182,42 @@ class RobustRows:
 
         rated = np.flatnonzero(np.isfinite(net.rating_kva))
         if rated.size:
-            ds = d[rated]
-            p_sub = net.load_kw @ ds.T  # (T, L): passive load below each rated line
-            q_sub = net.load_kvar @ ds.T
+            pick = sp.csr_matrix((np.ones(rated.size), (np.arange(rated.size), rated)), shape=(rated.size, n))
+            empty = sp.csr_matrix((rated.size, n))
+            p_sub = net.load_kw @ net.subtree[rated].T  # (T, L): passive load below each rated line
+            q_sub = net.load_kvar @ net.subtree[rated].T
             m = THERMAL_SIDES
             reach = net.rating_kva[rated] * np.cos(np.pi / m)
             for k in range(m):
                 theta = (2 * k + 1) * np.pi / m
                 c, s = np.cos(theta), np.sin(theta)
-                # the flow P = p_sub - D P(corner): its largest c*P uses P- when c > 0, P+ when c < 0
-                p_cols = [zero[rated], -c * ds] if c > 0 else [-c * ds, zero[rated]]
-                q_cols = [zero[rated], -s * ds] if s > 0 else [-s * ds, zero[rated]]
-                blocks.append(np.hstack(p_cols + q_cols))
+                # the flow P = p_sub - F(corner): its largest c*P uses F- when c > 0, F+ when c < 0
+                p_cols = [empty, -c * pick] if c > 0 else [-c * pick, empty]
+                q_cols = [empty, -s * pick] if s > 0 else [-s * pick, empty]
+                blocks.append(sp.hstack(p_cols + q_cols))
                 rhs.append(reach - c * p_sub - s * q_sub)
                 limits += ["rating"] * rated.size
                 nodes.append(rated)
+        children = sp.csr_matrix(
+            (np.ones(int((net.parent >= 0).sum())), (net.parent[net.parent >= 0], np.flatnonzero(net.parent >= 0))),
+            shape=(n, n),
+        )
         return cls(
-            G=sp.csr_matrix(np.vstack(blocks)),
+            G=sp.vstack(blocks, format="csr"),
             b=np.hstack(rhs),
             limit=tuple(limits),
             node=np.concatenate(nodes),
+            lift=sp.block_diag([d] * 4, format="csr"),
+            unlift=sp.block_diag([sp.identity(n) - children] * 4, format="csr"),
         )
 
+    def lhs(self, s: np.ndarray) -> np.ndarray:
+        """Left-hand sides `G f` per period for node totals `s` of shape `(T, 4n)`."""
+        return (self.G @ (self.lift @ s.T)).T
+
     def violation(self, s: np.ndarray) -> np.ndarray:
-        """`G s - b` per period for node totals `s` of shape `(T, 4n)`."""
-        return (self.G @ s.T).T - self.b
+        """`G f - b` per period for node totals `s` of shape `(T, 4n)`."""
+        return self.lhs(s) - self.b
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from p2pgame.doe.problem import Box, EnvelopeProblem
-from p2pgame.doe.robust import NetworkArrays, RobustRows, subtree_matrix
+from p2pgame.doe.robust import NetworkArrays, RobustRows
 from p2pgame.errors import InputError
 
 
@@ -26,6 +26,15 @@ class StandInCustomer:
 
     def capability(self, T, dt_h):
         return SimpleNamespace(**{name: np.broadcast_to(np.asarray(v, float), (T,)).copy() for name, v in zip(Box._fields, self._range)})
+
+    def best_response(self, prices, envelope, *, dt_h, proximal):
+        """The stand-in's operation nearest to zero exchange inside `envelope` (the DOE asks this with a pull to zero)."""
+        T = len(envelope.pmin_kw)
+        import_kw = self.need_import_kwh / (T * dt_h)
+        return SimpleNamespace(
+            p_kw=np.clip(-import_kw, envelope.pmin_kw, envelope.pmax_kw),
+            q_kvar=np.clip(0.0, envelope.qmin_kvar, envelope.qmax_kvar),
+        )
 
     def check_envelope(self, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, dt_h):
         cap = self.capability(len(pmin_kw), dt_h)
@@ -46,11 +55,9 @@ def synthetic_arrays(n=12, n_customers=20, periods=3, seed=3, impedance=(0.01, 0
     parent = np.array([-1] + [int(rng.integers(max(0, k - 4), k)) for k in range(1, n)])
     r = rng.uniform(*impedance, n)
     x = rng.uniform(*impedance, n)
-    d = subtree_matrix(parent)
     load = rng.uniform(0, 30, n) * np.linspace(0.5, 1.0, periods)[:, None]
     net = NetworkArrays(
-        "synthetic", tuple(f"n{k}" for k in range(n)), parent, d.T @ np.diag(r) @ d, d.T @ np.diag(x) @ d,
-        1000.0, 1.0, 0.95, 1.05, np.where(np.arange(n) % 3 == 0, 600.0, np.inf), load, 0.3 * load,
+        "synthetic", tuple(f"n{k}" for k in range(n)), parent, r, x, 1000.0, 1.0, 0.95, 1.05, np.where(np.arange(n) % 3 == 0, 600.0, np.inf), load, 0.3 * load,
     )
     node_idx = rng.integers(0, n, n_customers)
     rating = rng.uniform(30, 200, n_customers)
@@ -63,7 +70,8 @@ def synthetic_arrays(n=12, n_customers=20, periods=3, seed=3, impedance=(0.01, 0
     cap = Box(*(np.repeat(np.asarray(v)[:, None], periods, 1) for v in (lower, upper, -0.5 * rating, 0.5 * rating)))
     if not reactive:
         cap = Box(cap.pmin_kw, cap.pmax_kw, np.zeros_like(cap.pmin_kw), np.zeros_like(cap.pmin_kw))
-    problem = EnvelopeProblem(net, RobustRows.build(net), customers, node_idx, cap, reactive, 1.0)
+    problem = EnvelopeProblem(net, RobustRows.build(net), customers, node_idx, cap, cap, reactive, 1.0)
+    problem.reference = problem.anchored(np.clip(0.0, cap.pmin_kw, cap.pmax_kw), np.clip(0.0, cap.qmin_kvar, cap.qmax_kvar))
     return net, problem
 
 

@@ -43,7 +43,7 @@ def test_policy_envelopes_are_robust_and_inside_the_ranges(name, synthetic):
 def test_boxes_contain_the_reference_point(name, synthetic):
     _, problem = synthetic
     box = _run(name, problem)
-    ref = problem.reference()
+    ref = problem.reference
     assert (box.pmin_kw <= ref.pmin_kw + 1e-9).all() and (box.pmax_kw >= ref.pmax_kw - 1e-9).all()
 
 
@@ -58,7 +58,7 @@ def test_the_network_binds_and_max_total_is_largest(synthetic):
 
 def test_equal_gives_common_widths_until_a_range_ends(synthetic):
     _, problem = synthetic
-    box, ref, cap = _run("equal", problem), problem.reference(), problem.capability
+    box, ref, cap = _run("equal", problem), problem.reference, problem.capability
     for t in range(problem.periods):
         export = box.pmax_kw[:, t] - ref.pmax_kw[:, t]
         below_range = box.pmax_kw[:, t] < cap.pmax_kw[:, t] - 1e-6
@@ -69,7 +69,7 @@ def test_equal_gives_common_widths_until_a_range_ends(synthetic):
 
 def test_proportional_widths_follow_the_der_rating(synthetic):
     _, problem = synthetic
-    box, ref, cap = _run("proportional", problem), problem.reference(), problem.capability
+    box, ref, cap = _run("proportional", problem), problem.reference, problem.capability
     rating = np.array([c.der_rating_kw for c in problem.customers])
     for t in range(problem.periods):
         free = box.pmin_kw[:, t] > cap.pmin_kw[:, t] + 1e-6

@@ -12,7 +12,7 @@ from tests.doe.conftest import synthetic_arrays
 
 
 def _random_box(problem, rng, scale=1.0):
-    ref = problem.reference()
+    ref = problem.reference
     cap = problem.capability
     grow = [rng.random(cap.pmin_kw.shape) * scale for _ in range(4)]
     return Box(
@@ -83,7 +83,7 @@ def test_random_points_never_beat_the_corners(synthetic):
 def test_passive_overload_names_node_period_and_limit():
     net, _ = synthetic_arrays()
     heavy = NetworkArrays(
-        net.name, net.nodes, net.parent, net.r_sens_pu, net.x_sens_pu, net.base_kva, net.v0_pu,
+        net.name, net.nodes, net.parent, net.r_pu, net.x_pu, net.base_kva, net.v0_pu,
         net.vmin_pu, net.vmax_pu, net.rating_kva, net.load_kw * [[1.0], [1.0], [8.0]], net.load_kvar,
     )
     with pytest.raises(InputError, match=r"period 2: the passive loads alone give a LinDistFlow voltage of .* at node n\d+, below vmin_pu 0.95"):
@@ -94,21 +94,21 @@ def test_passive_overload_names_node_period_and_limit():
 def test_limits_and_sensitivities_are_checked():
     net, _ = synthetic_arrays()
     fields = dict(
-        name="bad", nodes=net.nodes, parent=net.parent, r_sens_pu=net.r_sens_pu, x_sens_pu=net.x_sens_pu,
+        name="bad", nodes=net.nodes, parent=net.parent, r_pu=net.r_pu, x_pu=net.x_pu,
         base_kva=1000.0, v0_pu=1.0, vmin_pu=1.05, vmax_pu=0.95, rating_kva=net.rating_kva,
         load_kw=net.load_kw, load_kvar=net.load_kvar,
     )
     with pytest.raises(InputError, match="vmin_pu 1.05 must be below vmax_pu 0.95"):
         NetworkArrays(**fields)
-    fields.update(vmin_pu=0.95, vmax_pu=1.05, x_sens_pu=-net.x_sens_pu)
-    with pytest.raises(InputError, match="sensitivity X is negative"):
+    fields.update(vmin_pu=0.95, vmax_pu=1.05, x_pu=-net.x_pu)
+    with pytest.raises(InputError, match="line into node n0 has x_pu .*non-negative line impedances"):
         NetworkArrays(**fields)
 
 
 def test_rows_only_grow_as_boxes_widen():
     net, _ = synthetic_arrays()
     rows = RobustRows.build(net)
-    g = rows.G.toarray()
+    g = (rows.G @ rows.lift).toarray()
     n = net.n
     widening = np.concatenate([np.ones(n), -np.ones(n), np.ones(n), -np.ones(n)])
     assert (g * widening >= 0).all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2pgame.doe.ac import corner_injections
+from p2pgame.doe.ac import ac_corner
 from p2pgame.doe.problem import Box, EnvelopeProblem
 from p2pgame.errors import InputError
 
@@ -34,7 +34,7 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
     if "operating_point" in base_options:
         anchor = problem.anchored(*base_options["operating_point"])
     else:
-        anchor = problem.reference()
+        anchor = problem.reference
     export_scale = _largest_scale(problem, anchor, box, "export")
     import_scale = _largest_scale(problem, anchor, box, "import")
     return Box(
@@ -47,15 +47,12 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
 
 def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str) -> np.ndarray:
     """Per period, the largest factor in [0, 1] keeping the AC power flow of `corner` within limits."""
-    from p2pgame.network import branchflow
-
-    feeder, net = problem.feeder, problem.net
+    net = problem.net
 
     def check(scale: np.ndarray):
         scaled = Box(*(a + scale[None, :] * (b - a) for a, b in zip(anchor, box)))
-        result = branchflow.solve(feeder, *corner_injections(feeder, problem.node_idx, scaled, corner))
-        v, loading = np.atleast_2d(result.v_pu), np.atleast_2d(result.loading)
-        high, low, hot = v > net.vmax_pu, v < net.vmin_pu, np.nan_to_num(loading) > 1.0
+        v, loading = ac_corner(problem.feeder, problem.node_idx, scaled, corner)
+        high, low, hot = ~(v <= net.vmax_pu), ~(v >= net.vmin_pu), loading > 1.0
         return ~(high | low | hot).any(axis=1), (v, loading, high, low, hot)
 
     periods = problem.periods
@@ -65,7 +62,9 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
     ok, (v, loading, high, low, hot) = check(np.zeros(periods))
     if not ok.all():
         t = int(np.flatnonzero(~ok)[0])
-        if high[t].any():
+        if np.isnan(v[t]).any():
+            text = "no convergence"
+        elif high[t].any():
             j = int(np.argmax(v[t]))
             text = f"a voltage of {v[t, j]:.4f} pu at node {net.nodes[j]}, above vmax_pu {net.vmax_pu}"
         elif low[t].any():

@@ -17,6 +17,6 @@ def equal(problem: EnvelopeProblem) -> Box:
     fits and leave the rest to the others (water-filling); the widths are the largest
     the robust limits allow (maximum of export plus import width).
     """
-    ref = problem.reference()
-    problem.require_feasible(ref, "with every customer at its reference point (nearest to zero exchange)")
-    return common_widths(problem, ref, np.ones(problem.n_customers), symmetric=False, what="equal")
+    ref = problem.reference
+    problem.require_feasible(ref, "with every customer at its reference operation")
+    return common_widths(problem, ref, np.ones(problem.n_customers), symmetric=False)

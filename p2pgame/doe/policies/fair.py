@@ -18,8 +18,9 @@ _INF = 1e20
 class _LogWidths:
     """Ipopt callbacks for one period: minimise `-sum log(width + EPS_KW)` subject to linear rows.
 
-    Variables: the customers' bounds `[pmax, pmin, qmax, qmin]` (4N) and their node totals
-    `s` (4n); constraints: the robust rows `G s <= b` and `s - M x = 0`.
+    Variables: the customers' bounds `x = [pmax, pmin, qmax, qmin]` (4N) and their subtree
+    totals `f` (4n); constraints: the robust rows `G f <= b` and `unlift f - M x = 0`
+    (node totals of f equal to the sums over each node's customers).
     """
 
     def __init__(self, jac: sp.coo_matrix, pairs: np.ndarray):
@@ -68,12 +69,12 @@ def fair(problem: EnvelopeProblem) -> Box:
     problem is concave with linear constraints; Ipopt solves it per period, and the
     result is pulled back onto the robust rows to remove Ipopt's tolerance.
     """
-    ref = problem.reference()
-    problem.require_feasible(ref, "with every customer at its reference point (nearest to zero exchange)")
+    ref = problem.reference
+    problem.require_feasible(ref, "with every customer at its reference operation")
     big_n, n, rows = problem.n_customers, problem.net.n, problem.rows
     incidence = sp.csr_matrix((np.ones(big_n), (problem.node_idx, np.arange(big_n))), shape=(n, big_n))
     aggregate = sp.block_diag([incidence] * 4).tocsr()
-    jac = sp.bmat([[None, rows.G], [-aggregate, sp.identity(4 * n)]]).tocoo()
+    jac = sp.bmat([[None, rows.G], [-aggregate, rows.unlift]]).tocoo()
     width_sides = 2 if problem.reactive else 1
     pairs = np.column_stack([
         np.concatenate([np.arange(big_n) + 2 * k * big_n for k in range(width_sides)]),
@@ -91,7 +92,7 @@ def fair(problem: EnvelopeProblem) -> Box:
         nlp = cyipopt.Problem(n=len(lb), m=len(cl), problem_obj=callbacks, lb=lb, ub=ub, cl=cl, cu=cu)
         for key, value in (("print_level", 0), ("sb", "yes"), ("tol", 1e-8), ("max_iter", 3000)):
             nlp.add_option(key, value)
-        x0 = np.concatenate([anchor, aggregate @ anchor])
+        x0 = np.concatenate([anchor, rows.lift @ (aggregate @ anchor)])
         x, info = nlp.solve(x0)
         if info["status"] not in (0, 1):
             raise SolverError(

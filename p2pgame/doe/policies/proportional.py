@@ -21,6 +21,6 @@ def proportional(problem: EnvelopeProblem) -> Box:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"customer {problem.customers[i].id}: der_rating_kw {rating[i]} must be finite and >= 0")
-    ref = problem.reference()
-    problem.require_feasible(ref, "with every customer at its reference point (nearest to zero exchange)")
-    return common_widths(problem, ref, rating, symmetric=False, what="proportional")
+    ref = problem.reference
+    problem.require_feasible(ref, "with every customer at its reference operation")
+    return common_widths(problem, ref, rating, symmetric=False)

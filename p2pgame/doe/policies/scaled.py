@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2pgame.doe.lp import solve_lp
 from p2pgame.doe.problem import Box, EnvelopeProblem
 
 _OUTWARD = (1.0, -1.0, 1.0, -1.0)  # pmax, pmin, qmax, qmin grow up, down, up, down
 _WIDTH = (0, 1, 0, 1)  # which width each side uses: export (0) or import (1)
 
 
-def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, symmetric: bool, what: str) -> Box:
+def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, symmetric: bool) -> Box:
     """Largest common export and import widths around `anchor`, scaled per customer by `weight` (N,).
 
     With `symmetric`, the export and import widths are equal (a box centred on the anchor,
@@ -56,13 +55,10 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, 
                     problem.node_idx[growing], weights=_OUTWARD[k] * weight[growing], minlength=n
                 )
             if symmetric:
-                slope, bounds = slope.sum(axis=1, keepdims=True), np.array([[0.0, top.max()]])
+                slope, top_ = slope.sum(axis=1, keepdims=True), top.max(keepdims=True)
             else:
-                bounds = np.column_stack([np.zeros(2), top])
-            beta = solve_lp(
-                -np.ones(slope.shape[1]), rows.G @ slope, rows.b[t] - rows.G @ fixed, bounds,
-                f"{what} envelope widths, period {t}",
-            )
+                top_ = top
+            beta = largest_widths(rows.lhs(slope.T).T, rows.b[t] - rows.lhs(fixed[None])[0], top_)
             beta = np.repeat(beta, 2) if symmetric else beta
             value = [a[k] + _OUTWARD[k] * beta[_WIDTH[k]] * weight for k in range(4)]
             newly = [free[k] & ~held[k] & (_OUTWARD[k] * (value[k] - c[k]) >= -1e-9 * (1.0 + np.abs(c[k]))) for k in range(4)]
@@ -73,3 +69,40 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, 
             clipped = np.minimum(value[k], c[k]) if _OUTWARD[k] > 0 else np.maximum(value[k], c[k])
             result[k][:, t] = np.where(free[k], clipped, a[k])
     return problem.shrink_to_limits(Box.from_sides(result), anchor)
+
+
+def largest_widths(a: np.ndarray, c: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Maximise the sum of one or two widths `beta` subject to `a @ beta <= c`, `0 <= beta <= top`.
+
+    The rows only grow with the widths (`a >= 0`) and hold at zero (`c >= 0`, up to
+    rounding), so with one width the answer is the tightest ratio; with two, the largest
+    second width `g(b1)` is concave in the first and `b1 + g(b1)` is maximised by
+    bisection on the sign of its slope (to machine precision).
+    """
+    c = np.maximum(c, 0.0)
+    a1 = a[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b1_max = min(top[0], np.min(np.where(a1 > 0, c / a1, np.inf)))
+    if a.shape[1] == 1:
+        return np.array([b1_max])
+    a2 = a[:, 1]
+    rising = a2 > 0
+
+    def second(b1: float) -> tuple[float, float]:
+        """Largest second width at `b1`, and the slope of the first plus the second there."""
+        room = (c[rising] - a1[rising] * b1) / a2[rising]
+        if room.size == 0 or room.min() >= top[1]:
+            return top[1], 1.0
+        i = np.argmin(room)
+        return room[i], 1.0 - a1[rising][i] / a2[rising][i]
+
+    lo, hi = 0.0, b1_max
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if second(mid)[1] > 0:
+            lo = mid
+        else:
+            hi = mid
+    return np.array([lo, max(second(lo)[0], 0.0)])

@@ -28,4 +28,4 @@ def welfare(problem: EnvelopeProblem, *, operating_point) -> Box:
         raise InputError(f"welfare policy: operating_point must be (p_kw, q_kvar) arrays of shape {shape}: {exc}") from None
     anchor = problem.anchored(p_kw, q_kvar)
     problem.require_feasible(anchor, "at the operating point")
-    return common_widths(problem, anchor, np.ones(shape[0]), symmetric=True, what="welfare")
+    return common_widths(problem, anchor, np.ones(shape[0]), symmetric=True)

@@ -1,0 +1,108 @@
+"""`p2pgame doe`: the operator's envelopes for a scenario, with their LinDistFlow and AC worst cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "doe",
+        help="assign dynamic operating envelopes and check them",
+        description="Assign box envelopes per customer and period so that every operating point inside "
+        "all boxes keeps the LinDistFlow voltages and line flows within limits; report the worst "
+        "corners under LinDistFlow and under the AC power flow.",
+    )
+    p.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
+    p.add_argument("--policy", required=True, metavar="NAME", help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated")
+    p.add_argument("--base", metavar="NAME", help="policy that ac-validated starts from (default max-total)")
+    p.add_argument("--no-reactive", action="store_true", help="P envelopes only; Q fixed (unity power factor, or --q-range)")
+    p.add_argument("--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"), help="fixed Q range in kvar for --no-reactive")
+    p.add_argument("--vmin", type=float, metavar="PU", help="lower voltage limit (default: the feeder's)")
+    p.add_argument("--vmax", type=float, metavar="PU", help="upper voltage limit (default: the feeder's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--export-dss", metavar="DIR", help="write export_corner.dss and import_corner.dss for the period with the largest envelope")
+    p.set_defaults(func=run)
+
+
+def load(path: str | None):
+    """The scenario at `path`, or the default one."""
+    if path is None:
+        from p2pgame.scenario.default import default_scenario
+
+        return default_scenario()
+    try:
+        from p2pgame.scenario import load_scenario
+    except ImportError:
+        from p2pgame.errors import InputError
+
+        raise InputError(f"{path}: scenario files cannot be read yet (p2pgame.scenario.load_scenario is missing)") from None
+    return load_scenario(path)
+
+
+def envelopes_for(scenario, policy: str, *, reactive: bool, q_range_kvar=None, base: str | None = None):
+    """Assign the envelopes of `scenario`; `welfare` takes its operating point from the market module."""
+    from p2pgame import doe
+    from p2pgame.errors import InputError
+
+    if base is not None and policy != "ac-validated":
+        raise InputError(f"--base applies to --policy ac-validated, not {policy}")
+    if "welfare" in (policy, base):
+        if policy != "welfare" or q_range_kvar is not None:
+            raise InputError("policy welfare runs from the CLI only on its own, without --base or --q-range")
+        from p2pgame.market import assign_envelopes
+
+        return assign_envelopes(scenario, "welfare", reactive=reactive)
+    options = {} if base is None else {"base": base}
+    return doe.assign(
+        policy, scenario.feeder, scenario.customers, scenario.periods, scenario.dt_h,
+        reactive=reactive, q_range_kvar=q_range_kvar, **options,
+    )
+
+
+def run(args) -> int:
+    from p2pgame.doe.report import export_dss, worst_case_report
+    from p2pgame.errors import InputError
+
+    scenario = load(args.scenario)
+    if args.vmin is not None or args.vmax is not None:
+        scenario = dataclasses.replace(scenario, feeder=scenario.feeder.with_limits(args.vmin, args.vmax))
+    if args.q_range and not args.no_reactive:
+        raise InputError("--q-range fixes Q and needs --no-reactive")
+    envelopes = envelopes_for(
+        scenario, args.policy, reactive=not args.no_reactive, q_range_kvar=args.q_range, base=args.base
+    )
+    report = worst_case_report(scenario.feeder, envelopes)
+    if args.export_dss:
+        export_dss(scenario.feeder, envelopes, args.export_dss)
+    if args.json:
+        print(json.dumps(envelopes.to_dict(report)))
+    else:
+        print(table(envelopes, report))
+    return 0
+
+
+def table(envelopes, report: dict) -> str:
+    """Per customer: largest export and import, reactive range, narrowest active envelope; then the worst cases."""
+    lines = [
+        f"policy {envelopes.policy}, {envelopes.periods} periods, "
+        f"{'P and Q' if envelopes.reactive else 'P only (Q fixed)'} envelopes",
+        f"{'customer':<12}{'node':<8}{'export kW':>11}{'import kW':>11}{'q min kvar':>12}{'q max kvar':>12}{'min width kW':>14}",
+    ]
+    for i, (cid, node) in enumerate(zip(envelopes.customer_ids, envelopes.nodes)):
+        lines.append(
+            f"{cid:<12}{node:<8}{envelopes.pmax_kw[i].max():>11.1f}{-envelopes.pmin_kw[i].min():>11.1f}"
+            f"{envelopes.qmin_kvar[i].min():>12.1f}{envelopes.qmax_kvar[i].max():>12.1f}"
+            f"{np.min(envelopes.pmax_kw[i] - envelopes.pmin_kw[i]):>14.1f}"
+        )
+    for model, label in (("lindistflow", "LinDistFlow"), ("ac", "AC power flow")):
+        wc = report[model]
+        loading = "unrated" if wc["max_loading"] is None else f"{wc['max_loading']:.3f}"
+        lines.append(
+            f"worst corners, {label}: v {wc['vmin_pu']:.4f} .. {wc['vmax_pu']:.4f} pu "
+            f"(limits {envelopes.vmin_pu} .. {envelopes.vmax_pu}), max loading {loading}"
+        )
+    return "\n".join(lines)
