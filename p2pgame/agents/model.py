@@ -1,0 +1,265 @@
+"""An agent's block compiled once into arrays, and its best response at any prices and envelope.
+
+The compiled problem is the agent's own model plus 2T envelope rows
+(`pmin <= p(t) <= pmax`, `qmin <= q(t) <= qmax`). Prices enter only the linear
+objective (`dt * (lam . p + mu . q)`, with p and q affine in the variables), so a
+new price vector changes one coefficient array and the solver restarts from the
+previous solution. A proximal variant adds `-(rho / 2) ||(p, q) - centre||^2`,
+which makes the response unique and continuous in the prices (used by the Nash
+solvers; it vanishes at a fixed point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+import scipy.sparse as sp
+
+from p2pgame.agents.base import Capability, Response
+from p2pgame.errors import InputError, SolverError
+from p2pgame.solvers import CompiledProblem, solve
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Uniform prices per period: active ($/kWh) and reactive ($/kvarh, None when not traded)."""
+
+    active: np.ndarray
+    reactive: np.ndarray | None = None
+
+    @property
+    def periods(self) -> int:
+        return len(self.active)
+
+    def stacked(self) -> np.ndarray:
+        """(lam, mu) as one vector of 2T prices (mu = 0 when reactive power is not traded)."""
+        mu = np.zeros(self.periods) if self.reactive is None else self.reactive
+        return np.concatenate([self.active, mu])
+
+    @classmethod
+    def coerce(cls, prices) -> "Prices":
+        if isinstance(prices, Prices):
+            return prices
+        if isinstance(prices, dict):
+            return cls(np.asarray(prices["active"], float), _opt(prices.get("reactive")))
+        if isinstance(prices, tuple) and len(prices) == 2:
+            return cls(np.asarray(prices[0], float), _opt(prices[1]))
+        return cls(np.asarray(prices, float).ravel())
+
+
+def _opt(a):
+    return None if a is None else np.asarray(a, float).ravel()
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box envelope per period (kW, kvar); infinite entries mean no limit."""
+
+    pmin_kw: np.ndarray
+    pmax_kw: np.ndarray
+    qmin_kvar: np.ndarray
+    qmax_kvar: np.ndarray
+
+    def __post_init__(self):
+        for name in ("pmin_kw", "pmax_kw", "qmin_kvar", "qmax_kvar"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), float).ravel())
+
+    @property
+    def periods(self) -> int:
+        return len(self.pmin_kw)
+
+    @classmethod
+    def unlimited(cls, T: int) -> "Box":
+        return cls(np.full(T, -np.inf), np.full(T, np.inf), np.full(T, -np.inf), np.full(T, np.inf))
+
+
+class AgentModel:
+    """One agent's compiled problem for a horizon of T periods of dt_h hours."""
+
+    def __init__(self, agent, T: int, dt_h: float):
+        self.agent, self.T, self.dt_h = agent, int(T), float(dt_h)
+        m = pyo.ConcreteModel(name=agent.id)
+        m.agent = pyo.Block()
+        agent.build(m.agent, self.T, self.dt_h)
+        for attr in ("p", "q", "value"):
+            if not hasattr(m.agent, attr):
+                raise InputError(f"agent {agent.id!r}: build() must define block.{attr}")
+        m.objective = pyo.Objective(expr=m.agent.value, sense=pyo.maximize)
+        base = CompiledProblem.from_pyomo(m)
+        try:
+            self.Mp, self.bp = base.linear_map([m.agent.p[t] for t in range(self.T)])
+            self.Mq, self.bq = base.linear_map([m.agent.q[t] for t in range(self.T)])
+        except KeyError as exc:
+            raise InputError(f"agent {agent.id!r}: block.p and block.q must be indexed by periods 0..{T - 1}") from exc
+        self.M = sp.vstack([self.Mp, self.Mq], format="csr")
+        self.b = np.concatenate([self.bp, self.bq])
+        self.problem = CompiledProblem.stack([base], extra_rows=self.M)
+        self.env_rows = np.arange(base.m, base.m + 2 * self.T)
+        self.c0 = self.problem.c.copy()
+        self.model = m
+        self._decisions = self._decision_index(m.agent, base)
+        self._prox: dict[float, CompiledProblem] = {}
+        self._warm = None
+        self.box = Box.unlimited(self.T)
+
+    @staticmethod
+    def _decision_index(block, problem) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """For each indexed variable: (columns in x, or -1 for fixed) and fixed values."""
+        out = {}
+        for var in block.component_objects(pyo.Var, descend_into=True):
+            datas = list(var.values())
+            cols = np.array([problem.var_index.get(v, -1) for v in datas], dtype=np.int64)
+            fixed = np.array([v.value if v.value is not None else 0.0 for v in datas], float)
+            out[var.local_name] = (cols, fixed)
+        return out
+
+    # --------------------------------------------------------------- envelope
+
+    def set_box(self, box: Box | None) -> None:
+        """Impose an envelope (None: no envelope) on every later solve."""
+        box = Box.unlimited(self.T) if box is None else box
+        if box.periods != self.T:
+            raise InputError(f"agent {self.agent.id!r}: envelope has {box.periods} periods, expected {self.T}")
+        self.box = box
+        for prob in (self.problem, *self._prox.values()):
+            self._apply_box(prob)
+
+    def _apply_box(self, prob: CompiledProblem) -> None:
+        b = self.box
+        prob.g_lb[self.env_rows] = np.concatenate([b.pmin_kw, b.qmin_kvar])
+        prob.g_ub[self.env_rows] = np.concatenate([b.pmax_kw, b.qmax_kvar])
+
+    # --------------------------------------------------------------- values
+
+    def net(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Net exports (p_kw, q_kvar) of a decision vector."""
+        return self.Mp @ x + self.bp, self.Mq @ x + self.bq
+
+    def own_value(self, x: np.ndarray) -> float:
+        """F_i(x) in $ (the objective without market payments or proximal terms)."""
+        prob = self.problem
+        return prob.sense * (prob.objective_min(x) - prob.c_min @ x) + self.c0 @ x
+
+    def payoff(self, x: np.ndarray, prices: Prices) -> float:
+        """J_i = F_i + dt (lam . p + mu . q)."""
+        p, q = self.net(x)
+        mu = np.zeros(self.T) if prices.reactive is None else prices.reactive
+        return self.own_value(x) + self.dt_h * float(prices.active @ p + mu @ q)
+
+    def decisions(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name, (cols, fixed) in self._decisions.items():
+            out[name] = np.where(cols >= 0, x[np.clip(cols, 0, None)] if x.size else 0.0, fixed)
+        return out
+
+    def price_gradient(self) -> sp.csr_matrix:
+        """d(objective coefficients)/d(lam, mu): dt * [Mp; Mq]^T (n x 2T)."""
+        return (self.dt_h * self.M.T).tocsr()
+
+    # --------------------------------------------------------------- solving
+
+    def _prox_problem(self, rho: float) -> CompiledProblem:
+        prob = self._prox.get(rho)
+        if prob is None:
+            prob = CompiledProblem.stack([self.problem])
+            prob.H = (prob.H + rho * (self.M.T @ self.M)).tocsr()
+            self._prox[rho] = prob
+            self._apply_box(prob)
+        return prob
+
+    def best_response(self, prices, box: Box | None = None, *, proximal=None, solver: str = "auto",
+                      check: bool = True) -> Response:
+        """Maximise J_i at `prices` inside the envelope.
+
+        `proximal` = (rho, centre) with centre the 2T vector (p, q) to stay close to.
+        """
+        prices = Prices.coerce(prices)
+        if prices.periods != self.T:
+            raise InputError(f"agent {self.agent.id!r}: prices have {prices.periods} periods, expected {self.T}")
+        if box is not None:
+            self.set_box(box)
+        c = self.c0 + self.price_gradient() @ prices.stacked()
+        if proximal is None:
+            prob = self.problem
+        else:
+            rho, centre = proximal
+            prob = self._prox_problem(float(rho))
+            c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
+        prob.set_linear_objective(c)
+        res = solve(prob, solver=solver, warm=self._warm, name=self.agent.id, check=False)
+        if res.success:
+            self._warm = res
+        elif check:
+            self._warm = None
+            from p2pgame.solvers.result import likely_cause
+
+            raise SolverError(
+                f"best response of agent {self.agent.id!r} failed: {res.status} ({likely_cause(res.status)})"
+            )
+        return self.response_at(res.x, prices, res)
+
+    def response_at(self, x: np.ndarray, prices, solution=None) -> Response:
+        """The Response of decision vector x at the given prices (no solve)."""
+        prices = Prices.coerce(prices)
+        p, q = self.net(x)
+        return Response(
+            agent_id=self.agent.id,
+            p_kw=p,
+            q_kvar=q,
+            own_value=self.own_value(x),
+            payoff=self.payoff(x, prices),
+            status="" if solution is None else solution.status,
+            success=True if solution is None else solution.success,
+            iterations=0 if solution is None else solution.iterations,
+            x=x,
+            decisions=self.decisions(x),
+            solution=solution,
+        )
+
+    # --------------------------------------------------------------- envelopes
+
+    def capability_from_bounds(self) -> Capability:
+        """Interval bounds of p(t), q(t) over the variable box (an outer approximation)."""
+        lb, ub = self.problem.x_lb, self.problem.x_ub
+
+        def rng(Mx, b):
+            pos, neg = Mx.maximum(0), Mx.minimum(0)
+            with np.errstate(invalid="ignore"):
+                lo = pos @ np.where(np.isfinite(lb), lb, -1e30) + neg @ np.where(np.isfinite(ub), ub, 1e30)
+                hi = pos @ np.where(np.isfinite(ub), ub, 1e30) + neg @ np.where(np.isfinite(lb), lb, -1e30)
+            lo, hi = lo + b, hi + b
+            return np.where(lo < -1e29, -np.inf, lo), np.where(hi > 1e29, np.inf, hi)
+
+        pmin, pmax = rng(self.Mp, self.bp)
+        qmin, qmax = rng(self.Mq, self.bq)
+        return Capability(pmin, pmax, qmin, qmax)
+
+    def check_box(self, box: Box) -> None:
+        """InputError naming the agent, period and limit if no feasible point lies in the box."""
+        aid = self.agent.id
+        cap = self.agent.capability(self.T, self.dt_h)
+        tol = 1e-7
+        for name, lo, hi, clo, chi, unit in (
+            ("active", box.pmin_kw, box.pmax_kw, cap.pmin_kw, cap.pmax_kw, "kW"),
+            ("reactive", box.qmin_kvar, box.qmax_kvar, cap.qmin_kvar, cap.qmax_kvar, "kvar"),
+        ):
+            bad = np.flatnonzero((lo > hi + tol) | (lo > chi + tol) | (hi < clo - tol))
+            if bad.size:
+                t = int(bad[0])
+                raise InputError(
+                    f"customer {aid!r}, period {t}: {name} envelope [{lo[t]:.6g}, {hi[t]:.6g}] {unit} does not"
+                    f" overlap what the customer can do [{clo[t]:.6g}, {chi[t]:.6g}] {unit}"
+                )
+        saved = self.box
+        self.set_box(box)
+        try:
+            res = self.best_response(Prices(np.zeros(self.T), np.zeros(self.T)), check=False)
+        finally:
+            self.set_box(saved)
+        if not res.success:
+            raise InputError(
+                f"customer {aid!r}: no operating point inside its envelope meets its own constraints over the"
+                f" horizon (energy, demand and inverter limits together); solver status {res.status}"
+            )

@@ -1,0 +1,156 @@
+"""The result of a market run: prices, decisions, the equilibrium certificate and the network check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+def _list(a) -> list | None:
+    return None if a is None else [float(v) for v in np.asarray(a, dtype=float).ravel()]
+
+
+@dataclass
+class Certificate:
+    """Evidence that an outcome is a competitive equilibrium (MODEL.md §4).
+
+    Imbalances are the largest absolute market imbalance over the periods; the
+    Nash gap is the largest gain ($) any player could make by a unilateral best
+    response at the final prices; welfare and price gaps compare with the
+    centralised welfare optimum (relative welfare gap, max price difference in $/kWh).
+    """
+
+    imbalance_kw: float
+    imbalance_kvar: float
+    nash_gap: float
+    nash_gaps: dict[str, float]
+    welfare: float
+    central_welfare: float | None
+    welfare_gap: float | None
+    price_gap: float | None
+    imbalance_kw_t: np.ndarray = field(repr=False, default=None)
+    imbalance_kvar_t: np.ndarray = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        return {
+            "imbalance_kw": float(self.imbalance_kw),
+            "imbalance_kvar": float(self.imbalance_kvar),
+            "nash_gap": float(self.nash_gap),
+            "welfare": float(self.welfare),
+            "central_welfare": None if self.central_welfare is None else float(self.central_welfare),
+            "welfare_gap": None if self.welfare_gap is None else float(self.welfare_gap),
+            "price_gap": None if self.price_gap is None else float(self.price_gap),
+            "nash_gaps": {k: float(v) for k, v in self.nash_gaps.items()},
+        }
+
+
+@dataclass
+class NetworkCheck:
+    """Voltages and loadings of the final operating point: LinDistFlow (market model) and AC."""
+
+    vmin_limit_pu: float
+    vmax_limit_pu: float
+    nodes: list[str]
+    lindistflow: object
+    ac: object
+
+    @staticmethod
+    def _summary(pf) -> dict:
+        loading = np.asarray(pf.loading, dtype=float)
+        finite = loading[np.isfinite(loading)]
+        return {
+            "vmax_pu": float(np.max(pf.v_pu)),
+            "vmin_pu": float(np.min(pf.v_pu)),
+            "max_loading": float(finite.max()) if finite.size else None,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "limits": {"vmin_pu": float(self.vmin_limit_pu), "vmax_pu": float(self.vmax_limit_pu)},
+            "lindistflow": self._summary(self.lindistflow),
+            "ac": self._summary(self.ac),
+        }
+
+
+@dataclass
+class MarketResult:
+    """One solved market: what `p2pgame solve --json` prints, with the full tables behind it."""
+
+    scenario: str
+    method: str
+    reactive_trading: bool
+    doe_policy: str | None
+    converged: bool
+    iterations: int
+    seconds: float
+    periods: int
+    dt_h: float
+    price_active: np.ndarray
+    price_reactive: np.ndarray | None
+    locational: dict[str, np.ndarray] | None
+    customers: list
+    customer_nodes: list[str]
+    upstream: object | None
+    certificate: Certificate
+    network: NetworkCheck
+    envelopes: object | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The JSON summary (issue 5 schema; p_kw > 0 is export)."""
+        return {
+            "scenario": self.scenario,
+            "method": self.method,
+            "reactive_trading": bool(self.reactive_trading),
+            "doe_policy": self.doe_policy,
+            "converged": bool(self.converged),
+            "iterations": int(self.iterations),
+            "seconds": float(self.seconds),
+            "periods": int(self.periods),
+            "dt_h": float(self.dt_h),
+            "prices": {
+                "active": _list(self.price_active),
+                "reactive": _list(self.price_reactive) if self.reactive_trading else None,
+                "locational": None
+                if self.locational is None
+                else {n: _list(v) for n, v in self.locational.items()},
+            },
+            "customers": [
+                {
+                    "id": r.agent_id,
+                    "node": node,
+                    "p_kw": _list(r.p_kw),
+                    "q_kvar": _list(r.q_kvar),
+                    "payoff": float(r.payoff),
+                    "own_value": float(r.own_value),
+                }
+                for r, node in zip(self.customers, self.customer_nodes)
+            ],
+            "upstream": None
+            if self.upstream is None
+            else {"p_kw": _list(self.upstream.p_kw), "q_kvar": _list(self.upstream.q_kvar)},
+            "certificate": self.certificate.to_dict(),
+            "network": self.network.to_dict(),
+            "history": self.history,
+        }
+
+    @property
+    def welfare(self) -> float:
+        return self.certificate.welfare
+
+    def prices(self) -> pd.DataFrame:
+        """Uniform prices per period ($/kWh, $/kvarh)."""
+        df = pd.DataFrame({"active_per_kwh": self.price_active}, index=pd.RangeIndex(self.periods, name="period"))
+        if self.reactive_trading and self.price_reactive is not None:
+            df["reactive_per_kvarh"] = self.price_reactive
+        return df
+
+    def exchanges(self) -> pd.DataFrame:
+        """Net exports per customer and period (long format: customer, node, period, p_kw, q_kvar)."""
+        rows = []
+        for r, node in zip(self.customers, self.customer_nodes):
+            for t in range(self.periods):
+                rows.append((r.agent_id, node, t, float(r.p_kw[t]), float(r.q_kvar[t])))
+        return pd.DataFrame(rows, columns=["customer", "node", "period", "p_kw", "q_kvar"])
