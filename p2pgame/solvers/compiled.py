@@ -209,7 +209,8 @@ class CompiledProblem:
         for r in [obj_repn] + [r for _, r in rows]:
             for v in r.variables():
                 used[v] = None
-        order = [v for v in model.component_data_objects(Var, descend_into=True) if v in used]
+        # every free variable of the model is a column, used or not (e.g. a zero-cost exchange variable)
+        order = [v for v in model.component_data_objects(Var, descend_into=True) if v in used or not v.fixed]
         seen = ComponentMap((v, None) for v in order)
         order += [v for v in used if v not in seen]
         for v in order:
