@@ -42,8 +42,12 @@ def kkt_residual(problem: CompiledProblem, result: SolveResult) -> float:
         _complementarity(zu, problem.x_ub - x),
         np.maximum(-zl, 0.0), np.maximum(-zu, 0.0),
     ])
-    return float(max(np.max(np.abs(stat), initial=0.0), np.max(primal, initial=0.0),
-                     np.max(np.abs(comp), initial=0.0)))
+    return max(_amax(stat), float(primal.max()) if primal.size else 0.0, _amax(comp))
+
+
+def _amax(a) -> float:
+    """Max-norm of an array (0 for an empty one)."""
+    return float(np.abs(a).max()) if a.size else 0.0
 
 
 def _complementarity(mult, slack):
@@ -98,7 +102,7 @@ def _reduced_kkt(problem, x, y, jv, rows, free):
     jr, jc = problem.jacobian_structure()
     keep = (amap[jr] >= 0) & (fmap[jc] >= 0)
     a, b, w = amap[jr[keep]], fmap[jc[keep]], jv[keep]
-    delta = _REGULARISATION * max(1.0, np.max(np.abs(v), initial=0.0), np.max(np.abs(w), initial=0.0))
+    delta = _REGULARISATION * max(1.0, _amax(v), _amax(w))
     d = np.where(np.arange(nf + na) < nf, delta, -delta)
     diag = np.arange(nf + na)
     K = _csc(np.concatenate([r, c[off], a, b, diag]), np.concatenate([c, r[off], b, a, diag]),
@@ -130,13 +134,13 @@ def _solve_kkt(K_reg, d, rhs):
     except RuntimeError:
         return None, None
     dd = d if rhs.ndim == 1 else d[:, None]
-    tol = 1e-12 * max(np.max(np.abs(rhs), initial=0.0), 1e-300)
+    tol = 1e-11 * max(_amax(rhs), 1e-300)
     u = lu.solve(rhs)
     res = rhs - (K_reg @ u - dd * u)
     for _ in range(_REFINEMENT_STEPS):
         if not np.all(np.isfinite(u)):
             return None, None
-        if np.max(np.abs(res), initial=0.0) <= tol:
+        if _amax(res) <= tol:
             break
         u = u + lu.solve(res)
         res = rhs - (K_reg @ u - dd * u)
@@ -165,7 +169,7 @@ def sensitivity(problem: CompiledProblem, result: SolveResult, dc, *,
     rhs = np.zeros((K.shape[0], dc.shape[0]))
     rhs[:free.size] = -problem.sense * dc.T.toarray()[free]
     u, res = _solve_kkt(K, d, rhs)
-    if u is None or np.max(np.abs(res), initial=0.0) > 1e-8 * max(np.max(np.abs(rhs), initial=0.0), 1e-300):
+    if u is None or _amax(res) > 1e-8 * max(_amax(rhs), 1e-300):
         return None
     dx = np.zeros((problem.n, dc.shape[0]))
     dx[free] = u[:free.size]
@@ -204,10 +208,10 @@ def active_set_newton(problem: CompiledProblem, warm: SolveResult, *, tol: float
         grad_l = grad_f + np.bincount(jc, jv * y[jr], minlength=problem.n)
         g = problem.constraints_value(x)
         res = np.concatenate([grad_l[free], g[rows] - target])
-        scale = 1.0 + max(np.max(np.abs(grad_f), initial=0.0), np.max(np.abs(target), initial=0.0))
+        scale = 1.0 + max(_amax(grad_f), _amax(target))
         ftol = tol * scale
 
-        if np.max(np.abs(res), initial=0.0) <= 0.1 * ftol:
+        if _amax(res) <= 0.1 * ftol:
             # converged on the working set: check multiplier signs, then feasibility
             s = np.where(x_side != 0, grad_l, 0.0)   # z_lower - z_upper at held variables
             wrong = np.concatenate([
@@ -239,7 +243,7 @@ def active_set_newton(problem: CompiledProblem, warm: SolveResult, *, tol: float
         u, r = _solve_kkt(K, d, -res)
         if u is None:
             return None
-        if np.max(np.abs(r), initial=0.0) > 1e-8 * np.max(np.abs(res)):
+        if _amax(r) > 1e-8 * _amax(res):
             # inconsistent: u follows a flat direction; if it descends, go as far as the next bound
             dx_f, dy, limit = u[:free.size], np.zeros(rows.size), np.inf
             if not grad_l[free] @ dx_f < 0:

@@ -182,3 +182,15 @@ def test_max_iter_is_a_failure(prosumer):
     P = CompiledProblem.from_pyomo(prosumer)
     with pytest.raises(SolverError, match="max_iter"):
         solve(P, options={"max_iter": 2}, name="prosumer")
+
+
+def test_warm_solve_after_bound_change(prosumer):
+    P = CompiledProblem.from_pyomo(prosumer)
+    base = solve(P)
+    k = P.var_index[prosumer.l[12]]
+    P.x_ub[k] = 0.5 * (P.x_lb[k] + base.x[k])  # cut through the current optimum
+    warm = solve(P, warm=base)
+    cold = solve(P, solver="ipopt")
+    assert warm.x[k] <= P.x_ub[k] + 1e-12
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
+    assert kkt_residual(P, warm) < 1e-7
