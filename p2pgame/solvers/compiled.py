@@ -145,6 +145,9 @@ class CompiledProblem:
     constraints ``g_const``, ``A`` (csr), quadratic terms ``q_row, q_i, q_j, q_coef``
     (``g[q_row] += q_coef * x[q_i] * x[q_j]``), ``nonlinear`` (NonlinearTerm list);
     ``offsets`` / ``row_offsets`` delimit the blocks of a stacked problem.
+
+    Between solves one may change ``c`` (model sense), the bounds arrays in place, and
+    ``H`` by assignment (e.g. to add a proximal term; the sparsity is then re-derived).
     """
 
     def __init__(self, *, vars, x_lb, x_ub, x0, sense, f0, c_min, H, g_const, A, g_lb, g_ub,
@@ -158,7 +161,7 @@ class CompiledProblem:
         self.sense = int(sense)
         self.f0 = float(f0)
         self.c_min = np.asarray(c_min, float).copy()
-        self.H = sp.csr_matrix(H, shape=(self.n, self.n))
+        self.H = H
         self.A = sp.csr_matrix(A, shape=(len(g_lb), self.n))
         self.m = self.A.shape[0]
         self.g_const = np.asarray(g_const, float).copy()
@@ -209,8 +212,10 @@ class CompiledProblem:
         for r in [obj_repn] + [r for _, r in rows]:
             for v in r.variables():
                 used[v] = None
-        # every free variable of the model is a column, used or not (e.g. a zero-cost exchange variable)
-        order = [v for v in model.component_data_objects(Var, descend_into=True) if v in used or not v.fixed]
+        # every free variable of the model's active blocks is a column, used or not, so that a
+        # variable that only gets a cost later (e.g. a zero-cost exchange priced by the market) maps
+        order = [v for v in model.component_data_objects(Var, active=True, descend_into=True)
+                 if v in used or not v.fixed]
         seen = ComponentMap((v, None) for v in order)
         order += [v for v in used if v not in seen]
         for v in order:
@@ -322,6 +327,18 @@ class CompiledProblem:
         )
 
     # ------------------------------------------------------------------ mutation
+
+    @property
+    def H(self) -> sp.csr_matrix:
+        """Symmetric Hessian of the minimisation-form quadratic objective (n x n csr)."""
+        return self._H
+
+    @H.setter
+    def H(self, H) -> None:
+        # a new Hessian may change the sparsity: drop the derived structure and solver state
+        self._H = sp.csr_matrix(H, shape=(self.n, self.n))
+        self.__dict__.pop("_structure", None)
+        self._cache = {}
 
     @property
     def c(self) -> np.ndarray:

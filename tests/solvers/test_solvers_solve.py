@@ -194,3 +194,16 @@ def test_warm_solve_after_bound_change(prosumer):
     assert warm.x[k] <= P.x_ub[k] + 1e-12
     assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
     assert kkt_residual(P, warm) < 1e-7
+
+
+def test_assigning_a_proximal_hessian_between_solves(prosumer):
+    P = CompiledProblem.from_pyomo(prosumer)
+    M, b = P.linear_map(prosumer.p)
+    free = solve(P)
+    centre = np.zeros(24)
+    rho = 10.0
+    P.H = P.H + rho * (M.T @ M)  # minimisation form: + rho/2 |p - centre|^2
+    P.c = P.c + rho * (M.T @ (centre - b))
+    prox = solve(P, warm=free)
+    assert kkt_residual(P, prox) < 1e-7
+    assert np.linalg.norm(M @ prox.x + b - centre) < np.linalg.norm(M @ free.x + b - centre)
