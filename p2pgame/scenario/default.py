@@ -32,8 +32,10 @@ IMPORT_TARIFF = np.where((np.arange(HOURS) >= 17) & (np.arange(HOURS) < 21), 0.3
 EXPORT_TARIFF = np.full(HOURS, 0.05)
 
 CUSTOMER_SHARE = 0.6  # share of each node's load that belongs to the market's prosumer
-PV_PER_LOAD = 1.6  # PV kW per kW of node peak load
+PV_PER_LOAD = 2.5  # PV kW per kW of node peak load
 SUBSTATION_V_PU = 1.03  # regulator output held fixed for the market day
+LOAD_SCALE = 1.0  # growth of every load over the IEEE base case
+SUBSTATION_KVA = 5000.0
 
 
 def default_scenario() -> Scenario:
@@ -44,15 +46,15 @@ def default_scenario() -> Scenario:
     passive = 1.0 - CUSTOMER_SHARE
     feeder = dataclasses.replace(
         feeder,
-        load_kw=feeder.load_kw * passive,
-        load_kvar=feeder.load_kvar - CUSTOMER_SHARE * np.clip(feeder.load_kvar, 0.0, None),
+        load_kw=LOAD_SCALE * feeder.load_kw * passive,
+        load_kvar=LOAD_SCALE * (feeder.load_kvar - CUSTOMER_SHARE * np.clip(feeder.load_kvar, 0.0, None)),
         load_profile=DEMAND_SHAPE.copy(),
         v0_pu=SUBSTATION_V_PU,
     )
     base = load_feeder("ieee13")
     customers = []
     for k, node in enumerate(base.nodes):
-        peak_kw = float(base.load_kw[k])
+        peak_kw = LOAD_SCALE * float(base.load_kw[k])
         if peak_kw <= 0:
             continue
         demand = CUSTOMER_SHARE * peak_kw * DEMAND_SHAPE
@@ -68,7 +70,7 @@ def default_scenario() -> Scenario:
                 demand_max_kw=1.3 * demand,
                 utility_a_per_kwh=0.22 + 0.3 * demand / peak,
                 utility_b_per_kw2h=0.3 / peak,
-                q_load_kvar=CUSTOMER_SHARE * max(float(base.load_kvar[k]), 0.0) * DEMAND_SHAPE,
+                q_load_kvar=LOAD_SCALE * CUSTOMER_SHARE * max(float(base.load_kvar[k]), 0.0) * DEMAND_SHAPE,
                 battery_kwh=2.0 * battery_kw,
                 battery_kw=battery_kw,
                 soc_min_kwh=0.1 * 2.0 * battery_kw,
@@ -85,7 +87,7 @@ def default_scenario() -> Scenario:
         export_price_per_kwh=EXPORT_TARIFF,
         reactive_import_price_per_kvarh=0.03,
         reactive_export_price_per_kvarh=0.0,
-        capacity_kva=5000.0,
+        capacity_kva=SUBSTATION_KVA,
     )
     return Scenario(
         name="ieee13-day",
