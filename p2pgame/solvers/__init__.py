@@ -30,9 +30,11 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
           hot_start: bool = True) -> SolveResult:
     """Solve ``problem``; ``solver`` "auto" picks HiGHS for LPs/QPs and Ipopt otherwise.
 
-    With ``warm`` (a previous result of this problem) and ``hot_start``, Newton steps
-    on the warm start's active set are tried first and kept only if they satisfy the
-    KKT conditions; otherwise the solver runs, warm-started.  ``options`` go to the
+    With ``warm`` (a previous result of this problem), ``hot_start`` and a problem that
+    is convex by structure (``problem.is_convex``, so a KKT point is a global optimum),
+    an active-set method with Newton steps starts from the warm start's active set and
+    its answer is kept only if it satisfies the KKT conditions; otherwise the solver
+    runs, warm-started.  ``options`` go to the
     solver.  A failed solve raises SolverError naming ``name``, the status and the
     likely cause, unless ``check`` is False (then the unsuccessful result is returned).
     """
@@ -43,7 +45,7 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
     if warm is not None and (warm.x.shape != (problem.n,) or warm.y.shape != (problem.m,)):
         raise InputError(f"{name or 'problem'}: warm start does not match the problem's size")
     result = None
-    if warm is not None and hot_start and warm.success:
+    if warm is not None and hot_start and warm.success and problem.is_convex:
         result = active_set_newton(problem, warm)
     if result is None:
         result = _SOLVERS[solver](problem, warm=warm, options=options)

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from pyomo.common.collections import ComponentMap
 from pyomo.core.base.constraint import Constraint
 from pyomo.core.base.objective import Objective, maximize
@@ -104,6 +105,24 @@ def _differentiate(expr, wrt):
 
 def _is_zero(expr) -> bool:
     return is_constant(expr) and value(expr) == 0.0
+
+
+def _is_psd(S) -> bool:
+    """Whether a symmetric sparse matrix is positive semidefinite (to a relative 1e-9).
+
+    LU of ``S + delta I`` with diagonal pivots and a symmetric ordering is an LDL'
+    factorisation, so by Sylvester's law all pivots are positive iff ``S + delta I`` is
+    positive definite; this scales to large block-diagonal Hessians.
+    """
+    if S.nnz == 0:
+        return True
+    delta = 1e-9 * max(1.0, np.abs(S.data).max())
+    try:
+        lu = spla.splu((S + delta * sp.eye(S.shape[0])).tocsc(), permc_spec="MMD_AT_PLUS_A",
+                       diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    except RuntimeError:
+        return False
+    return bool(np.array_equal(lu.perm_r, lu.perm_c) and np.all(lu.U.diagonal() > 0))
 
 
 def _cat(parts) -> np.ndarray:
@@ -338,6 +357,7 @@ class CompiledProblem:
         # a new Hessian may change the sparsity: drop the derived structure and solver state
         self._H = sp.csr_matrix(H, shape=(self.n, self.n))
         self.__dict__.pop("_structure", None)
+        self.__dict__.pop("_objective_convex", None)
         self._cache = {}
 
     @property
@@ -411,6 +431,38 @@ class CompiledProblem:
     def is_lp(self) -> bool:
         """True for a linear programme."""
         return self.is_qp and not np.any(self.H.data)
+
+    @property
+    def is_convex(self) -> bool:
+        """True when convexity follows from the structure: no nonlinear terms, H positive
+        semidefinite, and each quadratic row convex towards its finite bounds (its quadratic
+        form PSD if bounded above, NSD if bounded below).  Bounds may change between solves,
+        so this is re-evaluated each time; the definiteness tests are done once."""
+        if self.nonlinear or not self._objective_convex:
+            return False
+        psd, nsd = self._row_definiteness
+        return bool(np.all((psd | ~np.isfinite(self.g_ub)) & (nsd | ~np.isfinite(self.g_lb))))
+
+    @cached_property
+    def _objective_convex(self) -> bool:
+        return _is_psd(self.H)
+
+    @cached_property
+    def _row_definiteness(self):
+        """Per row: is its quadratic form PSD, is it NSD (linear rows are both)."""
+        psd, nsd = np.ones(self.m, bool), np.ones(self.m, bool)
+        order = np.argsort(self.q_row, kind="stable")
+        rows, starts = np.unique(self.q_row[order], return_index=True)
+        for r, terms in zip(rows, np.split(order, starts[1:])):
+            cols, local = np.unique(np.concatenate([self.q_i[terms], self.q_j[terms]]), return_inverse=True)
+            a, b = local[:terms.size], local[terms.size:]
+            Q = np.zeros((cols.size, cols.size))
+            np.add.at(Q, (a, b), 0.5 * self.q_coef[terms])
+            np.add.at(Q, (b, a), 0.5 * self.q_coef[terms])
+            eig = np.linalg.eigvalsh(Q)
+            tol = 1e-10 * max(1.0, np.abs(eig).max())
+            psd[r], nsd[r] = eig[0] >= -tol, eig[-1] <= tol
+        return psd, nsd
 
     # ------------------------------------------------------------------ evaluation (minimisation form)
 

@@ -167,3 +167,23 @@ def test_stack_is_block_diagonal_with_coupling_rows(make_prosumer):
     assert Pa.x_ub[1] != -7.0
     with pytest.raises(InputError, match="more than one block"):
         CompiledProblem.stack([Pa, Pa])
+
+
+def test_convexity_by_structure(make_prosumer, make_small_qp):
+    assert CompiledProblem.from_pyomo(make_prosumer(T=3)).is_convex
+    assert CompiledProblem.from_pyomo(make_small_qp(pe.maximize)).is_convex
+    m = make_prosumer(T=3)
+    m.cap[1].set_value(m.s[1] ** 2 - m.g[1] ** 2 <= 4)  # indefinite row
+    assert not CompiledProblem.from_pyomo(m).is_convex
+    m = make_prosumer(T=3)
+    m.cap[1].set_value(m.s[1] ** 2 + m.g[1] ** 2 >= 4)  # convex form bounded below
+    P = CompiledProblem.from_pyomo(m)
+    assert not P.is_convex
+    P.g_lb[P.con_index[m.cap[1]]] = -np.inf  # bounds can change between solves
+    assert P.is_convex
+    m = make_prosumer(T=3)
+    m.obj.sense = pe.minimize  # minimising a concave utility
+    P = CompiledProblem.from_pyomo(m)
+    assert not P.is_convex
+    P.H = -P.H
+    assert P.is_convex

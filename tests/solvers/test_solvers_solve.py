@@ -207,3 +207,12 @@ def test_assigning_a_proximal_hessian_between_solves(prosumer):
     prox = solve(P, warm=free)
     assert kkt_residual(P, prox) < 1e-7
     assert np.linalg.norm(M @ prox.x + b - centre) < np.linalg.norm(M @ free.x + b - centre)
+
+
+def test_no_hot_start_on_a_nonconvex_problem(make_prosumer):
+    m = make_prosumer(T=4)
+    m.cap[2].set_value(m.s[2] ** 2 - m.g[2] ** 2 <= 4)
+    P = CompiledProblem.from_pyomo(m)
+    base = solve(P)
+    P.c = P.c * 1.001
+    assert solve(P, warm=base).solver == "ipopt"
