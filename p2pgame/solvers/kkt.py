@@ -22,6 +22,7 @@ __all__ = ["kkt_residual", "sensitivity", "active_set_newton"]
 
 _REGULARISATION = 1e-10   # relative size of the quasi-definite regularisation of reduced KKT matrices
 _REFINEMENT_STEPS = 5
+_MAX_NEWTON_RUN = 6       # full Newton steps on one working set before the hot start gives up
 
 
 def kkt_residual(problem: CompiledProblem, result: SolveResult) -> float:
@@ -199,7 +200,7 @@ def active_set_newton(problem: CompiledProblem, warm: SolveResult, *, tol: float
     x = np.where(x_side > 0, problem.x_ub, np.where(x_side < 0, problem.x_lb, x))
     y[row_side == 0] = 0.0
     jr, jc = problem.jacobian_structure()
-    steps = 0
+    steps = newton_run = 0
     for _ in range(max_iter):
         rows, free = np.flatnonzero(row_side), np.flatnonzero(x_side == 0)
         target = np.where(row_side[rows] < 0, problem.g_lb[rows], problem.g_ub[rows])
@@ -243,7 +244,7 @@ def active_set_newton(problem: CompiledProblem, warm: SolveResult, *, tol: float
         u, r = _solve_kkt(K, d, -res)
         if u is None:
             return None
-        if _amax(r) > 1e-8 * _amax(res):
+        if _amax(r) > max(1e-8 * _amax(res), 0.1 * ftol):
             # inconsistent: u follows a flat direction; if it descends, go as far as the next bound
             dx_f, dy, limit = u[:free.size], np.zeros(rows.size), np.inf
             if not grad_l[free] @ dx_f < 0:
@@ -259,6 +260,10 @@ def active_set_newton(problem: CompiledProblem, warm: SolveResult, *, tol: float
         x += alpha * dx
         y[rows] += alpha * dy
         steps += 1
+        # Newton on a fixed working set converges in a few full steps or not at all
+        newton_run = newton_run + 1 if block is None else 0
+        if newton_run > _MAX_NEWTON_RUN:
+            return None
         if block is not None:
             kind, idx = block
             if kind == "row":
