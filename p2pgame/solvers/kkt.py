@@ -11,6 +11,7 @@ assembled straight from the problem's sparse triplets and factorised by SuperLU.
 from __future__ import annotations
 
 import time
+
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
