@@ -111,15 +111,15 @@ class EnvelopeProblem:
         raise InputError(f"feeder {net.name}, period {t}: {where}, {text}; no envelope can be assigned")
 
     def shrink_to_limits(self, box: Box, anchor: Box) -> Box:
-        """Pull each period's boxes towards the anchor just enough that every robust row holds exactly.
+        """Pull each period's boxes towards the anchor just enough that no robust row is over by more than ROW_TOL.
 
         Guards against solver tolerances: an LP or Ipopt solution may sit a hair outside a row.
         """
         s_anchor = self.totals(anchor)
+        over = self.rows.violation(self.totals(box)) > ROW_TOL * np.maximum(1.0, np.abs(self.rows.b))
         slack = -self.rows.violation(s_anchor)
         growth = self.rows.lhs(self.totals(box) - s_anchor)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(growth > 0, np.maximum(slack, 0.0) / growth, np.inf)
+            ratio = np.where(over & (growth > 0), np.maximum(slack, 0.0) / growth, np.inf)
         alpha = np.minimum(ratio.min(axis=1), 1.0)[None, :]
         return Box(*(a + alpha * (b - a) for a, b in zip(anchor, box)))
-

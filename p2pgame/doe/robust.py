@@ -38,8 +38,8 @@ from p2pgame.errors import InputError
 THERMAL_SIDES = 16
 """Sides of the polygon that replaces each line's thermal disc (inner approximation)."""
 
-ROW_TOL = 1e-9
-"""Tolerance on a robust row (kW-scaled units) when judging a fixed point feasible."""
+ROW_TOL = 1e-6
+"""Relative tolerance on a robust row (of max(1, |b|), kW-scaled units): solver-made points may sit this far over."""
 
 
 @dataclass

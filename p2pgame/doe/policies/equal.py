@@ -19,4 +19,4 @@ def equal(problem: EnvelopeProblem) -> Box:
     """
     ref = problem.reference
     problem.require_feasible(ref, "with every customer at its reference operation")
-    return common_widths(problem, ref, np.ones(problem.n_customers), symmetric=False)
+    return common_widths(problem, ref, np.ones(problem.n_customers))

@@ -23,4 +23,4 @@ def proportional(problem: EnvelopeProblem) -> Box:
         raise InputError(f"customer {problem.customers[i].id}: der_rating_kw {rating[i]} must be finite and >= 0")
     ref = problem.reference
     problem.require_feasible(ref, "with every customer at its reference operation")
-    return common_widths(problem, ref, rating, symmetric=False)
+    return common_widths(problem, ref, rating)

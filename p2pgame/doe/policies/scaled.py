@@ -1,4 +1,4 @@
-"""Common-width envelopes, shared by `equal`, `proportional` and `welfare`.
+"""Common-width envelopes, shared by `equal` and `proportional`.
 
 Customer i's box is `anchor_i + [-beta_imp * w_i, beta_exp * w_i]` in p, and the same in
 q (kvar) with reactive envelopes, clipped to its range; `w_i` is its weight (1 for equal
@@ -22,11 +22,10 @@ _OUTWARD = (1.0, -1.0, 1.0, -1.0)  # pmax, pmin, qmax, qmin grow up, down, up, d
 _WIDTH = (0, 1, 0, 1)  # which width each side uses: export (0) or import (1)
 
 
-def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, symmetric: bool) -> Box:
+def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray) -> Box:
     """Largest common export and import widths around `anchor`, scaled per customer by `weight` (N,).
 
-    With `symmetric`, the export and import widths are equal (a box centred on the anchor,
-    up to the customers' ranges). The anchor itself must be robustly feasible.
+    The anchor itself must be robustly feasible.
     """
     net, rows = problem.net, problem.rows
     n, periods = net.n, problem.periods
@@ -54,12 +53,7 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, 
                 slope[k * n : (k + 1) * n, _WIDTH[k]] = np.bincount(
                     problem.node_idx[growing], weights=_OUTWARD[k] * weight[growing], minlength=n
                 )
-            if symmetric:
-                slope, top_ = slope.sum(axis=1, keepdims=True), top.max(keepdims=True)
-            else:
-                top_ = top
-            beta = largest_widths(rows.lhs(slope.T).T, rows.b[t] - rows.lhs(fixed[None])[0], top_)
-            beta = np.repeat(beta, 2) if symmetric else beta
+            beta = largest_widths(rows.lhs(slope.T).T, rows.b[t] - rows.lhs(fixed[None])[0], top)
             value = [a[k] + _OUTWARD[k] * beta[_WIDTH[k]] * weight for k in range(4)]
             newly = [free[k] & ~held[k] & (_OUTWARD[k] * (value[k] - c[k]) >= -1e-9 * (1.0 + np.abs(c[k]))) for k in range(4)]
             if not any(x.any() for x in newly):
@@ -72,19 +66,16 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray, *, 
 
 
 def largest_widths(a: np.ndarray, c: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """Maximise the sum of one or two widths `beta` subject to `a @ beta <= c`, `0 <= beta <= top`.
+    """Maximise `b1 + b2` subject to `a @ [b1, b2] <= c`, `0 <= b <= top`.
 
     The rows only grow with the widths (`a >= 0`) and hold at zero (`c >= 0`, up to
-    rounding), so with one width the answer is the tightest ratio; with two, the largest
-    second width `g(b1)` is concave in the first and `b1 + g(b1)` is maximised by
-    bisection on the sign of its slope (to machine precision).
+    rounding). The largest second width `g(b1)` is concave in the first, so `b1 + g(b1)`
+    is maximised by bisection on the sign of its slope (to machine precision).
     """
     c = np.maximum(c, 0.0)
     a1 = a[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         b1_max = min(top[0], np.min(np.where(a1 > 0, c / a1, np.inf)))
-    if a.shape[1] == 1:
-        return np.array([b1_max])
     a2 = a[:, 1]
     rising = a2 > 0
 

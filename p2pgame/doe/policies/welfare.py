@@ -1,23 +1,25 @@
-"""`welfare`: envelopes centred on the network-constrained social optimum."""
+"""`welfare`: envelopes around the network-constrained social optimum."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from p2pgame.doe.policies.scaled import common_widths
+from p2pgame.doe.policies.fair import log_widths
 from p2pgame.doe.problem import Box, EnvelopeProblem
 from p2pgame.errors import InputError
 
 
 def welfare(problem: EnvelopeProblem, *, operating_point) -> Box:
-    """The largest common-width box centred on the operating point `(p_kw, q_kvar)`, each `(N, T)`.
+    """The proportionally fair boxes around the operating point `(p_kw, q_kvar)`, each `(N, T)`.
 
-    The caller (the market module) supplies the network-constrained social optimum. Every
-    box contains that point, so the welfare-maximising allocation stays available to the
-    market; around it each customer gets the same room to deviate in both directions
-    (one width per period, in kW and, with reactive envelopes, in kvar), as large as the
-    robust limits allow, clipped to the customer's range. `q_kvar` may be None (zero) and
-    is ignored without reactive envelopes.
+    The caller (the market module) supplies the network-constrained social optimum, a
+    feasible operation of every customer. Every box contains it, so the welfare-maximising
+    allocation stays available to the market. Around it each customer gets room to
+    deviate on every side: the sum of the logs of the export widths (`pmax - p*`) and
+    import widths (`p* - pmin`), and of the q widths with reactive envelopes, is as large
+    as the robust limits allow. Where a limit binds at the optimum, the sides that would
+    push it further stay at p*, the others open. `q_kvar` may be None (zero); it is
+    ignored without reactive envelopes.
     """
     shape = (problem.n_customers, problem.periods)
     try:
@@ -26,6 +28,8 @@ def welfare(problem: EnvelopeProblem, *, operating_point) -> Box:
         q_kvar = None if q_kvar is None else np.broadcast_to(np.asarray(q_kvar, dtype=float), shape)
     except (TypeError, ValueError) as exc:
         raise InputError(f"welfare policy: operating_point must be (p_kw, q_kvar) arrays of shape {shape}: {exc}") from None
+    if not np.isfinite(p_kw).all() or (q_kvar is not None and not np.isfinite(q_kvar).all()):
+        raise InputError("welfare policy: operating_point contains NaN or inf")
     anchor = problem.anchored(p_kw, q_kvar)
     problem.require_feasible(anchor, "at the operating point")
-    return common_widths(problem, anchor, np.ones(shape[0]), symmetric=True)
+    return log_widths(problem, anchor)
