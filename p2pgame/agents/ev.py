@@ -49,7 +49,7 @@ class EVCharger(Agent):
         plugged = self._plugged(T)
         i = self.id
         pmax = scalar(i, "charger_kw", self.charger_kw, lower=0.0)
-        scalar(i, "charger_kva", self.charger_kva, lower=pmax)
+        scalar(i, "charger_kva", self.charger_kva, lower=max(pmax, 0.0), strict_lower=True)
         eff = scalar(i, "efficiency", self.efficiency, lower=0.0, upper=1.0, strict_lower=True)
         energy = scalar(i, "energy_kwh", self.energy_kwh, lower=0.0)
         scalar(i, "reactive_cost_per_kvar2h", self.reactive_cost_per_kvar2h, lower=0.0)
@@ -63,7 +63,8 @@ class EVCharger(Agent):
         b.s = pyo.Var(b.T, bounds=lambda _, t: (-self.charger_kva, self.charger_kva) if plugged[t] else (0.0, 0.0))
         b.energy = pyo.Constraint(expr=sum(dt_h * self.efficiency * b.ch[t] for t in b.T) >= self.energy_kwh)
         b.charger = pyo.Constraint(
-            [t for t in range(T) if plugged[t]], rule=lambda _, t: b.ch[t] ** 2 + b.s[t] ** 2 <= self.charger_kva**2
+            [t for t in range(T) if plugged[t]],
+            rule=lambda _, t: (b.ch[t] / self.charger_kva) ** 2 + (b.s[t] / self.charger_kva) ** 2 <= 1.0,
         )
         b.p = pyo.Expression(b.T, rule=lambda _, t: -b.ch[t])
         b.q = pyo.Expression(b.T, rule=lambda _, t: b.s[t])

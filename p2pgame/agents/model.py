@@ -127,9 +127,9 @@ class AgentModel:
             self._apply_box(prob)
 
     def _apply_box(self, prob: CompiledProblem) -> None:
-        b = self.box
-        prob.g_lb[self.env_rows] = np.concatenate([b.pmin_kw, b.qmin_kvar])
-        prob.g_ub[self.env_rows] = np.concatenate([b.pmax_kw, b.qmax_kvar])
+        b = self.box  # rows hold M x; p = M x + b, so the bounds shift by b
+        prob.g_lb[self.env_rows] = np.concatenate([b.pmin_kw, b.qmin_kvar]) - self.b
+        prob.g_ub[self.env_rows] = np.concatenate([b.pmax_kw, b.qmax_kvar]) - self.b
 
     # --------------------------------------------------------------- values
 

@@ -130,8 +130,8 @@ class Prosumer(Agent):
 
         b.soc = pyo.Constraint(b.T, rule=soc)
         if p["S"] > 0:
-            b.inverter = pyo.Constraint(
-                b.T, rule=lambda _, t: (b.g[t] + b.d[t] - b.c[t]) ** 2 + b.s[t] ** 2 <= p["S"] ** 2
+            b.inverter = pyo.Constraint(  # normalised to the rating: well scaled for Ipopt at any size
+                b.T, rule=lambda _, t: ((b.g[t] + b.d[t] - b.c[t]) / p["S"]) ** 2 + (b.s[t] / p["S"]) ** 2 <= 1.0
             )
         else:  # no inverter: nothing passes the DC side
             for var in (b.g, b.c, b.d, b.s):
