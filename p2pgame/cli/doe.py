@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from p2pgame.errors import InputError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,14 +19,24 @@ def register(sub) -> None:
         "corners under LinDistFlow and under the AC power flow.",
     )
     p.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
-    p.add_argument("--policy", required=True, metavar="NAME", help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated")
+    p.add_argument(
+        "--policy", required=True, metavar="NAME",
+        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated",
+    )
     p.add_argument("--base", metavar="NAME", help="policy that ac-validated starts from (default max-total)")
-    p.add_argument("--no-reactive", action="store_true", help="P envelopes only; Q fixed (unity power factor, or --q-range)")
-    p.add_argument("--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"), help="fixed Q range in kvar for --no-reactive")
+    p.add_argument(
+        "--no-reactive", action="store_true", help="P envelopes only; Q fixed (unity power factor, or --q-range)"
+    )
+    p.add_argument(
+        "--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"), help="fixed Q range in kvar for --no-reactive"
+    )
     p.add_argument("--vmin", type=float, metavar="PU", help="lower voltage limit (default: the feeder's)")
     p.add_argument("--vmax", type=float, metavar="PU", help="upper voltage limit (default: the feeder's)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--export-dss", metavar="DIR", help="write export_corner.dss and import_corner.dss for the period with the largest envelope")
+    p.add_argument(
+        "--export-dss", metavar="DIR",
+        help="write export_corner.dss and import_corner.dss for the period with the largest envelope",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,16 +49,13 @@ def load(path: str | None):
     try:
         from p2pgame.scenario import load_scenario
     except ImportError:
-        from p2pgame.errors import InputError
-
-        raise InputError(f"{path}: scenario files cannot be read yet (p2pgame.scenario.load_scenario is missing)") from None
+        raise InputError(f"{path}: scenario files cannot be read yet (no p2pgame.scenario.load_scenario)") from None
     return load_scenario(path)
 
 
 def envelopes_for(scenario, policy: str, *, reactive: bool, q_range_kvar=None, base: str | None = None):
     """Assign the envelopes of `scenario`; `welfare` takes its operating point from the market module."""
     from p2pgame import doe
-    from p2pgame.errors import InputError
 
     if base is not None and policy != "ac-validated":
         raise InputError(f"--base applies to --policy ac-validated, not {policy}")
@@ -65,7 +74,6 @@ def envelopes_for(scenario, policy: str, *, reactive: bool, q_range_kvar=None, b
 
 def run(args) -> int:
     from p2pgame.doe.report import export_dss, worst_case_report
-    from p2pgame.errors import InputError
 
     scenario = load(args.scenario)
     if args.vmin is not None or args.vmax is not None:
@@ -90,7 +98,8 @@ def table(envelopes, report: dict) -> str:
     lines = [
         f"policy {envelopes.policy}, {envelopes.periods} periods, "
         f"{'P and Q' if envelopes.reactive else 'P only (Q fixed)'} envelopes",
-        f"{'customer':<12}{'node':<8}{'export kW':>11}{'import kW':>11}{'q min kvar':>12}{'q max kvar':>12}{'min width kW':>14}",
+        f"{'customer':<12}{'node':<8}{'export kW':>11}{'import kW':>11}"
+        f"{'q min kvar':>12}{'q max kvar':>12}{'min width kW':>14}",
     ]
     for i, (cid, node) in enumerate(zip(envelopes.customer_ids, envelopes.nodes)):
         lines.append(

@@ -8,7 +8,7 @@ import numpy as np
 
 from p2pgame.doe.envelopes import Envelopes
 from p2pgame.doe.policies import check_policy
-from p2pgame.doe.problem import Box, EnvelopeProblem
+from p2pgame.doe.problem import Box, EnvelopeProblem, zero_width
 from p2pgame.doe.robust import NetworkArrays, RobustRows, check_passive
 from p2pgame.errors import InputError
 
@@ -27,10 +27,10 @@ def assign(
     """Box envelopes for `customers` on `feeder` over `periods` periods of `dt_h` hours, by `policy`.
 
     `reactive=True` gives P and Q envelopes. `reactive=False` gives P envelopes with a fixed
-    Q range per customer: `q_range_kvar=(qmin, qmax)` (scalars, or arrays broadcastable
-    to `(N, T)`), or by default each
-    customer's reactive export without reactive trading (`reactive_without_trading`, unity
-    power factor; zero for a customer object without that method). Boxes lie inside each
+    Q range per customer: `q_range_kvar=(qmin, qmax)` (scalars, or arrays broadcastable to
+    `(N, T)`), or by default each customer's reactive export without reactive trading
+    (`reactive_without_trading`, unity power factor; zero for a customer object without
+    that method). `options` go to the policy (see `POLICIES`). Boxes lie inside each
     customer's capability, contain its reference operation (see `_reference_operation`)
     and are checked with `customer.check_envelope`.
 
@@ -57,18 +57,17 @@ def assign(
     check_passive(net)
     node_idx = np.array([_node_index(feeder, c) for c in customers])
     capability = _capabilities(customers, periods, dt_h, reactive, q_range_kvar)
+    reference = zero_width(capability, reactive, *_reference_operation(customers, capability, periods, dt_h))
     problem = EnvelopeProblem(
         net=net,
         rows=RobustRows.build(net),
         customers=customers,
         node_idx=node_idx,
         capability=capability,
-        reference=capability,
+        reference=reference,
         reactive=reactive,
-        dt_h=dt_h,
         feeder=feeder,
     )
-    problem.reference = problem.anchored(*_reference_operation(customers, capability, periods, dt_h))
     box = policy_fn(problem, **options)
     for i, customer in enumerate(customers):
         customer.check_envelope(box.pmin_kw[i], box.pmax_kw[i], box.qmin_kvar[i], box.qmax_kvar[i], dt_h)
@@ -113,13 +112,14 @@ def _reference_operation(customers, capability: Box, periods: int, dt_h: float) 
 def _node_index(feeder, customer) -> int:
     if customer.node is None or str(customer.node) not in feeder.nodes:
         raise InputError(
-            f"customer {customer.id!r}: node {customer.node!r} is not a node of feeder {feeder.name} below its substation"
+            f"customer {customer.id!r}: node {customer.node!r} is not a node of feeder {feeder.name} "
+            "below its substation"
         )
     return feeder.index(customer.node)
 
 
 def _capabilities(customers, periods: int, dt_h: float, reactive: bool, q_range_kvar) -> Box:
-    """Stack the customers' capabilities `(N, T)`; without reactive envelopes q becomes the fixed range, clipped into it."""
+    """Stack the customers' capabilities `(N, T)`; without reactive envelopes q becomes the fixed range (clipped)."""
     sides = {name: np.empty((len(customers), periods)) for name in Box._fields}
     for i, customer in enumerate(customers):
         cap = customer.capability(periods, dt_h)
@@ -127,7 +127,8 @@ def _capabilities(customers, periods: int, dt_h: float, reactive: bool, q_range_
             value = np.asarray(getattr(cap, name), dtype=float)
             if value.shape != (periods,) or not np.isfinite(value).all():
                 raise InputError(
-                    f"customer {customer.id!r}: capability {name} must be {periods} finite values, got shape {value.shape}"
+                    f"customer {customer.id!r}: capability {name} must be {periods} finite values, "
+                    f"got shape {value.shape}"
                 )
             sides[name][i] = value
         for lo, hi in (("pmin_kw", "pmax_kw"), ("qmin_kvar", "qmax_kvar")):
@@ -135,7 +136,8 @@ def _capabilities(customers, periods: int, dt_h: float, reactive: bool, q_range_
             if bad.size:
                 t = int(bad[0])
                 raise InputError(
-                    f"customer {customer.id!r}, period {t}: capability {lo} {sides[lo][i, t]:g} is above {hi} {sides[hi][i, t]:g}"
+                    f"customer {customer.id!r}, period {t}: capability {lo} {sides[lo][i, t]:g} "
+                    f"is above {hi} {sides[hi][i, t]:g}"
                 )
     if not reactive:
         if q_range_kvar is None:

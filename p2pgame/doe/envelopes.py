@@ -47,7 +47,7 @@ class Envelopes:
         return Box(self.pmin_kw[i], self.pmax_kw[i], self.qmin_kvar[i], self.qmax_kvar[i])
 
     def to_dict(self, worst_case: dict | None = None) -> dict:
-        """The JSON object of `p2pgame doe --json`; `worst_case` ({"lindistflow": ..., "ac": ...}) is added when given."""
+        """The JSON object of `p2pgame doe --json`; `worst_case` ({"lindistflow": ..., "ac": ...}) if given."""
         out = {
             "policy": self.policy,
             "periods": self.periods,

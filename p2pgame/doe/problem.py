@@ -5,7 +5,8 @@ their reference operation, the mode) and returns a `Box` of `(N, T)` bounds. Eve
 policy grows boxes outwards from a zero-width anchor box at a feasible operation of each
 customer, so every box contains a feasible point for its customer. Every robust row
 only grows as a box widens (R, X >= 0), so a policy's LP is feasible exactly when its
-anchor is, and shrinking a box towards its anchor never breaks a limit. `require_feasible` and `shrink_to_limits` rely on this.
+anchor is, and shrinking a box towards its anchor never breaks a limit;
+`require_feasible` and `shrink_to_limits` rely on this.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ class EnvelopeProblem:
     capability: Box
     reference: Box
     reactive: bool
-    dt_h: float
     feeder: Any = None
 
     @property
@@ -73,15 +73,8 @@ class EnvelopeProblem:
         return self.capability.pmin_kw.shape[1]
 
     def anchored(self, p_kw: np.ndarray, q_kvar: np.ndarray | None = None) -> Box:
-        """Zero-width box at the operation `(p_kw, q_kvar)` (N, T), moved into each customer's range
-        (against rounding). Without reactive envelopes, q keeps the fixed range instead.
-        """
-        cap = self.capability
-        p = np.clip(p_kw, cap.pmin_kw, cap.pmax_kw)
-        if not self.reactive:
-            return Box(p, p.copy(), cap.qmin_kvar, cap.qmax_kvar)
-        q = np.clip(np.zeros_like(p) if q_kvar is None else q_kvar, cap.qmin_kvar, cap.qmax_kvar)
-        return Box(p, p.copy(), q, q.copy())
+        """Zero-width box at the operation `(p_kw, q_kvar)` (N, T); see `zero_width`."""
+        return zero_width(self.capability, self.reactive, p_kw, q_kvar)
 
     def totals(self, box: Box) -> np.ndarray:
         """Node totals `[P+, P-, Q+, Q-]` of a box, `(T, 4n)`."""
@@ -123,3 +116,15 @@ class EnvelopeProblem:
             ratio = np.where(over & (growth > 0), np.maximum(slack, 0.0) / growth, np.inf)
         alpha = np.minimum(ratio.min(axis=1), 1.0)[None, :]
         return Box(*(a + alpha * (b - a) for a, b in zip(anchor, box)))
+
+
+def zero_width(capability: Box, reactive: bool, p_kw: np.ndarray, q_kvar: np.ndarray | None) -> Box:
+    """Zero-width box at the operation `(p_kw, q_kvar)` (N, T), moved into each customer's range.
+
+    `q_kvar` None means zero. Without reactive envelopes q keeps the fixed range instead.
+    """
+    p = np.clip(p_kw, capability.pmin_kw, capability.pmax_kw)
+    if not reactive:
+        return Box(p, p.copy(), capability.qmin_kvar, capability.qmax_kvar)
+    q = np.clip(np.zeros_like(p) if q_kvar is None else q_kvar, capability.qmin_kvar, capability.qmax_kvar)
+    return Box(p, p.copy(), q, q.copy())

@@ -297,12 +297,15 @@ def check_passive(net: NetworkArrays) -> None:
     """Raise InputError when the passive loads alone (every customer at zero exchange) break a LinDistFlow limit."""
     v = net.voltage_pu(-net.load_kw, -net.load_kvar)
     s_kva = np.hypot(net.flow(-net.load_kw), net.flow(-net.load_kvar))
-    checks = (
-        (v > net.vmax_pu + 1e-9, lambda t, j: f"a LinDistFlow voltage of {v[t, j]:.4f} pu at node {net.nodes[j]}, above vmax_pu {net.vmax_pu}"),
-        (v < net.vmin_pu - 1e-9, lambda t, j: f"a LinDistFlow voltage of {v[t, j]:.4f} pu at node {net.nodes[j]}, below vmin_pu {net.vmin_pu}"),
-        (s_kva > net.rating_kva * (1 + 1e-9), lambda t, j: f"a flow of {s_kva[t, j]:.1f} kVA into node {net.nodes[j]}, above its rating {net.rating_kva[j]:.1f} kVA"),
-    )
-    for bad, describe in checks:
+    for bad, text in (
+        (v > net.vmax_pu + 1e-9, "a LinDistFlow voltage of {v:.4f} pu at node {node}, above vmax_pu {vmax}"),
+        (v < net.vmin_pu - 1e-9, "a LinDistFlow voltage of {v:.4f} pu at node {node}, below vmin_pu {vmin}"),
+        (s_kva > net.rating_kva * (1 + 1e-9), "a flow of {s:.1f} kVA into node {node}, over its {rating:.1f} kVA"),
+    ):
         if bad.any():
             t, j = np.argwhere(bad)[0]
-            raise InputError(f"feeder {net.name}, period {t}: the passive loads alone give {describe(t, j)}")
+            detail = text.format(
+                v=v[t, j], s=s_kva[t, j], node=net.nodes[j],
+                vmax=net.vmax_pu, vmin=net.vmin_pu, rating=net.rating_kva[j],
+            )
+            raise InputError(f"feeder {net.name}, period {t}: the passive loads alone give {detail}")

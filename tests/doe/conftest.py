@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from p2pgame.doe.problem import Box, EnvelopeProblem
+from p2pgame.doe.problem import Box, EnvelopeProblem, zero_width
 from p2pgame.doe.robust import NetworkArrays, RobustRows
 from p2pgame.errors import InputError
 
@@ -70,8 +70,8 @@ def synthetic_arrays(n=12, n_customers=20, periods=3, seed=3, impedance=(0.01, 0
     cap = Box(*(np.repeat(np.asarray(v)[:, None], periods, 1) for v in (lower, upper, -0.5 * rating, 0.5 * rating)))
     if not reactive:
         cap = Box(cap.pmin_kw, cap.pmax_kw, np.zeros_like(cap.pmin_kw), np.zeros_like(cap.pmin_kw))
-    problem = EnvelopeProblem(net, RobustRows.build(net), customers, node_idx, cap, cap, reactive, 1.0)
-    problem.reference = problem.anchored(np.clip(0.0, cap.pmin_kw, cap.pmax_kw), np.clip(0.0, cap.qmin_kvar, cap.qmax_kvar))
+    reference = zero_width(cap, reactive, np.zeros_like(cap.pmin_kw), None)
+    problem = EnvelopeProblem(net, RobustRows.build(net), customers, node_idx, cap, reference, reactive)
     return net, problem
 
 

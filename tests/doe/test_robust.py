@@ -112,3 +112,19 @@ def test_rows_only_grow_as_boxes_widen():
     n = net.n
     widening = np.concatenate([np.ones(n), -np.ones(n), np.ones(n), -np.ones(n)])
     assert (g * widening >= 0).all()
+
+
+def test_envelopes_json_and_per_customer_view():
+    from p2pgame.doe.envelopes import Envelopes
+
+    arrays = [np.full((2, 3), v) for v in (-1.0, 2.0, -0.5, 0.5)]
+    env = Envelopes("equal", ("a", "b"), ("n1", "n2"), *arrays, vmin_pu=0.95, vmax_pu=1.05)
+    out = env.to_dict({"lindistflow": {}, "ac": {}})
+    assert out["periods"] == 3 and out["limits"] == {"vmin_pu": 0.95, "vmax_pu": 1.05}
+    assert out["envelopes"][1] == {
+        "customer": "b", "node": "n2", "pmin_kw": [-1.0] * 3, "pmax_kw": [2.0] * 3,
+        "qmin_kvar": [-0.5] * 3, "qmax_kvar": [0.5] * 3,
+    }
+    assert env.of("b").pmax_kw.tolist() == [2.0] * 3 and env.of("b").periods == 3
+    with pytest.raises(InputError, match="no customer 'c'"):
+        env.of("c")

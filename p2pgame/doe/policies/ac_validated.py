@@ -1,4 +1,4 @@
-"""`ac-validated`: envelopes of another policy, shrunk until the AC power flow of their worst corners is within limits."""
+"""`ac-validated`: another policy's envelopes, shrunk until the AC power flow of their worst corners is in limits."""
 
 from __future__ import annotations
 

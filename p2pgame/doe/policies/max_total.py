@@ -13,9 +13,10 @@ def max_total(problem: EnvelopeProblem) -> Box:
     """Maximise the total width `sum_i (pmax_i - pmin_i) + (qmax_i - qmin_i)` in every period.
 
     An LP (HiGHS, hot-started from period to period) on the node totals of the bounds,
-    each between the totals of its customers' reference points and of their ranges. Customers at one node are interchangeable for
-    the network, so each node's total is split among them in proportion to their headroom
-    (every customer at a node gets the same fraction of its range). Across nodes the
+    each between the totals of its customers' reference operations and of their ranges.
+    Customers at one node are interchangeable for the network, so each node's total is
+    split among them in proportion to their headroom (every customer at a node gets the
+    same fraction of its range). Across nodes the
     policy is purely efficient: customers where the network is weak (large R, X) may get
     nothing.
     """

@@ -5,11 +5,12 @@ q (kvar) with reactive envelopes, clipped to its range; `w_i` is its weight (1 f
 widths, its DER rating for proportional ones). Per period, the export width `beta_exp`
 and the import width `beta_imp` maximise `beta_exp + beta_imp` under the robust rows.
 
-Clipping makes a node's totals concave in the widths, so the LP is solved by
+Clipping makes a node's totals concave in the widths, so the problem is solved by
 water-filling: customers whose range ends before the common width are held at the end
-of their range and the two-variable LP is solved again, until no new customer is held.
-Every round's LP counts a held customer at its range end, which is at least what its
-clipped box uses, so each round's widths are robustly feasible and never shrink.
+of their range and the two-width problem (`largest_widths`, exact) is solved again,
+until no new customer is held. Every round counts a held customer at its range end,
+which is at least what its clipped box uses, so each round's widths are robustly
+feasible.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray) -> 
         a = [side[:, t] for side in anchor_sides]
         c = [side[:, t] for side in cap_sides]
         room = [_OUTWARD[k] * (c[k] - a[k]) for k in range(4)]
-        free = [(weight > 0) & (room[k] > 1e-9 * (1.0 + np.abs(c[k]))) if k in sides else np.zeros(len(weight), bool) for k in range(4)]
+        free = [(weight > 0) & (room[k] > 1e-9 * (1.0 + np.abs(c[k]))) & (k in sides) for k in range(4)]
         held = [np.zeros(len(weight), bool) for _ in range(4)]
         with np.errstate(divide="ignore", invalid="ignore"):
             reach = [np.where(free[k], room[k] / weight, 0.0) for k in range(4)]
@@ -55,7 +56,10 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray) -> 
                 )
             beta = largest_widths(rows.lhs(slope.T).T, rows.b[t] - rows.lhs(fixed[None])[0], top)
             value = [a[k] + _OUTWARD[k] * beta[_WIDTH[k]] * weight for k in range(4)]
-            newly = [free[k] & ~held[k] & (_OUTWARD[k] * (value[k] - c[k]) >= -1e-9 * (1.0 + np.abs(c[k]))) for k in range(4)]
+            newly = [
+                free[k] & ~held[k] & (_OUTWARD[k] * (value[k] - c[k]) >= -1e-9 * (1.0 + np.abs(c[k])))
+                for k in range(4)
+            ]
             if not any(x.any() for x in newly):
                 break
             held = [h | x for h, x in zip(held, newly)]

@@ -27,7 +27,9 @@ def welfare(problem: EnvelopeProblem, *, operating_point) -> Box:
         p_kw = np.broadcast_to(np.asarray(p_kw, dtype=float), shape)
         q_kvar = None if q_kvar is None else np.broadcast_to(np.asarray(q_kvar, dtype=float), shape)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"welfare policy: operating_point must be (p_kw, q_kvar) arrays of shape {shape}: {exc}") from None
+        raise InputError(
+            f"welfare policy: operating_point must be (p_kw, q_kvar) arrays of shape {shape}: {exc}"
+        ) from None
     if not np.isfinite(p_kw).all() or (q_kvar is not None and not np.isfinite(q_kvar).all()):
         raise InputError("welfare policy: operating_point contains NaN or inf")
     anchor = problem.anchored(p_kw, q_kvar)
