@@ -45,6 +45,7 @@ class NashSettings:
     price_step_per_kwh: float = 0.01
     max_price_step: float = 0.1
     exact_sensitivities: bool = True
+    gauss_seidel_damping: float = 0.5
 
 
 @dataclass
@@ -71,8 +72,29 @@ def initial_rho(game, settings: NashSettings) -> float:
     return settings.price_step_per_kwh * game.dt_h / (0.1 * float(np.median(spans)))
 
 
-def solve_nash(game, settings: NashSettings, *, progress=None) -> NashOutcome:
-    """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled."""
+def proximal_response(model, prices, rho: float, centre: np.ndarray, exact: bool = True):
+    """A player's proximal best response and its price sensitivity d(p, q)/d(lam, mu) (2T x 2T)."""
+    r = model.best_response(prices, proximal=(rho, centre))
+    dx = sensitivity(model._prox_problem(rho), r.solution, model.price_gradient().T) if exact else None
+    if dx is None:  # the proximal bound: no player moves faster than dt / rho per unit price
+        return r, np.diag(np.full(2 * model.T, model.dt_h / rho))
+    return r, model.M @ dx
+
+
+class SerialExecutor:
+    """Runs a Jacobi round's best responses one after another in this process."""
+
+    def map(self, models, prices, rho, centres, exact):
+        return [proximal_response(m, prices, rho, c, exact) for m, c in zip(models, centres)]
+
+
+def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) -> NashOutcome:
+    """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled.
+
+    `executor.map(models, prices, rho, centres, exact)` computes a Jacobi round's
+    responses (default: serially in this process).
+    """
+    executor = executor or SerialExecutor()
     T, dt = game.T, game.dt_h
     mask = game.traded
     models = game.players
@@ -88,21 +110,21 @@ def solve_nash(game, settings: NashSettings, *, progress=None) -> NashOutcome:
     centre = net.copy()
     sens = np.zeros((M, 2 * T, 2 * T))
 
-    def respond(i: int, prices) -> None:
-        model = models[i]
-        r = model.best_response(prices, proximal=(rho, centre[i]))
+    seen = np.tile(price, (M, 1))  # the prices each player last responded to
+
+    def accept(i: int, r, s: np.ndarray, at: np.ndarray) -> None:
         responses[i] = r
         net[i] = np.concatenate([r.p_kw, r.q_kvar])
-        dx = None
-        if settings.exact_sensitivities:
-            dx = sensitivity(model._prox_problem(rho), r.solution, model.price_gradient().T)
-        sens[i] = model.M @ dx if dx is not None else np.diag(np.full(2 * T, dt / rho))
+        sens[i] = s
+        seen[i] = at
 
     def newton_step() -> np.ndarray:
-        z = net.sum(axis=0)[mask]
+        """Move to the price that clears the market if every player reacts along its sensitivity
+        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel)."""
         S = sens.sum(axis=0)[np.ix_(mask, mask)]
         S = 0.5 * (S + S.T) + (dt / rho) * 1e-6 * np.eye(S.shape[0])
-        d = -np.linalg.solve(S, z)
+        predicted = net.sum(axis=0)[mask] + np.einsum("ijk,ik->j", sens[:, mask][:, :, mask], price[mask] - seen[:, mask])
+        d = -np.linalg.solve(S, predicted)
         scale = np.max(np.abs(d), initial=0.0) / settings.max_price_step
         out = np.zeros(2 * T)
         out[mask] = d / max(scale, 1.0)
@@ -114,13 +136,14 @@ def solve_nash(game, settings: NashSettings, *, progress=None) -> NashOutcome:
         before = net.copy()
         if settings.method == "jacobi":
             prices = game.prices(price)
-            for i in range(M):
-                respond(i, prices)
+            for i, (r, s) in enumerate(executor.map(models, prices, rho, centre, settings.exact_sensitivities)):
+                accept(i, r, s, price)
             price = price + newton_step()
         else:
             for i in range(M):
-                respond(i, game.prices(price))
-                price = price + newton_step()
+                r, s = proximal_response(models[i], game.prices(price), rho, centre[i], settings.exact_sensitivities)
+                accept(i, r, s, price)
+                price = price + settings.gauss_seidel_damping * newton_step()
         z = net.sum(axis=0)
         pull = rho * float(np.max(np.abs(net - centre)[:, mask])) / dt  # $/kWh the proximal terms still exert
         row = {
@@ -149,7 +172,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None) -> NashOutcome:
             f" {settings.tol_price_per_kwh:g} $/kWh); raise max_iterations or check the scenario"
         )
     if settings.method == "jacobi":  # report the prices the last responses were made at
-        price = price - newton_step()
+        price = seen[0].copy()
     return NashOutcome(
         prices=price,
         responses=responses,
