@@ -38,9 +38,8 @@ class NashSettings:
 
     method: str = "gauss-seidel"
     max_iterations: int = 200
-    tol_imbalance_kw: float = 1e-4
-    tol_nash_rel: float = 1e-7
-    tol_price_per_kwh: float = 1e-6
+    tol_imbalance_kw: float = 1e-6
+    tol_price_per_kwh: float = 1e-9
     initial_price_per_kwh: float = 0.1
     price_step_per_kwh: float = 0.01
     max_price_step: float = 0.1

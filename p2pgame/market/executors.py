@@ -1,0 +1,246 @@
+"""Where a Jacobi round's best responses run: in this process, on a process pool, or on Dask.
+
+`solve_nash` calls `executor.map(models, prices, rho, centres, exact)` and expects,
+in order, what `proximal_response(model, prices, rho, centre, exact)` returns for
+each model. Compiled models hold solver objects that do not pickle, so the
+parallel executors ship each agent's *definition* once (an `Agent` pickles
+without its compiled models), compile it on a worker and keep that worker-local
+model between rounds: the compiled problem and the solver's warm start persist.
+Every agent always goes to the same worker (fixed contiguous chunks, one task
+per worker and round). A worker receives an agent's envelope and warm start
+whenever the main-process model's differ from what it last saw, and the
+main-process model takes the worker's warm start back after each round, so the
+workers repeat the serial computation exactly: prices agree with `SerialExecutor`
+to rounding at the same number of rounds.
+
+    with open_executor("dask") as executor:       # LocalCluster, 2 workers x 1 thread
+        outcome = solve_nash(game, settings, executor=executor)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from contextlib import contextmanager
+import weakref
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from p2pgame.errors import InputError
+from p2pgame.market.nash import SerialExecutor, proximal_response
+
+__all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor", "open_executor", "EXECUTORS"]
+
+EXECUTORS = ("serial", "processes", "dask")
+
+# Worker side: executor token -> slot -> compiled AgentModel (one dict per worker process).
+_WORKER_MODELS: dict[str, dict[int, object]] = {}
+
+
+@dataclass
+class _Item:
+    """One agent's share of a round, as sent to its worker."""
+
+    slot: int
+    centre: np.ndarray
+    agent: object = None  # the Agent definition, on first contact only
+    periods: int = 0
+    dt_h: float = 1.0
+    box: object = None  # a new envelope, when it changed
+    send_warm: bool = False
+    warm: object = None
+
+
+def _respond(token: str, prices, rho: float, exact: bool, items: list[_Item]) -> list:
+    """Worker side: proximal responses of one chunk with the worker-local compiled models."""
+    models = _WORKER_MODELS.setdefault(token, {})
+    out = []
+    for it in items:
+        if it.agent is not None:
+            models[it.slot] = it.agent.model(it.periods, it.dt_h)
+        model = models[it.slot]
+        if it.box is not None:
+            model.set_box(it.box)
+        if it.send_warm:
+            model._warm = it.warm  # the solver's warm start: the main model's last successful solve
+        out.append(proximal_response(model, prices, rho, it.centre, exact))
+    return out
+
+
+def _forget(token: str) -> None:
+    """Worker side: drop the models of one executor."""
+    _WORKER_MODELS.pop(token, None)
+
+
+def _init_process() -> None:
+    """Process-pool initializer: a fresh model cache in each worker process."""
+    _WORKER_MODELS.clear()
+
+
+@dataclass
+class _Slot:
+    """What the main process knows about one model's worker-side copy."""
+
+    slot: int
+    worker: int
+    box: object = None
+    warm: object = None
+    shipped: bool = field(default=False)
+
+
+class _PinnedExecutor:
+    """Common part of the parallel executors: agent -> worker routing and state synchronisation."""
+
+    n_workers = 2
+
+    def __init__(self):
+        self.token = uuid.uuid4().hex
+        self._slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._next_slot = 0
+
+    def _slot(self, model, position: int, count: int) -> _Slot:
+        s = self._slots.get(model)
+        if s is None:
+            s = _Slot(self._next_slot, position * self.n_workers // count)
+            self._next_slot += 1
+            self._slots[model] = s
+        return s
+
+    def map(self, models, prices, rho, centres, exact):
+        """Proximal responses and sensitivities of all models, in order (as SerialExecutor.map)."""
+        models = list(models)
+        chunks: list[list[_Item]] = [[] for _ in range(self.n_workers)]
+        where: list[list[int]] = [[] for _ in range(self.n_workers)]
+        slots = []
+        for i, (model, centre) in enumerate(zip(models, centres)):
+            s = self._slot(model, i, len(models))
+            item = _Item(s.slot, np.asarray(centre, float))
+            if not s.shipped:
+                item.agent, item.periods, item.dt_h = model.agent, model.T, model.dt_h
+            if not s.shipped or model.box is not s.box:
+                item.box = model.box
+            if not s.shipped or model._warm is not s.warm:
+                item.send_warm, item.warm = True, model._warm
+            chunks[s.worker].append(item)
+            where[s.worker].append(i)
+            slots.append(s)
+        results = self._run(float(rho), bool(exact), prices, chunks)
+        out: list = [None] * len(models)
+        for idx, res in zip(where, results):
+            for i, r in zip(idx, res):
+                out[i] = r
+        for model, s, (response, _) in zip(models, slots, out):
+            model._warm = response.solution  # as after a serial solve: only successful solves return
+            s.shipped, s.box, s.warm = True, model.box, model._warm
+        return out
+
+    def _run(self, rho: float, exact: bool, prices, chunks: list[list[_Item]]) -> list[list]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class ProcessExecutor(_PinnedExecutor):
+    """Best responses on `n_workers` worker processes (one single-process pool each, so routing is fixed)."""
+
+    def __init__(self, n_workers: int = 2):
+        super().__init__()
+        if int(n_workers) < 1:
+            raise InputError(f"process executor: n_workers must be >= 1, got {n_workers}")
+        self.n_workers = int(n_workers)
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding solver or Dask threads
+        self._pools = [
+            ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_process)
+            for _ in range(self.n_workers)
+        ]
+
+    def _run(self, rho, exact, prices, chunks):
+        futures = [pool.submit(_respond, self.token, prices, rho, exact, items) if items else None
+                   for pool, items in zip(self._pools, chunks)]
+        return [f.result() if f is not None else [] for f in futures]
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools = []
+
+
+class DaskExecutor(_PinnedExecutor):
+    """Best responses on a dask.distributed cluster: the scheduler at `scheduler`, or a LocalCluster.
+
+    Without an address a LocalCluster of `n_workers` processes with one thread each
+    is started (and closed by `close`). With an address, the workers connected at
+    start-up are used; each agent stays on its worker for the executor's lifetime.
+    """
+
+    def __init__(self, scheduler: str | None = None, n_workers: int = 2):
+        super().__init__()
+        from dask.distributed import Client, LocalCluster
+
+        self._cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except OSError as exc:
+                raise InputError(f"dask executor: cannot reach scheduler {scheduler!r}: {exc}") from None
+            self.client.wait_for_workers(1, timeout=60)
+        else:
+            self._cluster = LocalCluster(
+                n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            self.client = Client(self._cluster)
+            self.client.wait_for_workers(int(n_workers), timeout=120)
+        self.workers = sorted(self.client.scheduler_info()["workers"])
+        self.n_workers = len(self.workers)
+
+    def _run(self, rho, exact, prices, chunks):
+        futures = [
+            self.client.submit(_respond, self.token, prices, rho, exact, items,
+                               workers=[addr], allow_other_workers=False, pure=False)
+            for addr, items in zip(self.workers, chunks) if items
+        ]
+        results = iter(self.client.gather(futures))
+        return [next(results) if items else [] for items in chunks]
+
+    def close(self) -> None:
+        if self._cluster is None:
+            self.client.run(_forget, self.token)
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(name: str = "serial", scheduler: str | None = None):
+    """The executor called `name` (serial | processes | dask); `scheduler` is a Dask address.
+
+    Parallel executors hold worker processes: close them (`close()`, or use `open_executor`).
+    """
+    if name not in EXECUTORS:
+        raise InputError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if scheduler and name != "dask":
+        raise InputError(f"a scheduler address applies only to the dask executor, not {name!r}")
+    if name == "processes":
+        return ProcessExecutor()
+    if name == "dask":
+        return DaskExecutor(scheduler)
+    return SerialExecutor()
+
+
+@contextmanager
+def open_executor(name: str = "serial", scheduler: str | None = None):
+    """`make_executor(name, scheduler)` as a context: worker processes are closed on exit."""
+    executor = make_executor(name, scheduler)
+    try:
+        yield executor
+    finally:
+        if not isinstance(executor, SerialExecutor):
+            executor.close()
