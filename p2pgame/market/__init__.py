@@ -83,6 +83,7 @@ def solve(
             method=method,
             max_iterations=int(max_iterations or s.max_iterations),
             tol_imbalance_kw=s.tol_imbalance_kw,
+            tol_nash_rel=s.tol_nash_rel,
             tol_price_per_kwh=s.tol_price_per_kwh,
         )
         outcome = solve_nash(game, settings, progress=progress)

@@ -38,13 +38,15 @@ class NashSettings:
 
     method: str = "gauss-seidel"
     max_iterations: int = 200
-    tol_imbalance_kw: float = 1e-6
+    tol_imbalance_kw: float = 1e-3
+    tol_nash_rel: float = 1e-7
     tol_price_per_kwh: float = 1e-9
     initial_price_per_kwh: float = 0.1
     price_step_per_kwh: float = 0.01
     max_price_step: float = 0.1
     exact_sensitivities: bool = True
     gauss_seidel_damping: float = 0.5
+    rho_decay: float = 0.85
 
 
 @dataclass
@@ -101,6 +103,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     price = np.zeros(2 * T)
     price[:T] = settings.initial_price_per_kwh
     rho = initial_rho(game, settings)
+    rho_min = rho * 0.1
     start = time.perf_counter()
     history: list[dict] = []
 
@@ -124,13 +127,15 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         S = 0.5 * (S + S.T) + (dt / rho) * 1e-6 * np.eye(S.shape[0])
         predicted = net.sum(axis=0)[mask] + np.einsum("ijk,ik->j", sens[:, mask][:, :, mask], price[mask] - seen[:, mask])
         d = -np.linalg.solve(S, predicted)
-        scale = np.max(np.abs(d), initial=0.0) / settings.max_price_step
+        scale = np.max(np.abs(d), initial=0.0) / radius
         out = np.zeros(2 * T)
         out[mask] = d / max(scale, 1.0)
         return out
 
     converged = False
     iteration = 0
+    radius = settings.max_price_step  # trust region of the price steps, $/kWh
+    last_imbalance = np.inf
     for iteration in range(1, settings.max_iterations + 1):
         before = net.copy()
         if settings.method == "jacobi":
@@ -157,11 +162,22 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if progress is not None:
             progress(row)
         imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
-        if imbalance <= settings.tol_imbalance_kw and pull <= settings.tol_price_per_kwh:
+        # shrink the price steps while the imbalance grows, widen them again while it falls
+        radius = max(radius / 2, 1e-6) if imbalance > last_imbalance else min(2 * radius, settings.max_price_step)
+        last_imbalance = imbalance
+        welfare = sum(m.own_value(r.x) for m, r in zip(models, responses))
+        # the price player's possible gain (price range 1 $/kWh) must be a small share of welfare
+        operator_gain = dt * float(np.abs(z[mask]).sum())
+        if (
+            imbalance <= settings.tol_imbalance_kw
+            and operator_gain <= 0.1 * settings.tol_nash_rel * max(abs(welfare), 1.0)
+            and pull <= settings.tol_price_per_kwh
+        ):
             converged = True
             break
         if imbalance <= max(settings.tol_imbalance_kw, 0.1 * float(np.max(np.abs(net - centre)[:, mask]))):
-            centre = net.copy()
+            centre = net.copy()  # the regularised market cleared: a proximal-point step
+            rho = max(rho * settings.rho_decay, rho_min)  # weaker pull, faster outer convergence
     if not converged:
         last = history[-1]
         raise ConvergenceError(

@@ -18,7 +18,8 @@ class MarketSettings:
     reactive: bool = True
     doe_policy: str = "max-total"
     max_iterations: int = 200
-    tol_imbalance_kw: float = 1e-6
+    tol_imbalance_kw: float = 1e-3
+    tol_nash_rel: float = 1e-7
     tol_price_per_kwh: float = 1e-9
 
     def check(self, where: str = "scenario") -> None:
@@ -26,7 +27,7 @@ class MarketSettings:
             raise InputError(f"{where}: method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if int(self.max_iterations) < 1:
             raise InputError(f"{where}: max_iterations must be >= 1, got {self.max_iterations}")
-        if not self.tol_imbalance_kw > 0 or not self.tol_price_per_kwh > 0:
+        if not (self.tol_imbalance_kw > 0 and self.tol_nash_rel > 0 and self.tol_price_per_kwh > 0):
             raise InputError(f"{where}: tolerances must be > 0")
 
 
