@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# one BLAS thread: the solvers' small dense systems are slower with more on 2 cores
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+
 .PHONY: run test bench install clean
 
 $(STAMP): pyproject.toml
