@@ -83,3 +83,10 @@ def test_table_output_names_every_customer_and_both_worst_cases():
     assert "worst corners, LinDistFlow" in run.stdout and "worst corners, AC power flow" in run.stdout
     for customer in default_scenario().customers:
         assert customer.id in run.stdout
+
+
+def test_welfare_envelopes_come_from_the_market_optimum_and_stay_robust():
+    run = doe("--policy", "welfare", "--json")
+    assert run.returncode == 0, run.stderr
+    lin = json.loads(run.stdout)["worst_case"]["lindistflow"]
+    assert 0.95 - 1e-6 <= lin["vmin_pu"] and lin["vmax_pu"] <= 1.05 + 1e-6 and lin["max_loading"] <= 1 + 1e-6
