@@ -2,8 +2,9 @@
 
 Each sub-command lives in its own module with `register(subparsers)`, which adds
 its parser and sets `func` to a function `(args) -> int`. Errors become one line
-on stderr: exit code 2 for bad input, 1 for solver trouble, no traceback unless
-`--debug`.
+on stderr: exit code 2 for bad input or a file that cannot be read or written
+(OSError), 1 for solver trouble, no traceback unless `--debug` (accepted before
+or after the sub-command).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for command in sub.choices.values():  # `--debug` also after the sub-command
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
@@ -53,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"p2pgame: solver error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"p2pgame: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("p2pgame: interrupted", file=sys.stderr)
         return 130

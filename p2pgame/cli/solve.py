@@ -1,4 +1,9 @@
-"""`p2pgame solve`: run a market and print its summary (or one JSON object)."""
+"""`p2pgame solve`: run a market, print its summary (or one JSON object) and optionally write a results folder.
+
+With `--out DIR` the folder is checked before the (long) solve and written
+atomically after it: a failed run leaves nothing, and an existing folder is
+replaced only with `--force`.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--max-iterations", type=int, metavar="N", help="budget of Nash rounds")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--out", metavar="DIR", help="write summary.json, CSV tables and plots/ to the folder DIR")
+    p.add_argument("--force", action="store_true", help="with --out: replace an existing results folder")
     p.set_defaults(func=run)
 
 
@@ -49,8 +56,15 @@ def progress_printer(quiet: bool):
 
 
 def run(args) -> int:
-    from p2pgame.market import solve
+    from p2pgame import solve
+    from p2pgame.errors import InputError
 
+    if args.force and not args.out:
+        raise InputError("--force applies to --out DIR only")
+    if args.out:
+        from p2pgame.results.writers import check_out_dir
+
+        check_out_dir(args.out, args.force)
     scenario = load(args.scenario)
     update, close = progress_printer(args.quiet or args.json)
     try:
@@ -62,12 +76,22 @@ def run(args) -> int:
             max_iterations=args.max_iterations,
             progress=update,
         )
+    except InputError as exc:
+        if args.scenario is None or str(exc).startswith(str(args.scenario)):
+            raise
+        raise InputError(f"{args.scenario}: {exc}") from None
     finally:
         close()
+    if args.out:
+        from p2pgame.results.writers import write_results
+
+        write_results(result, args.out, force=args.force)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print(summary(result))
+        if args.out:
+            print(f"results written to {args.out}")
     return 0
 
 

@@ -76,7 +76,11 @@ class NetworkCheck:
 
 @dataclass
 class MarketResult:
-    """One solved market: what `p2pgame solve --json` prints, with the full tables behind it."""
+    """One solved market: what `p2pgame solve --json` prints, with the full tables behind it.
+
+    The tables (DataFrames) and plots are those `p2pgame solve --out DIR` writes; the
+    voltage tables and plots need `case`, the `Scenario` solved (`p2pgame.solve` sets it).
+    """
 
     scenario: str
     method: str
@@ -97,6 +101,7 @@ class MarketResult:
     network: NetworkCheck
     envelopes: object | None = None
     history: list[dict] = field(default_factory=list)
+    case: object | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """The JSON summary (issue 5 schema; p_kw > 0 is export)."""
@@ -154,3 +159,59 @@ class MarketResult:
             for t in range(self.periods):
                 rows.append((r.agent_id, node, t, float(r.p_kw[t]), float(r.q_kvar[t])))
         return pd.DataFrame(rows, columns=["customer", "node", "period", "p_kw", "q_kvar"])
+
+    def customer_table(self) -> pd.DataFrame:
+        """customers.csv: per customer and period, net exports, decisions, revenue and payoff."""
+        from p2pgame.results.writers import customer_table
+
+        return customer_table(self)
+
+    def price_table(self) -> pd.DataFrame:
+        """prices.csv: per period, prices, market imbalances and the upstream grid's supply."""
+        from p2pgame.results.writers import price_table
+
+        return price_table(self)
+
+    def voltages(self) -> pd.DataFrame:
+        """voltages.csv: per node and period, LinDistFlow and AC voltages, AC flows and passive loads."""
+        from p2pgame.results.writers import voltage_table
+
+        return voltage_table(self)
+
+    def envelope_table(self) -> pd.DataFrame:
+        """envelopes.csv: per customer and period, the DOE box (no rows without envelopes)."""
+        from p2pgame.results.writers import envelope_table
+
+        return envelope_table(self)
+
+    def write(self, out_dir, *, force: bool = False):
+        """Write summary.json, the CSV files and the plots to `out_dir` (atomically; see `writers.write_results`)."""
+        from p2pgame.results.writers import write_results
+
+        return write_results(self, out_dir, force=force)
+
+    def _plot(self, name: str):
+        from p2pgame.results import plots
+        from p2pgame.results.writers import result_tables
+
+        return getattr(plots, name)(result_tables(self))
+
+    def plot_voltage_profile(self):
+        """Voltages along the feeder at the hours of peak PV and peak load (matplotlib Figure)."""
+        return self._plot("voltage_profile")
+
+    def plot_prices(self):
+        """Active and reactive prices over the horizon (matplotlib Figure)."""
+        return self._plot("prices")
+
+    def plot_battery_soc(self):
+        """Battery state of charge per customer (matplotlib Figure)."""
+        return self._plot("battery_soc")
+
+    def plot_exchanges(self):
+        """Net active and reactive exports per customer and period (matplotlib Figure)."""
+        return self._plot("exchanges")
+
+    def plot_feeder(self):
+        """The feeder as a tree coloured by AC voltage at the peak hours (matplotlib Figure)."""
+        return self._plot("feeder")

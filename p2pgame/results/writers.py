@@ -1,0 +1,335 @@
+"""A market result as tables and files: summary.json and four CSV files, written atomically.
+
+The tables are the one description of a result that both the files and the plots
+use: `result_tables(result)` builds them from a `MarketResult` in memory,
+`read_results(directory)` from a results folder, and the plots (`plots.py`) read
+nothing else. So `p2pgame plot DIR` redraws exactly what `p2pgame solve --out DIR`
+drew.
+
+Files (one row per customer or node and period; `time_h` is the start of the period):
+    summary.json   the `p2pgame solve --json` object (`MarketResult.to_dict()`)
+    customers.csv  net exports, PV available, decisions (PV used, battery, SoC, consumption,
+                   ...), market revenue per period and the customer's payoff over the horizon
+    prices.csv     uniform (and locational) prices, market imbalances, upstream exchange
+    voltages.csv   LinDistFlow and AC voltages, AC line flows and passive loads per node,
+                   with each node's parent and electrical distance from the substation
+    envelopes.csv  the operator's box envelopes (header only when the market had none)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from p2pgame.errors import InputError
+
+SUMMARY = "summary.json"
+CSV_FILES = {
+    "customers": "customers.csv",
+    "prices": "prices.csv",
+    "voltages": "voltages.csv",
+    "envelopes": "envelopes.csv",
+}
+PLOTS_DIR = "plots"
+
+# Decision variables of the built-in agents (Prosumer, EVCharger) and their column names;
+# other agents' decisions keep their variable names.
+DECISION_COLUMNS = {
+    "g": "pv_used_kw",
+    "c": "battery_charge_kw",
+    "d": "battery_discharge_kw",
+    "e": "soc_kwh",
+    "l": "consumption_kw",
+    "ch": "ev_charge_kw",
+    "s": "inverter_q_kvar",
+}
+
+# Columns each table must have (reading a results folder checks them); text columns are read as strings.
+REQUIRED = {
+    "customers": ["customer", "node", "period", "time_h", "p_kw", "q_kvar", "revenue_usd", "payoff_total_usd"],
+    "prices": ["period", "time_h", "active_per_kwh", "imbalance_kw", "imbalance_kvar"],
+    "voltages": ["period", "time_h", "node", "parent", "distance_pu", "v_lindistflow_pu", "v_ac_pu",
+                 "passive_load_kw", "passive_load_kvar"],
+    "envelopes": ["customer", "node", "period", "time_h", "pmin_kw", "pmax_kw", "qmin_kvar", "qmax_kvar"],
+}
+TEXT_COLUMNS = {"customer": str, "node": str, "parent": str}
+
+
+@dataclass
+class ResultTables:
+    """A result as plain data: the JSON summary and four DataFrames (the contents of a results folder)."""
+
+    summary: dict
+    customers: pd.DataFrame
+    prices: pd.DataFrame
+    voltages: pd.DataFrame
+    envelopes: pd.DataFrame
+
+    @property
+    def limits_pu(self) -> tuple[float, float]:
+        limits = self.summary["network"]["limits"]
+        return float(limits["vmin_pu"]), float(limits["vmax_pu"])
+
+
+# --- tables from a result in memory -------------------------------------------------
+
+
+def result_tables(result) -> ResultTables:
+    """The tables of a `MarketResult` (which needs its scenario, as `p2pgame.solve` leaves it)."""
+    return ResultTables(
+        summary=result.to_dict(),
+        customers=customer_table(result),
+        prices=price_table(result),
+        voltages=voltage_table(result),
+        envelopes=envelope_table(result),
+    )
+
+
+def _case(result):
+    """The scenario behind a result (its feeder and agents), which `p2pgame.solve` keeps on it."""
+    if result.case is None:
+        raise InputError("this result does not carry its scenario; solve with p2pgame.solve(scenario) for its tables")
+    return result.case
+
+
+def _time(result) -> np.ndarray:
+    return np.arange(result.periods) * result.dt_h
+
+
+def customer_table(result) -> pd.DataFrame:
+    """Per customer and period: net exports, decisions, revenue ($ in the period) and total payoff ($)."""
+    frames = []
+    time_h = _time(result)
+    for agent, r, node in zip(_case(result).customers, result.customers, result.customer_nodes):
+        active = result.locational[node] if result.locational is not None else result.price_active
+        revenue = result.dt_h * np.asarray(active) * r.p_kw
+        if result.reactive_trading and result.price_reactive is not None:
+            revenue = revenue + result.dt_h * np.asarray(result.price_reactive) * r.q_kvar
+        columns = {
+            "customer": r.agent_id,
+            "node": node,
+            "period": np.arange(result.periods),
+            "time_h": time_h,
+            "p_kw": r.p_kw,
+            "q_kvar": r.q_kvar,
+        }
+        if getattr(agent, "pv_kw", None) is not None:
+            columns["pv_available_kw"] = np.broadcast_to(np.asarray(agent.pv_kw, dtype=float), (result.periods,))
+        for name, values in r.decisions.items():
+            if np.ndim(values) == 1 and len(values) == result.periods:
+                columns[DECISION_COLUMNS.get(name, name)] = values
+        columns["revenue_usd"] = revenue
+        columns["payoff_total_usd"] = float(r.payoff)
+        frames.append(pd.DataFrame(columns))
+    return pd.concat(frames, ignore_index=True)
+
+
+def price_table(result) -> pd.DataFrame:
+    """Per period: prices ($/kWh, $/kvarh), market imbalances and the upstream grid's supply."""
+    cert = result.certificate
+    table = pd.DataFrame({"period": np.arange(result.periods), "time_h": _time(result)})
+    table["active_per_kwh"] = result.price_active
+    if result.reactive_trading and result.price_reactive is not None:
+        table["reactive_per_kvarh"] = result.price_reactive
+    table["imbalance_kw"] = cert.imbalance_kw_t
+    table["imbalance_kvar"] = cert.imbalance_kvar_t
+    if result.upstream is not None:
+        table["upstream_p_kw"] = result.upstream.p_kw
+        table["upstream_q_kvar"] = result.upstream.q_kvar
+    for node, prices in (result.locational or {}).items():
+        table[f"locational_per_kwh_{node}"] = prices
+    return table
+
+
+def voltage_table(result) -> pd.DataFrame:
+    """Per node (substation first) and period: voltages (LinDistFlow, AC), AC line flows, passive load."""
+    feeder = _case(result).feeder
+    net = result.network
+    T, n = result.periods, feeder.n
+    distance = np.zeros(n)
+    for k in range(n):
+        parent = feeder.parent[k]
+        distance[k] = (distance[parent] if parent >= 0 else 0.0) + math.hypot(feeder.r_pu[k], feeder.x_pu[k])
+    load_kw, load_kvar = feeder.passive_load(T)
+    ac, lin = net.ac, net.lindistflow
+    nodes = [feeder.substation, *feeder.nodes]
+    parents = ["", *(feeder.substation if p < 0 else feeder.nodes[p] for p in feeder.parent)]
+
+    def with_substation(values, at_substation):
+        return np.column_stack([np.full(T, at_substation), np.reshape(values, (T, n))])
+
+    columns = {
+        "period": np.repeat(np.arange(T), n + 1),
+        "time_h": np.repeat(_time(result), n + 1),
+        "node": np.tile(nodes, T),
+        "parent": np.tile(parents, T),
+        "distance_pu": np.tile([0.0, *distance], T),
+        "v_lindistflow_pu": with_substation(lin.v_pu, lin.v0_pu),
+        "v_ac_pu": with_substation(ac.v_pu, ac.v0_pu),
+        "p_flow_ac_kw": with_substation(ac.p_flow_kw, np.nan),
+        "q_flow_ac_kvar": with_substation(ac.q_flow_kvar, np.nan),
+        "loading_ac": with_substation(ac.loading, np.nan),
+        "passive_load_kw": with_substation(load_kw, 0.0),
+        "passive_load_kvar": with_substation(load_kvar, 0.0),
+    }
+    return pd.DataFrame({k: np.ravel(v) for k, v in columns.items()})
+
+
+def envelope_table(result) -> pd.DataFrame:
+    """Per customer and period: the envelope `[pmin_kw, pmax_kw] x [qmin_kvar, qmax_kvar]` (empty without envelopes)."""
+    env = result.envelopes
+    if env is None:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in REQUIRED["envelopes"]})
+    N, T = env.pmin_kw.shape
+    return pd.DataFrame(
+        {
+            "customer": np.repeat(env.customer_ids, T),
+            "node": np.repeat(env.nodes, T),
+            "period": np.tile(np.arange(T), N),
+            "time_h": np.tile(_time(result), N),
+            "pmin_kw": env.pmin_kw.ravel(),
+            "pmax_kw": env.pmax_kw.ravel(),
+            "qmin_kvar": env.qmin_kvar.ravel(),
+            "qmax_kvar": env.qmax_kvar.ravel(),
+        }
+    )
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def check_out_dir(out_dir: str | Path, force: bool) -> Path:
+    """The output folder, if writing there is allowed; InputError otherwise (before any work is done).
+
+    An existing folder is replaced only with `force`, and only when it is empty or holds
+    a previous result (a summary.json), so that a mistyped `--out` never wipes other files.
+    """
+    out = Path(out_dir)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise InputError(f"{out}: exists and is not a folder; choose another --out")
+        if not force:
+            raise InputError(f"{out}: already exists; use --force to replace it, or choose another --out")
+        if any(out.iterdir()) and not (out / SUMMARY).is_file():
+            raise InputError(f"{out}: not a p2pgame results folder (no {SUMMARY}); not replacing it even with --force")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        state = "is not a folder" if parent.exists() else "does not exist"
+        raise InputError(f"{out}: cannot create it, {parent} {state}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot write in {parent} (permission denied)")
+    return out
+
+
+def write_results(result, out_dir: str | Path, *, force: bool = False, plots: bool = True) -> Path:
+    """Write the result's files (and plots) to `out_dir`, all or nothing.
+
+    Everything goes to a temporary folder next to `out_dir`, renamed to `out_dir` at
+    the end; on any failure the temporary folder is removed and `out_dir` is untouched.
+    """
+    out = check_out_dir(out_dir, force)
+    tables = result_tables(result)
+
+    def fill(tmp: Path) -> None:
+        write_tables(tables, tmp)
+        if plots:
+            from p2pgame.results.plots import plot_all
+
+            plot_all(tables, tmp / PLOTS_DIR)
+
+    return replace_atomically(out, fill)
+
+
+def write_tables(tables: ResultTables, directory: Path) -> None:
+    """summary.json and the CSV files of `tables` in an existing folder."""
+    with open(directory / SUMMARY, "w", encoding="utf-8") as f:
+        json.dump(tables.summary, f, indent=2)
+        f.write("\n")
+    for key, name in CSV_FILES.items():
+        getattr(tables, key).to_csv(directory / name, index=False)
+
+
+def replace_atomically(out: Path, fill) -> Path:
+    """Build a folder with `fill(tmp)` next to `out` and rename it to `out` (replacing an old one).
+
+    OSError (disk full, permission denied, ...) becomes one InputError line; nothing is left behind.
+    """
+    tmp = backup = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # a normal folder once renamed, not mkdtemp's private 0700
+        fill(tmp)
+        if out.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.absolute().parent))
+            os.replace(out, backup / out.name)
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                os.replace(backup / out.name, out)
+                raise
+        else:
+            os.replace(tmp, out)
+        tmp = None
+        return out
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the results: {exc.strerror or exc}") from None
+    finally:
+        for folder in (tmp, backup):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def read_results(directory: str | Path) -> ResultTables:
+    """The tables of a results folder written by `write_results`; InputError naming a missing or bad file."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise InputError(f"{folder}: {state}; expected a results folder written by p2pgame solve --out")
+    try:
+        summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{folder / SUMMARY}: missing; expected a results folder of p2pgame solve --out") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{folder / SUMMARY}: cannot be read as JSON: {exc}") from None
+    try:
+        numbers = [float(summary["dt_h"]), *(float(summary["network"]["limits"][k]) for k in ("vmin_pu", "vmax_pu"))]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{folder / SUMMARY}: not a p2pgame summary (needs dt_h and network.limits)") from None
+    if not np.isfinite(numbers).all() or numbers[0] <= 0:
+        raise InputError(f"{folder / SUMMARY}: dt_h and the voltage limits must be positive numbers")
+    tables = {}
+    for key, name in CSV_FILES.items():
+        path = folder / name
+        try:
+            table = pd.read_csv(
+                path, dtype=TEXT_COLUMNS, keep_default_na=False, na_values=[""], float_precision="round_trip"
+            )
+        except FileNotFoundError:
+            raise InputError(f"{path}: missing from the results folder") from None
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(f"{path}: cannot be read as CSV: {str(exc).strip().splitlines()[0]}") from None
+        missing = [c for c in REQUIRED[key] if c not in table.columns]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        for column in TEXT_COLUMNS:
+            if column in table.columns:
+                table[column] = table[column].fillna("")
+        numeric = [c for c in table.columns if c not in TEXT_COLUMNS]
+        bad = [c for c in numeric if len(table) and not pd.api.types.is_numeric_dtype(table[c])]
+        if bad:
+            raise InputError(f"{path}: column {bad[0]} holds non-numeric values")
+        tables[key] = table
+    return ResultTables(summary=summary, **tables)

@@ -1,0 +1,48 @@
+"""`p2pgame solve SCENARIO --out DIR` as a user runs it: the folder, its JSON, and the refusals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+DAY = ROOT / "scenarios" / "ieee13_day.toml"
+
+
+def p2pgame(*args):
+    return subprocess.run([sys.executable, "-m", "p2pgame", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_solve_writes_the_results_folder_and_prints_its_json(tmp_path):
+    out = tmp_path / "day"
+    run = p2pgame("solve", DAY, "--method", "centralized", "--out", out, "--json")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # --json keeps the progress display off
+    printed = json.loads(run.stdout)
+    assert json.loads((out / "summary.json").read_text()) == printed
+    assert printed["scenario"] == "ieee13-day" and printed["method"] == "centralized"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "customers.csv", "envelopes.csv", "plots", "prices.csv", "summary.json", "voltages.csv"]
+    assert len(list((out / "plots").glob("*.png"))) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["day"]  # no temporary folder left
+
+
+def test_existing_folder_is_refused_before_solving(tmp_path):
+    out = tmp_path / "day"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    run = p2pgame("solve", DAY, "--out", out, "--quiet")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == f"p2pgame: error: {out}: already exists; use --force to replace it, or choose another --out\n"
+    assert (out / "summary.json").read_text() == "{}"
+
+
+def test_force_needs_out_and_out_needs_a_folder_to_write_in(tmp_path):
+    run = p2pgame("solve", DAY, "--force")
+    assert run.returncode == 2 and run.stderr == "p2pgame: error: --force applies to --out DIR only\n"
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    run = p2pgame("solve", DAY, "--out", blocker / "day", "--quiet")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert f"{blocker / 'day'}: cannot create it, {blocker} is not a folder" in run.stderr

@@ -1,0 +1,172 @@
+"""Results folders: the files reproduce the in-memory result, writing is all or nothing, plots redraw from files."""
+
+import errno
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+import p2pgame
+from p2pgame.errors import InputError
+from p2pgame.results import writers
+from p2pgame.results.plots import PLOTS
+from p2pgame.results.writers import read_results, write_results
+from p2pgame.scenario import default_scenario
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def result():
+    return p2pgame.solve(default_scenario(), method="centralized")
+
+
+@pytest.fixture(scope="module")
+def folder(result, tmp_path_factory):
+    return write_results(result, tmp_path_factory.mktemp("results") / "day")
+
+
+@pytest.fixture(scope="module")
+def tables(folder):
+    return read_results(folder)
+
+
+def test_folder_holds_the_files_and_plots(folder):
+    assert {p.name for p in folder.iterdir()} == {"summary.json", *writers.CSV_FILES.values(), "plots"}
+    assert {p.name for p in (folder / "plots").iterdir()} == {f"{name}.png" for name in PLOTS}
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_summary_is_the_json_object(result, folder):
+    assert json.loads((folder / "summary.json").read_text()) == json.loads(json.dumps(result.to_dict()))
+
+
+def test_prices_and_imbalances_round_trip_exactly(result, tables):
+    prices = tables.prices
+    np.testing.assert_array_equal(prices["active_per_kwh"], result.price_active)
+    np.testing.assert_array_equal(prices["reactive_per_kvarh"], result.price_reactive)
+    np.testing.assert_array_equal(prices["imbalance_kw"], result.certificate.imbalance_kw_t)
+    np.testing.assert_array_equal(prices["imbalance_kvar"], result.certificate.imbalance_kvar_t)
+
+
+def test_csv_files_reproduce_the_certificate(result, tables):
+    cert = result.certificate
+    customers, prices = tables.customers, tables.prices
+    supply = customers.groupby("period")[["p_kw", "q_kvar"]].sum()
+    imbalance_kw = (supply["p_kw"] + prices["upstream_p_kw"]).abs().max()
+    imbalance_kvar = (supply["q_kvar"] + prices["upstream_q_kvar"]).abs().max()
+    assert imbalance_kw == pytest.approx(cert.imbalance_kw, abs=1e-9)
+    assert imbalance_kvar == pytest.approx(cert.imbalance_kvar, abs=1e-9)
+    summary = {c["id"]: c for c in tables.summary["customers"]}
+    for cid, rows in customers.groupby("customer"):
+        assert rows["payoff_total_usd"].iloc[0] == summary[cid]["payoff"]
+        # payoff = own value + market revenue at the uniform prices
+        assert rows["revenue_usd"].sum() + summary[cid]["own_value"] == pytest.approx(summary[cid]["payoff"], abs=1e-6)
+    assert tables.summary["certificate"] == cert.to_dict()
+
+
+def test_voltages_reproduce_the_network_check(result, tables):
+    volt = tables.voltages
+    nodes = volt[volt["parent"] != ""]
+    assert len(volt) == result.periods * (len(result.network.nodes) + 1)
+    net = result.network.to_dict()
+    for model in ("ac", "lindistflow"):
+        assert nodes[f"v_{model}_pu"].min() == net[model]["vmin_pu"]
+        assert nodes[f"v_{model}_pu"].max() == net[model]["vmax_pu"]
+    ac = nodes.pivot(index="period", columns="node", values="v_ac_pu")[result.network.nodes].to_numpy()
+    np.testing.assert_array_equal(ac, result.network.ac.v_pu)
+    substation = volt[volt["parent"] == ""]
+    assert (substation["distance_pu"] == 0).all() and (substation["v_ac_pu"] == result.case.feeder.v0_pu).all()
+
+
+def test_envelopes_round_trip(result, tables):
+    env = result.envelopes
+    table = tables.envelopes
+    assert list(table["customer"].unique()) == list(env.customer_ids)
+    for side in ("pmin_kw", "pmax_kw", "qmin_kvar", "qmax_kvar"):
+        np.testing.assert_array_equal(table[side].to_numpy().reshape(env.pmin_kw.shape), getattr(env, side))
+
+
+def test_dataframes_of_the_result_are_the_csv_tables(result, tables):
+    pd.testing.assert_frame_equal(result.customer_table(), tables.customers, check_dtype=False)
+    pd.testing.assert_frame_equal(result.price_table(), tables.prices, check_dtype=False)
+    pd.testing.assert_frame_equal(result.voltages(), tables.voltages, check_dtype=False)
+    pd.testing.assert_frame_equal(result.envelope_table(), tables.envelopes, check_dtype=False)
+    battery = tables.customers[["soc_kwh", "battery_charge_kw", "battery_discharge_kw", "pv_used_kw", "consumption_kw"]]
+    assert battery.notna().all().all()
+
+
+def test_plot_command_recreates_every_png(folder, tmp_path):
+    before = {p.name: imread(p) for p in (folder / "plots").iterdir()}
+    for png in (folder / "plots").iterdir():
+        png.unlink()
+    run = subprocess.run([sys.executable, "-m", "p2pgame", "plot", str(folder)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr
+    after = {p.name: imread(p) for p in (folder / "plots").iterdir()}
+    assert after.keys() == before.keys()
+    for name, image in before.items():
+        np.testing.assert_array_equal(after[name], image, err_msg=name)
+
+
+def test_plot_methods_return_titled_figures_with_units(result):
+    fig = result.plot_voltage_profile()
+    assert "Voltage along the feeder" in fig._suptitle.get_text()
+    assert fig.axes[0].get_ylabel() == "voltage magnitude (pu)"
+    prices = result.plot_prices()
+    assert [ax.get_ylabel() for ax in prices.axes] == ["active price ($/kWh)", "reactive price ($/kvarh)"]
+    assert result.plot_battery_soc().axes[0].get_ylabel() == "state of charge (kWh)"
+    assert "(kW)" in result.plot_exchanges().axes[0].get_title()
+    assert "AC voltage (pu)" in [ax.get_ylabel() for ax in result.plot_feeder().axes]
+
+
+def test_existing_folder_needs_force_and_force_replaces_only_results(result, tmp_path):
+    out = write_results(result, tmp_path / "out", plots=False)
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(InputError, match="already exists; use --force"):
+        write_results(result, out, plots=False)
+    assert (out / "mine.txt").exists()
+    write_results(result, out, force=True, plots=False)
+    assert not (out / "mine.txt").exists() and (out / "summary.json").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("...")
+    with pytest.raises(InputError, match="not a p2pgame results folder"):
+        write_results(result, other, force=True, plots=False)
+    assert (other / "thesis.tex").exists()
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_results(result, tmp_path, monkeypatch):
+    old = write_results(result, tmp_path / "old", plots=False)
+
+    def full_disk(tables, directory):
+        (directory / "summary.json").write_text("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers, "write_tables", full_disk)
+    with pytest.raises(InputError, match="new: cannot write the results: No space left on device"):
+        write_results(result, tmp_path / "new", plots=False)
+    with pytest.raises(InputError, match="No space left on device"):
+        write_results(result, old, force=True, plots=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    assert json.loads((old / "summary.json").read_text())["method"] == "centralized"
+
+
+def test_reading_a_damaged_folder_names_the_file(folder, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_results(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("summary.json", *writers.CSV_FILES.values()):
+        (broken / name).write_bytes((folder / name).read_bytes())
+    (broken / "prices.csv").write_text("period,time_h\n0,0\n")
+    with pytest.raises(InputError, match=r"prices.csv: missing column\(s\) active_per_kwh"):
+        read_results(broken)
+    (broken / "summary.json").write_text("{")
+    with pytest.raises(InputError, match="summary.json: cannot be read as JSON"):
+        read_results(broken)
