@@ -120,10 +120,11 @@ class Agent(ABC):
         `envelope` is a `Box` or None (no envelope). The model is compiled on the first
         call and re-solved from the previous solution afterwards.
         """
-        from p2pgame.agents.model import Prices
+        from p2pgame.agents.model import Box, Prices
 
         prices = Prices.coerce(prices)
-        return self.model(prices.periods, dt_h).best_response(prices, envelope, proximal=proximal, solver=solver)
+        box = Box.unlimited(prices.periods) if envelope is None else envelope
+        return self.model(prices.periods, dt_h).best_response(prices, box, proximal=proximal, solver=solver)
 
     def check_envelope(self, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, dt_h: float = 1.0) -> None:
         """Raise InputError (customer, period, limit) if no feasible operating point lies inside the box."""

@@ -11,6 +11,7 @@ solvers; it vanishes at a fixed point).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,8 @@ import scipy.sparse as sp
 
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
-from p2pgame.solvers import CompiledProblem, solve
+from p2pgame.solvers import CompiledProblem, SolveResult, solve
+from p2pgame.solvers.kkt import active_set_newton
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,33 @@ class Box:
         return cls(np.full(T, -np.inf), np.full(T, np.inf), np.full(T, -np.inf), np.full(T, np.inf))
 
 
+def _warm_start(prob: CompiledProblem, warm: SolveResult | None) -> SolveResult | None:
+    """The previous solution with the multipliers of rows whose bound has since been lifted set to zero.
+
+    A multiplier pushing on a bound that is now infinite (an envelope removed) would make the
+    active-set hot start hold that row at infinity.
+    """
+    if warm is None:
+        return None
+    lifted = ((warm.y > 0) & ~np.isfinite(prob.g_ub)) | ((warm.y < 0) & ~np.isfinite(prob.g_lb))
+    return dataclasses.replace(warm, y=np.where(lifted, 0.0, warm.y)) if lifted.any() else warm
+
+
+def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
+    """Ipopt's answer moved onto its active bounds by active-set Newton steps, if the KKT conditions then hold.
+
+    An interior-point solve stops with bounds slack by up to tol / multiplier (micro-units where a
+    multiplier is small); on a convex problem one or two Newton steps on the identified active set
+    make the response exact, so that warm and cold solves agree to rounding.
+    """
+    exact = active_set_newton(prob, res)
+    if exact is None:
+        return res
+    return dataclasses.replace(exact, iterations=res.iterations + exact.iterations,
+                               solve_time_s=res.solve_time_s + exact.solve_time_s, solver="ipopt",
+                               message=f"{res.message}; {exact.message}")
+
+
 class AgentModel:
     """One agent's compiled problem for a horizon of T periods of dt_h hours."""
 
@@ -120,8 +149,12 @@ class AgentModel:
     def set_box(self, box: Box | None) -> None:
         """Impose an envelope (None: no envelope) on every later solve."""
         box = Box.unlimited(self.T) if box is None else box
-        if box.periods != self.T:
-            raise InputError(f"agent {self.agent.id!r}: envelope has {box.periods} periods, expected {self.T}")
+        for name in ("pmin_kw", "pmax_kw", "qmin_kvar", "qmax_kvar"):
+            side = getattr(box, name)
+            if side.size != self.T:
+                raise InputError(f"agent {self.agent.id!r}: envelope {name} has {side.size} periods, expected {self.T}")
+            if np.isnan(side).any():
+                raise InputError(f"agent {self.agent.id!r}: envelope {name} contains NaN")
         self.box = box
         for prob in (self.problem, *self._prox.values()):
             self._apply_box(prob)
@@ -176,8 +209,11 @@ class AgentModel:
         `proximal` = (rho, centre) with centre the 2T vector (p, q) to stay close to.
         """
         prices = Prices.coerce(prices)
-        if prices.periods != self.T:
-            raise InputError(f"agent {self.agent.id!r}: prices have {prices.periods} periods, expected {self.T}")
+        for name, side in (("active", prices.active), ("reactive", prices.reactive)):
+            if side is not None and side.shape != (self.T,):
+                raise InputError(f"agent {self.agent.id!r}: {name} prices have {side.size} values, expected {self.T}")
+            if side is not None and not np.isfinite(side).all():
+                raise InputError(f"agent {self.agent.id!r}: {name} prices contain NaN or infinite values")
         if box is not None:
             self.set_box(box)
         c = self.c0 + self.price_gradient() @ prices.stacked()
@@ -188,7 +224,9 @@ class AgentModel:
             prob = self._prox_problem(float(rho))
             c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
         prob.set_linear_objective(c)
-        res = solve(prob, solver=solver, warm=self._warm, name=self.agent.id, check=False)
+        res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
+        if res.success and res.solver == "ipopt" and prob.is_convex:
+            res = _polish(prob, res)
         if res.success:
             self._warm = res
         elif check:

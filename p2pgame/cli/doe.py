@@ -20,12 +20,13 @@ def register(sub) -> None:
     )
     p.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
     p.add_argument(
-        "--policy", required=True, metavar="NAME",
-        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated",
+        "--policy", metavar="NAME",
+        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated (default: the scenario's)",
     )
     p.add_argument("--base", metavar="NAME", help="policy that ac-validated starts from (default max-total)")
     p.add_argument(
-        "--no-reactive", action="store_true", help="P envelopes only; Q fixed (unity power factor, or --q-range)"
+        "--no-reactive", action="store_true",
+        help="P envelopes only, Q fixed (unity power factor, or --q-range); default when the scenario trades P only",
     )
     p.add_argument(
         "--q-range", nargs=2, type=float, metavar=("QMIN", "QMAX"), help="fixed Q range in kvar for --no-reactive"
@@ -78,10 +79,12 @@ def run(args) -> int:
     scenario = load(args.scenario)
     if args.vmin is not None or args.vmax is not None:
         scenario = dataclasses.replace(scenario, feeder=scenario.feeder.with_limits(args.vmin, args.vmax))
-    if args.q_range and not args.no_reactive:
-        raise InputError("--q-range fixes Q and needs --no-reactive")
+    reactive = scenario.settings.reactive and not args.no_reactive
+    if args.q_range and reactive:
+        raise InputError("--q-range fixes Q and needs --no-reactive (or a scenario that trades P only)")
     envelopes = envelopes_for(
-        scenario, args.policy, reactive=not args.no_reactive, q_range_kvar=args.q_range, base=args.base
+        scenario, args.policy or scenario.settings.doe_policy, reactive=reactive, q_range_kvar=args.q_range,
+        base=args.base,
     )
     report = worst_case_report(scenario.feeder, envelopes)
     if args.export_dss:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,12 @@ def test_welfare_envelopes_come_from_the_market_optimum_and_stay_robust():
     assert run.returncode == 0, run.stderr
     lin = json.loads(run.stdout)["worst_case"]["lindistflow"]
     assert 0.95 - 1e-6 <= lin["vmin_pu"] and lin["vmax_pu"] <= 1.05 + 1e-6 and lin["max_loading"] <= 1 + 1e-6
+
+
+def test_scenario_file_sets_the_policy_and_the_p_only_mode():
+    run = doe("scenarios/ieee13_p_only.toml", "--json", cwd=Path(__file__).parents[2])
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["policy"] == "max-total" and out["reactive"] is False
+    for entry in out["envelopes"]:
+        assert entry["qmin_kvar"] == entry["qmax_kvar"]
