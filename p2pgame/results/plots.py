@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import TwoSlopeNorm
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -22,6 +22,7 @@ from p2pgame.results.writers import ResultTables
 DPI = 130
 AC_COLOUR, LIN_COLOUR, LIMIT_COLOUR = "tab:blue", "tab:orange", "tab:red"
 MAX_LABELLED_NODES = 45
+VOLTAGE_CMAP = "viridis"
 
 
 def plot_all(tables: ResultTables, folder: Path) -> list[Path]:
@@ -273,14 +274,18 @@ def feeder(tables: ResultTables) -> Figure:
     customers = set(tables.customers["node"])
     substation = nodes[parents.index("")]
     vmin, vmax = tables.limits_pu
-    norm = TwoSlopeNorm(vcenter=1.0, vmin=min(vmin, 0.999), vmax=max(vmax, 1.001))
+    peaks = peak_periods(tables)
+    shown = volt.loc[volt["period"].isin([p for p, _ in peaks]), "v_ac_pu"]
+    # colours span the voltages shown, so that differences along the feeder stay visible
+    pad = max(1e-3, 0.05 * (shown.max() - shown.min()))
+    norm = Normalize(vmin=shown.min() - pad, vmax=shown.max() + pad)
     width = max(pos.values(), key=lambda xy: xy[0])[0] + 1
     height = -min(pos.values(), key=lambda xy: xy[1])[1] + 1
     fig = _figure(figsize=(min(7 + 0.35 * width, 16), min(3 + 0.45 * height, 12)))
     axes = fig.subplots(1, 2)
     labelled = len(nodes) <= MAX_LABELLED_NODES
     image = None
-    for ax, (period, label) in zip(axes, peak_periods(tables)):
+    for ax, (period, label) in zip(axes, peaks):
         v = volt[volt["period"] == period].set_index("node")["v_ac_pu"]
         nx.draw_networkx_edges(graph, pos, ax=ax, arrows=False, edge_color="0.55", width=1.5)
         for group, marker, size in (
@@ -291,9 +296,8 @@ def feeder(tables: ResultTables) -> Figure:
             if not group:
                 continue
             image = nx.draw_networkx_nodes(graph, pos, nodelist=group, ax=ax, node_shape=marker, node_size=size,
-                                           node_color=[v[n] for n in group], cmap="coolwarm", vmin=norm.vmin,
+                                           node_color=[v[n] for n in group], cmap=VOLTAGE_CMAP, vmin=norm.vmin,
                                            vmax=norm.vmax, edgecolors="0.2", linewidths=0.8)
-            image.set_norm(norm)
             outside = [n for n in group if not vmin <= v[n] <= vmax]
             if outside:
                 nx.draw_networkx_nodes(graph, pos, nodelist=outside, ax=ax, node_shape=marker, node_size=size * 1.8,
@@ -307,7 +311,10 @@ def feeder(tables: ResultTables) -> Figure:
         ax.margins(0.08)
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
-    fig.colorbar(image, ax=list(axes), label="AC voltage (pu)", shrink=0.8)
+    bar = fig.colorbar(image, ax=list(axes), label="AC voltage (pu)", shrink=0.8)
+    for limit in (vmin, vmax):
+        if norm.vmin <= limit <= norm.vmax:
+            bar.ax.axhline(limit, color=LIMIT_COLOUR, linewidth=2)
     fig.legend(
         handles=[
             Line2D([], [], marker="^", color="w", markerfacecolor="0.7", markeredgecolor="0.2", markersize=10,

@@ -44,7 +44,7 @@ def read_toml(path: Path) -> dict:
         raise InputError(f"{path}: is a folder, expected a TOML scenario file")
     try:
         if path.stat().st_size > MAX_BYTES:
-            raise InputError(f"{path}: {path.stat().st_size} bytes; a scenario file is text of at most {MAX_BYTES} bytes")
+            raise InputError(f"{path}: {path.stat().st_size} bytes, expected a TOML scenario of at most {MAX_BYTES}")
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
@@ -55,7 +55,9 @@ def read_toml(path: Path) -> dict:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}), expected a TOML scenario") from None
     if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
-        raise InputError(f"{path}: empty file, expected a TOML scenario with [feeder], [horizon], [[customers]] and [upstream]")
+        raise InputError(
+            f"{path}: empty file, expected a TOML scenario with [feeder], [horizon], [[customers]] and [upstream]"
+        )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -151,7 +153,8 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
     for node, load in spec.loads.items():
         if node not in feeder.nodes:
             raise InputError(
-                f"{where}.loads.{node}: not a node of feeder {feeder.name} below its substation ({_listing(feeder.nodes)})"
+                f"{where}.loads.{node}: not a node of feeder {feeder.name} below its substation"
+                f" ({_listing(feeder.nodes)})"
             )
         k = feeder.index(node)
         load_kw[k], load_kvar[k] = load.kw, load.kvar

@@ -18,7 +18,7 @@ import difflib
 import io
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -84,7 +84,9 @@ def _csv_column(ref: dict, ctx: dict) -> np.ndarray:
         raise ValueError(f"CSV reference: unknown key {unknown[0]!r} (valid keys: {', '.join(CSV_KEYS)})")
     for key in ("csv", "column"):
         if not isinstance(ref.get(key), str) or not ref[key]:
-            raise ValueError(f'CSV reference needs {key} = "..." (a string), as in {{csv = "file.csv", column = "name"}}')
+            raise ValueError(
+                f'CSV reference needs {key} = "..." (a string), as in {{csv = "file.csv", column = "name"}}'
+            )
     scale = ref.get("scale", 1.0)
     if not _is_number(scale) or not math.isfinite(scale):
         raise ValueError(f"CSV reference: scale must be a finite number, got {scale!r}")
@@ -103,7 +105,8 @@ def _csv_column(ref: dict, ctx: dict) -> np.ndarray:
     if bad.size:
         row = int(bad[0])
         raise ValueError(
-            f"{ref['csv']}, column {column!r}, data row {row + 1}: expected a finite number, got {table[column].iloc[row]!r}"
+            f"{ref['csv']}, column {column!r}, data row {row + 1}: expected a finite number,"
+            f" got {table[column].iloc[row]!r}"
         )
     return float(scale) * numbers
 
@@ -342,8 +345,8 @@ def _market_spec() -> type[Spec]:
 MarketSpec = _market_spec()
 
 
-Customer = Annotated[Union[ProsumerSpec, EVSpec], Field(discriminator="type")]
-Upstream = Annotated[Union[TariffSpec, QuadraticSpec, IslandedSpec], Field(discriminator="mode")]
+Customer = Annotated[ProsumerSpec | EVSpec, Field(discriminator="type")]
+Upstream = Annotated[TariffSpec | QuadraticSpec | IslandedSpec, Field(discriminator="mode")]
 
 # Union tags that pydantic puts into error locations; they are not keys of the file.
 TAGS = {"customers": ("prosumer", "ev"), "upstream": ("tariff", "quadratic", "none")}
@@ -378,6 +381,13 @@ EXPECTED = {
     "model_type": "a table",
     "model_attributes_type": "a table",
 }
+BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
+NO_CUSTOMERS = "no customers: a market needs at least one [[customers]] table"
 
 
 def field_path(loc: tuple) -> str:
@@ -412,29 +422,23 @@ def describe(error: dict, raw: dict) -> str:
             cid = customers[loc[1]].get("id")
             if isinstance(cid, str):
                 path += f" (customer {cid})"
+    if kind in ("missing", "too_short") and loc == ("customers",):
+        return NO_CUSTOMERS
     if kind == "missing":
-        if loc == ("customers",):
-            return "no customers: a market needs at least one [[customers]] table"
         return f"{path}: missing (a required key)"
-    if kind == "too_short" and loc == ("customers",):
-        return "no customers: a market needs at least one [[customers]] table"
     if kind in EXPECTED:
         return f"{path}: expected {EXPECTED[kind]}, got {_shown(value)}"
     if kind == "finite_number":
         return f"{path}: expected a finite number, got {value}"
-    bounds = {
-        "greater_than_equal": (">=", "ge"),
-        "greater_than": (">", "gt"),
-        "less_than_equal": ("<=", "le"),
-        "less_than": ("<", "lt"),
-    }
-    if kind in bounds:
-        rel, key = bounds[kind]
-        return f"{path}: must be {rel} {ctx[key]:g}, got {value:g}" if _is_number(value) else f"{path}: must be {rel} {ctx[key]}"
+    if kind in BOUNDS:
+        rel, key = BOUNDS[kind]
+        got = f", got {value:g}" if _is_number(value) else ""
+        return f"{path}: must be {rel} {ctx[key]:g}{got}"
     if kind == "literal_error":
         return f"{path}: expected {ctx['expected']}, got {_shown(value)}"
     if kind == "union_tag_invalid":
-        return f"{path}: {ctx['discriminator'].strip(chr(39))} must be one of {ctx['expected_tags']}, got {ctx['tag']!r}"
+        key = ctx["discriminator"].strip("'")
+        return f"{path}: {key} must be one of {ctx['expected_tags']}, got {ctx['tag']!r}"
     if kind == "union_tag_not_found":
         key = ctx["discriminator"].strip("'")
         tags = ", ".join(repr(t) for t in TAGS.get(loc[0], ()))
