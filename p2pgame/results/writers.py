@@ -18,6 +18,7 @@ Files (one row per customer or node and period; `time_h` is the start of the per
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -211,6 +212,7 @@ def check_out_dir(out_dir: str | Path, force: bool) -> Path:
 
     An existing folder is replaced only with `force`, and only when it is empty or holds
     a previous result (a summary.json), so that a mistyped `--out` never wipes other files.
+    Missing parent folders are fine (they are created when the results are written).
     """
     out = Path(out_dir)
     if out.exists() or out.is_symlink():
@@ -221,9 +223,10 @@ def check_out_dir(out_dir: str | Path, force: bool) -> Path:
         if any(out.iterdir()) and not (out / SUMMARY).is_file():
             raise InputError(f"{out}: not a p2pgame results folder (no {SUMMARY}); not replacing it even with --force")
     parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
     if not parent.is_dir():
-        state = "is not a folder" if parent.exists() else "does not exist"
-        raise InputError(f"{out}: cannot create it, {parent} {state}")
+        raise InputError(f"{out}: cannot create it, {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{out}: cannot write in {parent} (permission denied)")
     return out
@@ -260,10 +263,16 @@ def write_tables(tables: ResultTables, directory: Path) -> None:
 def replace_atomically(out: Path, fill) -> Path:
     """Build a folder with `fill(tmp)` next to `out` and rename it to `out` (replacing an old one).
 
-    OSError (disk full, permission denied, ...) becomes one InputError line; nothing is left behind.
+    Missing parent folders are created, and removed again if writing fails. OSError (disk
+    full, permission denied, ...) becomes one InputError line; nothing is left behind.
     """
     tmp = backup = None
+    created: list[Path] = []
     try:
+        for folder in reversed(out.absolute().parents):
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent))
         umask = os.umask(0o022)
         os.umask(umask)
@@ -280,6 +289,7 @@ def replace_atomically(out: Path, fill) -> Path:
         else:
             os.replace(tmp, out)
         tmp = None
+        created = []
         return out
     except OSError as exc:
         raise InputError(f"{out}: cannot write the results: {exc.strerror or exc}") from None
@@ -287,6 +297,9 @@ def replace_atomically(out: Path, fill) -> Path:
         for folder in (tmp, backup):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_plot_methods_return_titled_figures_with_units(result):
 
 
 def test_existing_folder_needs_force_and_force_replaces_only_results(result, tmp_path):
-    out = write_results(result, tmp_path / "out", plots=False)
+    out = write_results(result, tmp_path / "runs" / "out", plots=False)  # missing parents are created
     (out / "mine.txt").write_text("keep")
     with pytest.raises(InputError, match="already exists; use --force"):
         write_results(result, out, plots=False)
@@ -150,7 +150,7 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_results(result, tmp_path,
 
     monkeypatch.setattr(writers, "write_tables", full_disk)
     with pytest.raises(InputError, match="new: cannot write the results: No space left on device"):
-        write_results(result, tmp_path / "new", plots=False)
+        write_results(result, tmp_path / "runs" / "today" / "new", plots=False)
     with pytest.raises(InputError, match="No space left on device"):
         write_results(result, old, force=True, plots=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
