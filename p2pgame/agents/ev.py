@@ -49,7 +49,7 @@ class EVCharger(Agent):
         plugged = self._plugged(T)
         i = self.id
         pmax = scalar(i, "charger_kw", self.charger_kw, lower=0.0)
-        scalar(i, "charger_kva", self.charger_kva, lower=max(pmax, 0.0), strict_lower=True)
+        scalar(i, "charger_kva", self.charger_kva, lower=pmax, strict_lower=pmax == 0.0)  # >= charger_kw, and > 0
         eff = scalar(i, "efficiency", self.efficiency, lower=0.0, upper=1.0, strict_lower=True)
         energy = scalar(i, "energy_kwh", self.energy_kwh, lower=0.0)
         scalar(i, "reactive_cost_per_kvar2h", self.reactive_cost_per_kvar2h, lower=0.0)

@@ -90,17 +90,18 @@ def _warm_start(prob: CompiledProblem, warm: SolveResult | None) -> SolveResult 
 
 
 def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
-    """Ipopt's answer moved onto its active bounds by active-set Newton steps, if the KKT conditions then hold.
+    """A solver's answer moved onto its active bounds by active-set Newton steps, if the KKT conditions then hold.
 
-    An interior-point solve stops with bounds slack by up to tol / multiplier (micro-units where a
-    multiplier is small); on a convex problem one or two Newton steps on the identified active set
-    make the response exact, so that warm and cold solves agree to rounding.
+    Ipopt stops with bounds slack by up to tol / multiplier (micro-units where a multiplier is
+    small) and HiGHS regularises QP Hessians by an absolute 1e-10 (a relative 1e-6 on a 1e-4
+    $/kW^2 cost); on a convex problem one or two Newton steps on the identified active set make
+    the response exact, so that warm and cold solves agree to rounding.
     """
     exact = active_set_newton(prob, res)
     if exact is None:
         return res
     return dataclasses.replace(exact, iterations=res.iterations + exact.iterations,
-                               solve_time_s=res.solve_time_s + exact.solve_time_s, solver="ipopt",
+                               solve_time_s=res.solve_time_s + exact.solve_time_s, solver=res.solver,
                                message=f"{res.message}; {exact.message}")
 
 
@@ -225,7 +226,7 @@ class AgentModel:
             c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
         prob.set_linear_objective(c)
         res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
-        if res.success and res.solver == "ipopt" and prob.is_convex:
+        if res.success and res.solver != "active-set" and prob.is_convex and not prob.is_lp:
             res = _polish(prob, res)
         if res.success:
             self._warm = res
