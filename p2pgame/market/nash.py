@@ -39,7 +39,7 @@ class NashSettings:
     method: str = "gauss-seidel"
     max_iterations: int = 200
     tol_imbalance_kw: float = 1e-3
-    tol_nash_rel: float = 1e-7
+    tol_nash_rel: float = 1e-6
     tol_price_per_kwh: float = 1e-9
     initial_price_per_kwh: float = 0.1
     price_step_per_kwh: float = 0.01
@@ -111,7 +111,6 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     net = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in responses])
     centre = net.copy()
     sens = np.zeros((M, 2 * T, 2 * T))
-
     seen = np.tile(price, (M, 1))  # the prices each player last responded to
 
     def accept(i: int, r, s: np.ndarray, at: np.ndarray) -> None:
@@ -120,34 +119,66 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         sens[i] = s
         seen[i] = at
 
-    def newton_step() -> np.ndarray:
+    def newton_step(radius: float, anticipate: bool = True) -> np.ndarray:
         """Move to the price that clears the market if every player reacts along its sensitivity
-        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel)."""
+        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel).
+        Without `anticipate`, the plain Newton step on the excess supply as it stands."""
         S = sens.sum(axis=0)[np.ix_(mask, mask)]
         S = 0.5 * (S + S.T) + (dt / rho) * 1e-6 * np.eye(S.shape[0])
-        predicted = net.sum(axis=0)[mask] + np.einsum("ijk,ik->j", sens[:, mask][:, :, mask], price[mask] - seen[:, mask])
+        predicted = net.sum(axis=0)[mask]
+        if anticipate:
+            predicted = predicted + np.einsum("ijk,ik->j", sens[:, mask][:, :, mask], price[mask] - seen[:, mask])
         d = -np.linalg.solve(S, predicted)
         scale = np.max(np.abs(d), initial=0.0) / radius
         out = np.zeros(2 * T)
         out[mask] = d / max(scale, 1.0)
         return out
 
+    def dual_value() -> float:
+        """The regularised dual function at the current price: sum of proximal payoffs (convex in price)."""
+        return sum(r.payoff for r in responses) - 0.5 * rho * float(np.sum((net - centre)[:, mask] ** 2))
+
     converged = False
     iteration = 0
-    radius = settings.max_price_step  # trust region of the price steps, $/kWh
-    last_imbalance = np.inf
+    step = np.zeros(2 * T)  # Jacobi: the next trial step from the accepted price
+    accepted = None  # Jacobi: (price, responses, net, sens, dual value) of the last accepted round
+    damping, sweep_imbalance = settings.gauss_seidel_damping, np.inf  # Gauss-Seidel price damping
     for iteration in range(1, settings.max_iterations + 1):
         before = net.copy()
         if settings.method == "jacobi":
-            prices = game.prices(price)
+            trial = (accepted[0] if accepted else price) + step
+            prices = game.prices(trial)
             for i, (r, s) in enumerate(executor.map(models, prices, rho, centre, settings.exact_sensitivities)):
-                accept(i, r, s, price)
-            price = price + newton_step()
+                accept(i, r, s, trial)
+            price = trial
+            value = dual_value()
+            slope = dt * float(accepted[2].sum(axis=0)[mask] @ step[mask]) if accepted else 0.0
+            descent = value <= accepted[4] + 1e-4 * slope if accepted is not None else True
+            closer = accepted is not None and np.linalg.norm(net.sum(axis=0)[mask]) < np.linalg.norm(
+                accepted[2].sum(axis=0)[mask]
+            )
+            if not (descent or closer):
+                # neither descent of the (convex) dual nor a smaller imbalance: halve the step
+                price, saved_r, saved_net, saved_sens, _ = accepted
+                responses[:], net[:], sens[:] = list(saved_r), saved_net, saved_sens
+                seen[:] = price
+                step = step / 2
+            else:
+                accepted = (price.copy(), list(responses), net.copy(), sens.copy(), value)
+                step = newton_step(settings.max_price_step)
         else:
             for i in range(M):
                 r, s = proximal_response(models[i], game.prices(price), rho, centre[i], settings.exact_sensitivities)
                 accept(i, r, s, price)
-                price = price + settings.gauss_seidel_damping * newton_step()
+                price = price + damping * newton_step(settings.max_price_step)
+            size = float(np.linalg.norm(net.sum(axis=0)[mask]))
+            if np.max(np.abs(net - before)[:, mask]) < size:
+                # the players have settled but the market has not cleared: the anticipated reactions
+                # were wrong at a kink; step on the excess as it stands
+                price = price + newton_step(settings.max_price_step, anticipate=False)
+            # damp the price player harder while a sweep leaves a larger imbalance
+            damping = max(damping / 2, 0.1) if size > 1.5 * sweep_imbalance else min(2 * damping, settings.gauss_seidel_damping)
+            sweep_imbalance = size
         z = net.sum(axis=0)
         pull = rho * float(np.max(np.abs(net - centre)[:, mask])) / dt  # $/kWh the proximal terms still exert
         row = {
@@ -162,15 +193,12 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if progress is not None:
             progress(row)
         imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
-        # shrink the price steps while the imbalance grows, widen them again while it falls
-        radius = max(radius / 2, 1e-6) if imbalance > last_imbalance else min(2 * radius, settings.max_price_step)
-        last_imbalance = imbalance
         welfare = sum(m.own_value(r.x) for m, r in zip(models, responses))
         # the price player's possible gain (price range 1 $/kWh) must be a small share of welfare
         operator_gain = dt * float(np.abs(z[mask]).sum())
         if (
             imbalance <= settings.tol_imbalance_kw
-            and operator_gain <= 0.1 * settings.tol_nash_rel * max(abs(welfare), 1.0)
+            and operator_gain <= 0.5 * settings.tol_nash_rel * max(abs(welfare), 1.0)
             and pull <= settings.tol_price_per_kwh
         ):
             converged = True
@@ -178,6 +206,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if imbalance <= max(settings.tol_imbalance_kw, 0.1 * float(np.max(np.abs(net - centre)[:, mask]))):
             centre = net.copy()  # the regularised market cleared: a proximal-point step
             rho = max(rho * settings.rho_decay, rho_min)  # weaker pull, faster outer convergence
+            accepted = None  # a new regularised game: its first round is accepted as it comes
     if not converged:
         last = history[-1]
         raise ConvergenceError(
@@ -186,8 +215,6 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             f" {last['proximal_pull']:.3g} $/kWh (tolerances {settings.tol_imbalance_kw:g} kW,"
             f" {settings.tol_price_per_kwh:g} $/kWh); raise max_iterations or check the scenario"
         )
-    if settings.method == "jacobi":  # report the prices the last responses were made at
-        price = seen[0].copy()
     return NashOutcome(
         prices=price,
         responses=responses,

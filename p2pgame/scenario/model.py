@@ -19,7 +19,7 @@ class MarketSettings:
     doe_policy: str = "max-total"
     max_iterations: int = 200
     tol_imbalance_kw: float = 1e-3
-    tol_nash_rel: float = 1e-7
+    tol_nash_rel: float = 1e-6
     tol_price_per_kwh: float = 1e-9
 
     def check(self, where: str = "scenario") -> None:
