@@ -42,6 +42,8 @@ def read_toml(path: Path) -> dict:
         raise InputError(f"{path}: no such scenario file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a TOML scenario file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file (a device or pipe?), expected a TOML scenario file")
     try:
         if path.stat().st_size > MAX_BYTES:
             raise InputError(f"{path}: {path.stat().st_size} bytes, expected a TOML scenario of at most {MAX_BYTES}")

@@ -1,9 +1,12 @@
-"""`p2pgame solve SCENARIO --out DIR` as a user runs it: the folder, its JSON, and the refusals."""
+"""`p2pgame solve SCENARIO --out DIR`: the folder and its JSON (in a fresh process, as a user runs it), and the
+refusals (through the CLI's `main` in this process: they happen before any solving)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from p2pgame.cli import main
 
 ROOT = Path(__file__).parents[2]
 DAY = ROOT / "scenarios" / "ieee13_day.toml"
@@ -28,21 +31,26 @@ def test_solve_writes_the_results_folder_and_prints_its_json(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["day"]  # no temporary folder left
 
 
-def test_existing_folder_is_refused_before_solving(tmp_path):
+def refused(capsys, *args) -> str:
+    """Run the CLI, expect exit code 2 and nothing on stdout; the stderr line."""
+    assert main([str(a) for a in args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_existing_folder_is_refused_before_solving(tmp_path, capsys):
     out = tmp_path / "day"
     out.mkdir()
     (out / "summary.json").write_text("{}")
-    run = p2pgame("solve", DAY, "--out", out, "--quiet")
-    assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr == f"p2pgame: error: {out}: already exists; use --force to replace it, or choose another --out\n"
+    err = refused(capsys, "solve", DAY, "--out", out, "--quiet")
+    assert err == f"p2pgame: error: {out}: already exists; use --force to replace it, or choose another --out\n"
     assert (out / "summary.json").read_text() == "{}"
 
 
-def test_force_needs_out_and_out_needs_a_folder_to_write_in(tmp_path):
-    run = p2pgame("solve", DAY, "--force")
-    assert run.returncode == 2 and run.stderr == "p2pgame: error: --force applies to --out DIR only\n"
+def test_force_needs_out_and_out_needs_a_folder_to_write_in(tmp_path, capsys):
+    assert refused(capsys, "solve", DAY, "--force") == "p2pgame: error: --force applies to --out DIR only\n"
     blocker = tmp_path / "file"
     blocker.write_text("")
-    run = p2pgame("solve", DAY, "--out", blocker / "day", "--quiet")
-    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
-    assert f"{blocker / 'day'}: cannot create it, {blocker} is not a folder" in run.stderr
+    err = refused(capsys, "solve", DAY, "--out", blocker / "day", "--quiet")
+    assert f"{blocker / 'day'}: cannot create it, {blocker} is not a folder" in err

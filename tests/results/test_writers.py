@@ -2,9 +2,6 @@
 
 import errno
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,13 +9,12 @@ import pytest
 from matplotlib.image import imread
 
 import p2pgame
+from p2pgame.cli import main
 from p2pgame.errors import InputError
 from p2pgame.results import writers
 from p2pgame.results.plots import PLOTS
 from p2pgame.results.writers import read_results, write_results
 from p2pgame.scenario import default_scenario
-
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +97,11 @@ def test_dataframes_of_the_result_are_the_csv_tables(result, tables):
     assert battery.notna().all().all()
 
 
-def test_plot_command_recreates_every_png(folder, tmp_path):
+def test_plot_command_recreates_every_png(folder):
     before = {p.name: imread(p) for p in (folder / "plots").iterdir()}
     for png in (folder / "plots").iterdir():
         png.unlink()
-    run = subprocess.run([sys.executable, "-m", "p2pgame", "plot", str(folder)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert run.returncode == 0, run.stderr
+    assert main(["plot", str(folder)]) == 0
     after = {p.name: imread(p) for p in (folder / "plots").iterdir()}
     assert after.keys() == before.keys()
     for name, image in before.items():

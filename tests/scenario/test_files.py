@@ -4,8 +4,6 @@ with the constructors it feeds."""
 import dataclasses
 import inspect
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import p2pgame
 from p2pgame.agents.ev import EVCharger
 from p2pgame.agents.prosumer import Prosumer
 from p2pgame.agents.upstream import UpstreamGrid
+from p2pgame.cli import main
 from p2pgame.network.registry import IEEE13_DSS
 from p2pgame.scenario import MarketSettings, default_scenario, load_scenario
 from p2pgame.scenario.schema import EVSpec, MarketSpec, ProsumerSpec, QuadraticSpec, TariffSpec
@@ -87,12 +86,12 @@ def test_case33bw_scenario_is_a_larger_pandapower_feeder():
         assert s.feeder.load_kw[k] == pytest.approx(share * base.load_kw[k]), node
 
 
-def test_scenario_check_prints_one_line_summary():
+def test_scenario_check_prints_one_line_summary(capsys):
     path = SCENARIOS / "ieee13_p_only.toml"
-    run = subprocess.run([sys.executable, "-m", "p2pgame", "scenario", "check", str(path)], capture_output=True,
-                         text=True, cwd=ROOT, timeout=120)
-    assert run.returncode == 0 and run.stderr == ""
-    assert run.stdout == (
+    assert main(["scenario", "check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out == (
         f"{path}: ok: scenario 'ieee13-p-only', feeder ieee13 (13 nodes, limits 0.95-1.05 pu), 9 customers"
         " (9 prosumers), 24 periods of 1 h, upstream tariff; market gauss-seidel, P only, envelopes max-total\n"
     )
