@@ -23,6 +23,7 @@ DPI = 130
 AC_COLOUR, LIN_COLOUR, LIMIT_COLOUR = "tab:blue", "tab:orange", "tab:red"
 MAX_LABELLED_NODES = 45
 VOLTAGE_CMAP = "viridis"
+MIN_COLOUR_SPAN = 1.0  # kW or kvar: solver noise around zero stays white
 
 
 def plot_all(tables: ResultTables, folder: Path) -> list[Path]:
@@ -47,7 +48,9 @@ def _figure(**options) -> Figure:
 def _title(tables: ResultTables) -> str:
     s = tables.summary
     trading = "P and Q" if s.get("reactive_trading") else "P only"
-    return f"{s.get('scenario', '')}: {s.get('method', '')}, {trading}, envelopes {s.get('doe_policy')}"
+    policy = s.get("doe_policy")
+    envelopes = "no envelopes" if policy in (None, "none") else f"envelopes {policy}"
+    return f"{s.get('scenario', '')}: {s.get('method', '')}, {trading}, {envelopes}"
 
 
 def _hour(tables: ResultTables, period: int) -> str:
@@ -152,9 +155,9 @@ def prices(tables: ResultTables) -> Figure:
     t = p["time_h"].to_numpy()
     fig = _figure(figsize=(10, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True)
-    top.step(*_steps(t, dt_h, p["active_per_kwh"].to_numpy()), where="post", color="tab:green", linewidth=2,
-             label="uniform active price")
     lmp = [c for c in p.columns if c.startswith("locational_per_kwh_")]
+    top.step(*_steps(t, dt_h, p["active_per_kwh"].to_numpy()), where="post", color="tab:green", linewidth=2,
+             label="price at the substation" if lmp else "uniform active price")
     if lmp:
         lo, hi = p[lmp].min(axis=1).to_numpy(), p[lmp].max(axis=1).to_numpy()
         top.fill_between(*_steps(t, dt_h, lo), _steps(t, dt_h, hi)[1], step="post", color="tab:green", alpha=0.2,
@@ -198,6 +201,7 @@ def battery_soc(tables: ResultTables) -> Figure:
         rows = soc[soc["customer"] == cid]
         ax.plot(rows["time_h"] + dt_h, rows["soc_kwh"], marker=".", color=colour, label=cid)
     if ids:
+        ax.set_ylim(bottom=0.0)
         ax.legend(title="customer", ncol=1 if len(ids) <= 12 else 2, fontsize=8, loc="center left",
                   bbox_to_anchor=(1.01, 0.5))
     else:
@@ -222,7 +226,7 @@ def exchanges(tables: ResultTables) -> Figure:
                               (axes[1], "q_kvar", "net reactive export q (kvar)")):
         grid = cust.pivot(index="customer", columns="period", values=column).reindex(order)
         values = grid.to_numpy()
-        span = float(np.nanmax(np.abs(values))) or 1.0
+        span = max(float(np.nanmax(np.abs(values))), MIN_COLOUR_SPAN)
         image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-span, vmax=span, interpolation="nearest",
                           extent=(0, T * dt_h, n - 0.5, -0.5))
         ax.set_yticks(range(n), [f"{c} ({node})" for c, node in

@@ -130,7 +130,9 @@ def customer_table(result) -> pd.DataFrame:
         columns["revenue_usd"] = revenue
         columns["payoff_total_usd"] = float(r.payoff)
         frames.append(pd.DataFrame(columns))
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    money = ["revenue_usd", "payoff_total_usd"]
+    return table[[c for c in table.columns if c not in money] + money]
 
 
 def price_table(result) -> pd.DataFrame:
