@@ -75,6 +75,14 @@ class Agent(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, node={self.node!r})"
 
+    def __getstate__(self) -> dict:
+        """Pickle the definition only: compiled models hold solver objects and are rebuilt on demand."""
+        return {k: v for k, v in self.__dict__.items() if k != "_models"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._models = {}
+
     @abstractmethod
     def build(self, b: pyo.Block, T: int, dt_h: float) -> None:
         """Declare variables and constraints on `b`; define `b.p[t]`, `b.q[t]` (kW, kvar) and `b.value` ($)."""

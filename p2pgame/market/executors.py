@@ -20,10 +20,11 @@ to rounding at the same number of rounds.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import uuid
-from contextlib import contextmanager
 import weakref
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,9 +75,17 @@ def _forget(token: str) -> None:
     _WORKER_MODELS.pop(token, None)
 
 
+def _warm_up() -> int:
+    """Worker side: import what a best response needs (Pyomo, the solvers), so round one does not pay for it."""
+    import p2pgame.agents.model  # noqa: F401
+
+    return os.getpid()
+
+
 def _init_process() -> None:
-    """Process-pool initializer: a fresh model cache in each worker process."""
+    """Process-pool initializer: a fresh model cache and the imports, in each worker process."""
     _WORKER_MODELS.clear()
+    _warm_up()
 
 
 @dataclass
@@ -162,6 +171,8 @@ class ProcessExecutor(_PinnedExecutor):
             ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_process)
             for _ in range(self.n_workers)
         ]
+        for future in [pool.submit(os.getpid) for pool in self._pools]:  # start the workers now
+            future.result()
 
     def _run(self, rho, exact, prices, chunks):
         futures = [pool.submit(_respond, self.token, prices, rho, exact, items) if items else None
@@ -201,6 +212,7 @@ class DaskExecutor(_PinnedExecutor):
             self.client.wait_for_workers(int(n_workers), timeout=120)
         self.workers = sorted(self.client.scheduler_info()["workers"])
         self.n_workers = len(self.workers)
+        self.client.run(_warm_up, workers=self.workers)
 
     def _run(self, rho, exact, prices, chunks):
         futures = [

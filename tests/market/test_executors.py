@@ -1,0 +1,76 @@
+"""The parallel executors repeat the serial Jacobi rounds exactly: same rounds, same prices."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pytest
+
+from p2pgame.bench.synthetic import synthetic_scenario
+from p2pgame.errors import InputError
+from p2pgame.market import Game, assign_envelopes, solve_nash
+from p2pgame.market.executors import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
+from p2pgame.market.nash import NashSettings
+
+# Looser than the defaults so that each run takes a few seconds: the point is agreement between executors.
+SETTINGS = NashSettings(method="jacobi", tol_price_per_kwh=1e-6, tol_nash_rel=1e-5)
+
+
+def two_markets(executor) -> list:
+    """A DOE market, then the same players with exports capped at 0.5 kW (the workers must take the new boxes)."""
+    scenario = synthetic_scenario(4, periods=12)
+    game = Game(scenario)
+    envelopes = assign_envelopes(scenario, "max-total", game=game)
+    game.apply_envelopes(envelopes)
+    first = solve_nash(game, SETTINGS, executor=executor)
+    game.apply_envelopes(dataclasses.replace(envelopes, pmax_kw=np.minimum(envelopes.pmax_kw, 0.5)))
+    second = solve_nash(game, SETTINGS, executor=executor)
+    return [first, second]
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return two_markets(SerialExecutor())
+
+
+def assert_same(outcomes, reference) -> None:
+    for got, ref in zip(outcomes, reference):
+        assert got.iterations == ref.iterations
+        np.testing.assert_allclose(got.prices, ref.prices, rtol=0, atol=1e-9)
+        for a, b in zip(got.responses, ref.responses):
+            np.testing.assert_allclose(a.p_kw, b.p_kw, rtol=0, atol=1e-9)
+
+
+def test_markets_differ(serial):
+    """The cap binds: the second run checks that the workers apply new boxes."""
+    first, second = ([r.p_kw for r in o.responses] for o in serial)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(first, second)) > 1.0
+
+
+def test_processes_match_serial(serial):
+    with ProcessExecutor() as executor:
+        assert_same(two_markets(executor), serial)
+
+
+def test_dask_local_cluster_matches_serial(serial):
+    with DaskExecutor() as executor:
+        assert len(executor.workers) == 2
+        assert_same(two_markets(executor), serial)
+
+
+def test_agent_pickles_without_compiled_models():
+    agent = synthetic_scenario(1, periods=4).customers[0]
+    agent.model(4, 6.0)
+    copy = pickle.loads(pickle.dumps(agent))
+    assert agent._models and copy._models == {}
+    assert copy.model(4, 6.0).problem.n == agent.model(4, 6.0).problem.n
+
+
+def test_make_executor():
+    assert isinstance(make_executor("serial"), SerialExecutor)
+    with pytest.raises(InputError, match="executor must be one of"):
+        make_executor("threads")
+    with pytest.raises(InputError, match="only to the dask executor"):
+        make_executor("processes", scheduler="tcp://127.0.0.1:8786")
