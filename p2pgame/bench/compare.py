@@ -1,0 +1,297 @@
+"""Market designs side by side on one scenario (the paper's experiments, plus the AC check).
+
+Cases, in three comparisons:
+(a) active-only vs active + reactive trading, under the scenario's DOE policy;
+(b) every DOE policy (`p2pgame.doe.POLICIES`), active + reactive trading;
+(c) the DOE market vs the locational-price optimum (`lmp`, no envelopes, LinDistFlow
+    limits in the market) vs a network-blind market (no envelopes, no limits).
+The DOE cases are solved with the `centralized` method: the Nash equilibrium of the
+game equals the centralised optimum (its certificate proves it: Nash gap and price
+gap to the centralised prices), and solving the best-response dynamics for every row
+would only add time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from p2pgame.doe import POLICIES
+
+GROUPS = {
+    "a": "(a) active only vs active + reactive",
+    "b": "(b) DOE policies",
+    "c": "(c) DOE market vs LMP vs network-blind",
+}
+NOTE = ("DOE cases use method 'centralized': the Nash equilibrium equals the centralised optimum"
+        " (certificate: Nash gap and price gap), so solving the game for every row is not needed.")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One market design to run on the scenario."""
+
+    name: str
+    groups: tuple[str, ...]
+    method: str
+    reactive: bool
+    doe_policy: str
+
+
+def cases(doe_policy: str) -> list[Case]:
+    """All compared designs; `doe_policy` is the scenario's (the 'DOE market' of comparisons a and c)."""
+    out = [Case(f"P only, {doe_policy}", ("a",), "centralized", False, doe_policy)]
+    out.append(Case(f"P+Q, {doe_policy}", ("a", "b", "c"), "centralized", True, doe_policy))
+    out += [Case(f"P+Q, {p}", ("b",), "centralized", True, p) for p in POLICIES if p != doe_policy]
+    out.append(Case("P+Q, lmp (no DOE)", ("c",), "lmp", True, "none"))
+    out.append(Case("P+Q, network-blind", ("c",), "centralized", True, "none"))
+    return out
+
+
+@dataclass
+class Comparison:
+    """The rows (JSON-ready) and the market results behind them, in case order."""
+
+    scenario: str
+    rows: list[dict]
+    results: dict = field(repr=False, default_factory=dict)  # case name -> MarketResult
+    cases: list[Case] = field(repr=False, default_factory=list)
+    feeder: object = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        return {"scenario": self.scenario, "note": NOTE, "rows": self.rows}
+
+
+def envelope_use(result) -> tuple[float | None, float | None]:
+    """Mean share of the allowed export (import) each customer uses, and the share of periods at a P limit.
+
+    Per customer and period: p / pmax when exporting, p / pmin when importing (0 where that
+    limit is 0 or infinite); None for a market without envelopes.
+    """
+    env = result.envelopes
+    if env is None:
+        return None, None
+    p = np.array([r.p_kw for r in result.customers])
+    lo, hi = env.pmin_kw, env.pmax_kw
+    limit = np.where(p >= 0, hi, lo)
+    usable = np.isfinite(limit) & (np.abs(limit) > 1e-9) & (np.sign(limit) == np.where(p >= 0, 1, -1))
+    share = np.where(usable, np.clip(p / np.where(usable, limit, 1.0), 0.0, 1.0), 0.0)
+    tol = 1e-3 * np.maximum(1.0, np.abs(p))
+    at_limit = (np.abs(p - hi) <= tol) | (np.abs(p - lo) <= tol)
+    return float(share.mean()), float(at_limit.mean())
+
+
+def row(case: Case, result) -> dict:
+    """The comparison row of one solved case."""
+    net = result.network.to_dict()
+    c = result.certificate
+    use, at_limit = envelope_use(result)
+    out = {
+        "case": case.name,
+        "groups": list(case.groups),
+        "method": case.method,
+        "reactive_trading": case.reactive,
+        "doe_policy": case.doe_policy,
+        "welfare": float(c.welfare),
+        "customers_profit": {r.agent_id: float(r.payoff) for r in result.customers},
+        "customers_profit_total": float(sum(r.payoff for r in result.customers)),
+        "price_active_mean": float(np.mean(result.price_active)),
+        "price_active_min": float(np.min(result.price_active)),
+        "price_active_max": float(np.max(result.price_active)),
+        "price_reactive_mean": None if result.price_reactive is None else float(np.mean(result.price_reactive)),
+        "locational_min": None,
+        "locational_max": None,
+        "vmin_lindistflow_pu": net["lindistflow"]["vmin_pu"],
+        "vmax_lindistflow_pu": net["lindistflow"]["vmax_pu"],
+        "vmin_ac_pu": net["ac"]["vmin_pu"],
+        "vmax_ac_pu": net["ac"]["vmax_pu"],
+        "max_loading": net["ac"]["max_loading"],
+        "envelope_utilisation": use,
+        "envelope_at_limit": at_limit,
+        "nash_gap": float(c.nash_gap),
+        "seconds": float(result.seconds),
+        "prices": {
+            "active": [float(v) for v in result.price_active],
+            "reactive": None if result.price_reactive is None else [float(v) for v in result.price_reactive],
+        },
+    }
+    if result.locational is not None:
+        lmp = np.array(list(result.locational.values()))
+        out["locational_min"], out["locational_max"] = float(lmp.min()), float(lmp.max())
+    return out
+
+
+def compare(scenario=None, *, only: list[str] | None = None, progress: bool = False) -> Comparison:
+    """Run the compared designs (`cases`; `only`: those case names) on `scenario` (default: the IEEE 13-node day)."""
+    from tqdm import tqdm
+
+    from p2pgame.market import solve
+
+    if scenario is None:
+        from p2pgame.scenario.default import default_scenario
+
+        scenario = default_scenario()
+    todo = [c for c in cases(scenario.settings.doe_policy) if only is None or c.name in only]
+    comparison = Comparison(scenario.name, [], {}, todo, scenario.feeder)
+    for case in tqdm(todo, desc="compare", unit="case", disable=not progress, leave=False):
+        result = solve(scenario, method=case.method, reactive=case.reactive, doe_policy=case.doe_policy)
+        comparison.results[case.name] = result
+        comparison.rows.append(row(case, result))
+    return comparison
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(comparison: Comparison) -> str:
+    """The rows as a markdown table (per-customer profits summed; see --json for each)."""
+    head = ("| case | welfare $ | customers' profit $ | price $/kWh mean [min, max] | reactive $/kvarh |"
+            " V LinDistFlow pu | V AC pu | max loading | envelope use | at limit |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in comparison.rows:
+        price = f"{r['price_active_mean']:.3f} [{r['price_active_min']:.3f}, {r['price_active_max']:.3f}]"
+        if r["locational_min"] is not None:
+            price += f"; nodal [{r['locational_min']:.3f}, {r['locational_max']:.3f}]"
+        lines.append(
+            f"| {r['case']} | {r['welfare']:,.2f} | {r['customers_profit_total']:,.2f} | {price} |"
+            f" {_fmt(r['price_reactive_mean'], '.4f')} |"
+            f" {r['vmin_lindistflow_pu']:.4f}-{r['vmax_lindistflow_pu']:.4f} |"
+            f" {r['vmin_ac_pu']:.4f}-{r['vmax_ac_pu']:.4f} | {_fmt(r['max_loading'], '.2f')} |"
+            f" {_fmt(r['envelope_utilisation'], '.2f')} | {_fmt(r['envelope_at_limit'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def _figure(**options):
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(layout="constrained", **options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _styles(comparison: Comparison) -> dict[str, dict]:
+    """One colour and line style per case, the same in every figure; later cases thinner, so coinciding lines show."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"].colors
+    styles = {}
+    for k, case in enumerate(comparison.cases):
+        dashed = not case.reactive or case.doe_policy == "none"
+        styles[case.name] = {"color": colours[k % 10], "linestyle": "--" if dashed else "-",
+                             "linewidth": max(3.4 - 0.25 * k, 1.0)}
+    return styles
+
+
+def _hours(result) -> np.ndarray:
+    return (np.arange(result.periods) + 0.5) * result.dt_h
+
+
+def plot_voltages(comparison: Comparison):
+    """Highest and lowest AC voltage over the nodes, per period, for each case of each comparison."""
+    fig = _figure(figsize=(15, 7.5))
+    axes = fig.subplots(2, 3, sharex=True, sharey="row")
+    styles = _styles(comparison)
+    limits = None
+    for col, (g, title) in enumerate(GROUPS.items()):
+        for case in comparison.cases:
+            if g not in case.groups:
+                continue
+            res = comparison.results[case.name]
+            v = np.asarray(res.network.ac.v_pu)
+            limits = (res.network.vmin_limit_pu, res.network.vmax_limit_pu)
+            axes[0, col].plot(_hours(res), v.max(axis=1), label=case.name, **styles[case.name])
+            axes[1, col].plot(_hours(res), v.min(axis=1), label=case.name, **styles[case.name])
+        axes[0, col].set_title(title, fontsize=11)
+        axes[0, col].legend(fontsize=8, loc="lower center")
+        axes[1, col].set_xlabel("hour of day")
+    for ax in axes.ravel():
+        for lim in limits:
+            ax.axhline(lim, color="tab:red", linestyle=":", linewidth=1.5)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("highest node voltage, AC (pu)")
+    axes[1, 0].set_ylabel("lowest node voltage, AC (pu)")
+    fig.suptitle(f"{comparison.scenario}: AC voltages of the market outcomes (red: limits)")
+    return fig
+
+
+def plot_profiles(comparison: Comparison):
+    """AC voltage along the feeder at the period of the highest and of the lowest voltage, every case."""
+    fig = _figure(figsize=(15, 5.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    styles = _styles(comparison)
+    first = comparison.results[comparison.cases[-1].name]  # the network-blind market: where violations show
+    v_blind = np.asarray(first.network.ac.v_pu)
+    periods = [(int(v_blind.max(axis=1).argmax()), "highest"), (int(v_blind.min(axis=1).argmin()), "lowest")]
+    nodes = first.network.nodes
+    order = _feeder_order(comparison.feeder)
+    for ax, (t, what) in zip(axes, periods):
+        for case in comparison.cases:
+            res = comparison.results[case.name]
+            v = np.asarray(res.network.ac.v_pu)[t]
+            ax.plot(np.arange(len(order)), v[order], marker="o", markersize=3, label=case.name, **styles[case.name])
+        for lim in (first.network.vmin_limit_pu, first.network.vmax_limit_pu):
+            ax.axhline(lim, color="tab:red", linestyle=":", linewidth=1.5)
+        start = t * first.dt_h
+        ax.set_title(f"period {t} ({start:g}-{start + first.dt_h:g} h): {what} voltage of the network-blind market",
+                     fontsize=11)
+        ax.set_xticks(np.arange(len(order)), [nodes[k] for k in order], rotation=90, fontsize=7)
+        ax.set_xlabel("node (depth-first from the substation)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("voltage, AC (pu)")
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"{comparison.scenario}: voltage profiles along the feeder")
+    return fig
+
+
+def _feeder_order(feeder) -> list[int]:
+    """Node indices in depth-first order from the substation (branches one after another)."""
+    import networkx as nx
+
+    return [feeder.index(n) for n in nx.dfs_preorder_nodes(feeder.graph, feeder.substation) if n != feeder.substation]
+
+
+def plot_prices(comparison: Comparison):
+    """Active prices per period for each case of each comparison (LMP: the range over nodes)."""
+    fig = _figure(figsize=(15, 4.8))
+    axes = fig.subplots(1, 3, sharey=True)
+    styles = _styles(comparison)
+    for ax, (g, title) in zip(axes, GROUPS.items()):
+        for case in comparison.cases:
+            if g not in case.groups:
+                continue
+            res = comparison.results[case.name]
+            h = _hours(res)
+            if res.locational is not None:
+                lmp = np.array(list(res.locational.values()))
+                ax.fill_between(h, lmp.min(axis=0), lmp.max(axis=0), color=styles[case.name]["color"], alpha=0.25,
+                                step="mid", label=f"{case.name}: nodal range")
+            ax.step(h, res.price_active, where="mid", label=case.name, **styles[case.name])
+            if g == "a" and res.price_reactive is not None:
+                ax.step(h, res.price_reactive, where="mid", color=styles[case.name]["color"], linestyle=":",
+                        label=f"{case.name}: reactive $/kvarh")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("hour of day")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("active price ($/kWh)")
+    fig.suptitle(f"{comparison.scenario}: market prices")
+    return fig
+
+
+def save_plots(comparison: Comparison, folder) -> list[Path]:
+    """Write compare_voltages.png, compare_profiles.png and compare_prices.png into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw in (("compare_voltages", plot_voltages), ("compare_profiles", plot_profiles),
+                       ("compare_prices", plot_prices)):
+        path = folder / f"{name}.png"
+        draw(comparison).savefig(path, dpi=110)
+        paths.append(path)
+    return paths

@@ -1,0 +1,217 @@
+"""How the equilibrium solvers scale with the number of prosumers N.
+
+For each N a synthetic market day (`p2pgame.bench.synthetic`) is built once, with
+the scenario's DOE policy applied; then each method runs on the same game:
+`centralized` (the welfare problem under the envelopes), `jacobi` and `gauss-seidel`
+(the best-response dynamics of `p2pgame.market.nash`; Jacobi rounds run on the chosen
+executor, Gauss-Seidel is sequential by nature and always runs here). Per run: wall
+time, rounds (Ipopt iterations for `centralized`), price updates, peak resident
+memory of this process, and the largest price difference to the centralised prices.
+The exponent b of `seconds ~ a N^b` is fitted by least squares on log-log axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from p2pgame.errors import ConvergenceError, InputError
+
+METHODS = ("jacobi", "gauss-seidel", "centralized")
+NASH = ("jacobi", "gauss-seidel")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident set (Linux); False where that is not possible."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float:
+    """Peak resident set of this process since the last reset (Linux), else since start-up, in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fit_exponent(n, seconds) -> float | None:
+    """Least-squares slope of log(seconds) against log(n); None with fewer than two distinct sizes."""
+    n, seconds = np.asarray(n, float), np.asarray(seconds, float)
+    keep = (n > 0) & (seconds > 0)
+    if len(np.unique(n[keep])) < 2:
+        return None
+    return float(np.polyfit(np.log(n[keep]), np.log(seconds[keep]), 1)[0])
+
+
+def nash_settings(scenario, method: str, max_iterations: int | None):
+    """NashSettings with the scenario's tolerances (as `p2pgame.market.solve` does)."""
+    from p2pgame.market.nash import NashSettings
+
+    shared = {f.name for f in dataclasses.fields(NashSettings)} & {
+        f.name for f in dataclasses.fields(scenario.settings)
+    }
+    values = {name: getattr(scenario.settings, name) for name in shared}
+    values.update(method=method, max_iterations=int(max_iterations or scenario.settings.max_iterations))
+    return NashSettings(**values)
+
+
+def _run_method(game, scenario, method: str, executor, max_iterations, central, bar) -> tuple[dict, object]:
+    """Time one method on a built game: its row (without n) and, for `centralized`, the outcome."""
+    from p2pgame.market import centralized, solve_nash
+
+    row = {"method": method, "converged": True, "error": None}
+    scope = "run" if _reset_peak() else "process"
+    start = time.perf_counter()
+    if method == "centralized":
+        outcome = centralized(game)
+        row["seconds"] = time.perf_counter() - start
+        row["iterations"] = int(outcome.iterations)
+        row["price_updates"] = 0
+        prices = outcome.prices.stacked()
+    else:
+        settings = nash_settings(scenario, method, max_iterations)
+
+        def progress(r: dict) -> None:
+            bar.set_postfix(method=method, round=r["iteration"], imbalance_kw=f"{r['imbalance_kw']:.1e}")
+
+        try:
+            outcome = solve_nash(game, settings, progress=progress, executor=executor if method == "jacobi" else None)
+            rounds, prices = outcome.iterations, outcome.prices
+        except ConvergenceError as exc:
+            rounds, prices = settings.max_iterations, None
+            row.update(converged=False, error=str(exc))
+        row["seconds"] = time.perf_counter() - start
+        row["iterations"] = int(rounds)
+        row["price_updates"] = int(rounds) * (len(game.players) if method == "gauss-seidel" else 1)
+    row["peak_mb"] = _peak_mb()
+    row["peak_mb_scope"] = scope  # "run": since this method started; "process": since start-up
+    row["seconds_per_round"] = row["seconds"] / max(row["iterations"], 1) if method in NASH else None
+    row["price_gap"] = None
+    if central is not None and prices is not None:
+        mask = game.traded
+        row["price_gap"] = float(np.max(np.abs(prices[mask] - central.prices.stacked()[mask])))
+    return row, (outcome if method == "centralized" else None)
+
+
+def _executor_of(method: str, executor: str) -> str | None:
+    """Where a method's work runs: Jacobi rounds on the executor, Gauss-Seidel in this process."""
+    return {"jacobi": executor, "gauss-seidel": "serial"}.get(method)
+
+
+def run_scaling(
+    sizes=(10, 100, 1000),
+    *,
+    periods: int = 24,
+    methods=METHODS,
+    executor: str = "serial",
+    scheduler: str | None = None,
+    max_iterations: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Run every method at every size; `{"rows": [...], "setup": [...], "exponents": {...}, ...}`.
+
+    `max_iterations` caps the Nash rounds (default: the scenario's); a run that hits
+    the cap is reported with `converged: false` and the time of the capped run.
+    """
+    from tqdm import tqdm
+
+    from p2pgame.bench.synthetic import synthetic_scenario
+    from p2pgame.market import Game, assign_envelopes
+    from p2pgame.market.executors import open_executor
+
+    sizes = [int(n) for n in sizes]
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"scaling: methods must be among {', '.join(METHODS)}, got {', '.join(unknown) or 'none'}")
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"scaling: sizes must be positive integers, got {sizes}")
+    # the centralised solve first: the Nash rows are compared with its prices
+    order = sorted(methods, key=lambda m: m != "centralized")
+    rows, setup = [], []
+    start = time.perf_counter()
+    with open_executor(executor, scheduler) as ex:
+        startup = time.perf_counter() - start
+        bar = tqdm(total=len(sizes) * (len(order) + 1), desc="scaling", unit="run", file=sys.stderr,
+                   disable=not progress, leave=False)
+        try:
+            for n in sizes:
+                bar.set_postfix(n=n, step="setup")
+                t0 = time.perf_counter()
+                scenario = synthetic_scenario(n, periods, seed=seed)
+                game = Game(scenario)
+                envelopes = assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
+                game.apply_envelopes(envelopes)
+                setup.append({"n": n, "seconds": time.perf_counter() - t0, "nodes": len(scenario.feeder.nodes),
+                              "doe_policy": scenario.settings.doe_policy})
+                bar.update(1)
+                central = None
+                for method in order:
+                    bar.set_postfix(n=n, method=method)
+                    row, outcome = _run_method(game, scenario, method, ex, max_iterations, central, bar)
+                    central = outcome if outcome is not None else central
+                    rows.append({"n": n, **row, "executor": _executor_of(method, executor)})
+                    bar.update(1)
+        finally:
+            bar.close()
+    exponents = {
+        m: fit_exponent([r["n"] for r in rows if r["method"] == m], [r["seconds"] for r in rows if r["method"] == m])
+        for m in order
+    }
+    per_round = {
+        m: fit_exponent([r["n"] for r in rows if r["method"] == m],
+                        [r["seconds_per_round"] for r in rows if r["method"] == m])
+        for m in order if m in NASH
+    }
+    return {
+        "periods": int(periods),
+        "executor": executor,
+        "executor_startup_s": startup,
+        "max_iterations": max_iterations,
+        "rows": rows,
+        "setup": setup,
+        "exponents": exponents,
+        "exponents_per_round": per_round,
+    }
+
+
+def table(result: dict) -> str:
+    """The rows as a markdown table, with each Nash method's time relative to `centralized` at the same N."""
+    central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
+    lines = [
+        "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | converged | s / round | peak MB |"
+        " x centralized | price gap $/kWh |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        ratio = r["seconds"] / central[r["n"]] if r["method"] != "centralized" and r["n"] in central else None
+        lines.append(
+            f"| {r['n']} | {r['method']} | {r['executor'] or '-'} | {r['seconds']:.1f} | {r['iterations']} |"
+            f" {r['price_updates']} | {'yes' if r['converged'] else 'no'} | {_fmt(r['seconds_per_round'], '.2f')} |"
+            f" {r['peak_mb']:.0f} | {_fmt(ratio, '.1f')} | {_fmt(r['price_gap'], '.1e')} |"
+        )
+    fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
+    lines.append("")
+    lines.append(f"Fitted exponent b of seconds ~ N^b: {fits}.")
+    if result.get("exponents_per_round"):
+        fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents_per_round"].items())
+        lines.append(f"Per round: {fits}.")
+    return "\n".join(lines)
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)

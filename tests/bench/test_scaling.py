@@ -1,0 +1,58 @@
+"""Scaling benchmark: synthetic scenarios, the exponent fit, the rows and the CLI's JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from p2pgame.bench.scaling import fit_exponent, run_scaling
+from p2pgame.bench.synthetic import HOUSES_PER_FEEDER, synthetic_scenario
+from p2pgame.cli import main
+from p2pgame.errors import InputError
+
+
+def test_fit_exponent():
+    n = np.array([10, 100, 1000])
+    assert fit_exponent(n, 3.0 * n**1.5) == pytest.approx(1.5)
+    assert fit_exponent([10, 10], [1.0, 2.0]) is None
+
+
+@pytest.mark.parametrize("n", [1, 7, HOUSES_PER_FEEDER + 3])
+def test_synthetic_scenario_sizes(n):
+    s = synthetic_scenario(n, periods=6)
+    assert len(s.customers) == n and len({c.id for c in s.customers}) == n
+    assert s.periods == 6 and s.dt_h == 4.0
+    feeders = {node.split("n")[0] for node in s.feeder.nodes}
+    assert len(feeders) == -(-n // HOUSES_PER_FEEDER)
+
+
+def test_synthetic_scenario_rejects_no_prosumers():
+    with pytest.raises(InputError):
+        synthetic_scenario(0)
+
+
+def test_rows_for_each_method_and_size():
+    result = run_scaling([2, 3], periods=4, methods=["jacobi", "centralized"], max_iterations=2)
+    assert [(r["n"], r["method"]) for r in result["rows"]] == [(2, "centralized"), (2, "jacobi"),
+                                                               (3, "centralized"), (3, "jacobi")]
+    for r in result["rows"]:
+        assert r["seconds"] > 0 and r["peak_mb"] > 0 and r["iterations"] >= 1
+    jacobi = [r for r in result["rows"] if r["method"] == "jacobi"]
+    assert all(r["price_updates"] == r["iterations"] for r in jacobi)
+    assert set(result["exponents"]) == {"jacobi", "centralized"}
+
+
+def test_scaling_cli_json(capsys):
+    assert main(["bench", "scaling", "--sizes", "2", "--periods", "4", "--methods", "centralized", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["rows"]
+    assert {"n", "method", "seconds", "iterations", "peak_mb"} <= set(row) and row["n"] == 2
+    assert "centralized" in out["exponents"]
+
+
+def test_scaling_cli_bad_input(capsys):
+    assert main(["bench", "scaling", "--sizes", "0"]) == 2
+    assert main(["bench", "scaling", "--methods", "newton"]) == 2
+    assert "methods must be among" in capsys.readouterr().err
