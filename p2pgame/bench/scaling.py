@@ -48,8 +48,9 @@ def _peak_mb() -> float:
 
 
 def fit_exponent(n, seconds) -> float | None:
-    """Least-squares slope of log(seconds) against log(n); None with fewer than two distinct sizes."""
-    n, seconds = np.asarray(n, float), np.asarray(seconds, float)
+    """Least-squares slope of log(seconds) against log(n) (None entries skipped); None with fewer than two sizes."""
+    n = np.asarray(n, float)
+    seconds = np.array([np.nan if s is None else s for s in seconds], float)
     keep = (n > 0) & (seconds > 0)
     if len(np.unique(n[keep])) < 2:
         return None
@@ -72,7 +73,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     """Time one method on a built game: its row (without n) and, for `centralized`, the outcome."""
     from p2pgame.market import centralized, solve_nash
 
-    row = {"method": method, "converged": True, "error": None}
+    row = {"method": method, "converged": True, "error": None, "first_round_s": None, "seconds_per_round": None}
     scope = "run" if _reset_peak() else "process"
     start = time.perf_counter()
     if method == "centralized":
@@ -84,7 +85,10 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     else:
         settings = nash_settings(scenario, method, max_iterations)
 
+        marks: list[float] = []
+
         def progress(r: dict) -> None:
+            marks.append(r["seconds"])
             bar.set_postfix(method=method, round=r["iteration"], imbalance_kw=f"{r['imbalance_kw']:.1e}")
 
         try:
@@ -94,11 +98,14 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
             rounds, prices = settings.max_iterations, None
             row.update(converged=False, error=str(exc))
         row["seconds"] = time.perf_counter() - start
+        row["first_round_s"] = marks[0] if marks else None  # with the initial responses (and worker compiles)
         row["iterations"] = int(rounds)
         row["price_updates"] = int(rounds) * (len(game.players) if method == "gauss-seidel" else 1)
     row["peak_mb"] = _peak_mb()
     row["peak_mb_scope"] = scope  # "run": since this method started; "process": since start-up
-    row["seconds_per_round"] = row["seconds"] / max(row["iterations"], 1) if method in NASH else None
+    if method in NASH and row["first_round_s"] is not None:  # later rounds: models compiled, workers warm
+        later = row["iterations"] - 1
+        row["seconds_per_round"] = (row["seconds"] - row["first_round_s"]) / later if later else row["seconds"]
     row["price_gap"] = None
     if central is not None and prices is not None:
         mask = game.traded
@@ -193,15 +200,16 @@ def table(result: dict) -> str:
     """The rows as a markdown table, with each Nash method's time relative to `centralized` at the same N."""
     central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
     lines = [
-        "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | converged | s / round | peak MB |"
-        " x centralized | price gap $/kWh |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | converged | first round s |"
+        " s / later round | peak MB | x centralized | price gap $/kWh |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         ratio = r["seconds"] / central[r["n"]] if r["method"] != "centralized" and r["n"] in central else None
         lines.append(
             f"| {r['n']} | {r['method']} | {r['executor'] or '-'} | {r['seconds']:.1f} | {r['iterations']} |"
-            f" {r['price_updates']} | {'yes' if r['converged'] else 'no'} | {_fmt(r['seconds_per_round'], '.2f')} |"
+            f" {r['price_updates']} | {'yes' if r['converged'] else 'no'} | {_fmt(r['first_round_s'], '.1f')} |"
+            f" {_fmt(r['seconds_per_round'], '.2f')} |"
             f" {r['peak_mb']:.0f} | {_fmt(ratio, '.1f')} | {_fmt(r['price_gap'], '.1e')} |"
         )
     fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
