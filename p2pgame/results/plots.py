@@ -46,6 +46,7 @@ def _figure(**options) -> Figure:
 
 
 def _title(tables: ResultTables) -> str:
+    """Scenario, method, traded powers and envelopes: what a figure shows."""
     s = tables.summary
     trading = "P and Q" if s.get("reactive_trading") else "P only"
     policy = s.get("doe_policy")
@@ -54,6 +55,7 @@ def _title(tables: ResultTables) -> str:
 
 
 def _hour(tables: ResultTables, period: int) -> str:
+    """A period with its time span in hours."""
     dt_h = float(tables.summary["dt_h"])
     start = period * dt_h
     return f"period {period} ({start:g}-{start + dt_h:g} h)"
@@ -78,6 +80,7 @@ def peak_periods(tables: ResultTables) -> list[tuple[int, str]]:
 
 
 def _limits(ax, tables: ResultTables) -> None:
+    """The voltage limits as dotted lines."""
     for v in tables.limits_pu:
         ax.axhline(v, color=LIMIT_COLOUR, linestyle=":", linewidth=1.5)
 
