@@ -54,9 +54,11 @@ class _Item:
     warm: object = None
 
 
-def _respond(token: str, prices, rho: float, exact: bool, items: list[_Item]) -> list:
-    """Worker side: proximal responses of one chunk with the worker-local compiled models."""
+def _respond(token: str, prices, rho: float, exact: bool, items: list[_Item], drop: list[int]) -> list:
+    """Worker side: forget the models in `drop`, then the proximal responses of one chunk."""
     models = _WORKER_MODELS.setdefault(token, {})
+    for slot in drop:
+        models.pop(slot, None)
     out = []
     for it in items:
         if it.agent is not None:
@@ -88,6 +90,14 @@ def _init_process() -> None:
     _warm_up()
 
 
+def _take(items: list) -> list:
+    """Empty `items` in place and return what it held (finalizers may append meanwhile)."""
+    out = []
+    while items:
+        out.append(items.pop())
+    return out
+
+
 @dataclass
 class _Slot:
     """What the main process knows about one model's worker-side copy."""
@@ -102,12 +112,12 @@ class _Slot:
 class _PinnedExecutor:
     """Common part of the parallel executors: agent -> worker routing and state synchronisation."""
 
-    n_workers = 2
-
-    def __init__(self):
+    def __init__(self, n_workers: int):
+        self.n_workers = n_workers
         self.token = uuid.uuid4().hex
         self._slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._next_slot = 0
+        self._dropped: list[list[int]] = [[] for _ in range(self.n_workers)]
 
     def _slot(self, model, position: int, count: int) -> _Slot:
         s = self._slots.get(model)
@@ -115,6 +125,7 @@ class _PinnedExecutor:
             s = _Slot(self._next_slot, position * self.n_workers // count)
             self._next_slot += 1
             self._slots[model] = s
+            weakref.finalize(model, self._dropped[s.worker].append, s.slot)  # the worker forgets it too
         return s
 
     def map(self, models, prices, rho, centres, exact):
@@ -135,7 +146,7 @@ class _PinnedExecutor:
             chunks[s.worker].append(item)
             where[s.worker].append(i)
             slots.append(s)
-        results = self._run(float(rho), bool(exact), prices, chunks)
+        results = self._run(float(rho), bool(exact), prices, chunks, [_take(d) for d in self._dropped])
         out: list = [None] * len(models)
         for idx, res in zip(where, results):
             for i, r in zip(idx, res):
@@ -145,7 +156,7 @@ class _PinnedExecutor:
             s.shipped, s.box, s.warm = True, model.box, model._warm
         return out
 
-    def _run(self, rho: float, exact: bool, prices, chunks: list[list[_Item]]) -> list[list]:
+    def _run(self, rho: float, exact: bool, prices, chunks: list[list[_Item]], drops: list[list[int]]) -> list[list]:
         raise NotImplementedError
 
     def __enter__(self):
@@ -162,10 +173,9 @@ class ProcessExecutor(_PinnedExecutor):
     """Best responses on `n_workers` worker processes (one single-process pool each, so routing is fixed)."""
 
     def __init__(self, n_workers: int = 2):
-        super().__init__()
         if int(n_workers) < 1:
             raise InputError(f"process executor: n_workers must be >= 1, got {n_workers}")
-        self.n_workers = int(n_workers)
+        super().__init__(int(n_workers))
         context = multiprocessing.get_context("spawn")  # no fork of a process holding solver or Dask threads
         self._pools = [
             ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_process)
@@ -174,9 +184,9 @@ class ProcessExecutor(_PinnedExecutor):
         for future in [pool.submit(os.getpid) for pool in self._pools]:  # start the workers now
             future.result()
 
-    def _run(self, rho, exact, prices, chunks):
-        futures = [pool.submit(_respond, self.token, prices, rho, exact, items) if items else None
-                   for pool, items in zip(self._pools, chunks)]
+    def _run(self, rho, exact, prices, chunks, drops):
+        futures = [pool.submit(_respond, self.token, prices, rho, exact, items, drop) if items or drop else None
+                   for pool, items, drop in zip(self._pools, chunks, drops)]
         return [f.result() if f is not None else [] for f in futures]
 
     def close(self) -> None:
@@ -194,7 +204,6 @@ class DaskExecutor(_PinnedExecutor):
     """
 
     def __init__(self, scheduler: str | None = None, n_workers: int = 2):
-        super().__init__()
         from dask.distributed import Client, LocalCluster
 
         self._cluster = None
@@ -211,17 +220,19 @@ class DaskExecutor(_PinnedExecutor):
             self.client = Client(self._cluster)
             self.client.wait_for_workers(int(n_workers), timeout=120)
         self.workers = sorted(self.client.scheduler_info()["workers"])
-        self.n_workers = len(self.workers)
+        super().__init__(len(self.workers))
         self.client.run(_warm_up, workers=self.workers)
 
-    def _run(self, rho, exact, prices, chunks):
+    def _run(self, rho, exact, prices, chunks, drops):
         futures = [
-            self.client.submit(_respond, self.token, prices, rho, exact, items,
+            self.client.submit(_respond, self.token, prices, rho, exact, items, drop,
                                workers=[addr], allow_other_workers=False, pure=False)
-            for addr, items in zip(self.workers, chunks) if items
+            if items or drop else None
+            for addr, items, drop in zip(self.workers, chunks, drops)
         ]
-        results = iter(self.client.gather(futures))
-        return [next(results) if items else [] for items in chunks]
+        done = self.client.gather([f for f in futures if f is not None])
+        results = iter(done)
+        return [next(results) if f is not None else [] for f in futures]
 
     def close(self) -> None:
         if self._cluster is None:

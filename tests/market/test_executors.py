@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import pickle
 
 import numpy as np
@@ -18,13 +19,15 @@ from p2pgame.market.nash import NashSettings
 SETTINGS = NashSettings(method="jacobi", tol_price_per_kwh=1e-6, tol_nash_rel=1e-5)
 
 
-def two_markets(executor) -> list:
+def two_markets(executor, second: bool = True) -> list:
     """A DOE market, then the same players with exports capped at 0.5 kW (the workers must take the new boxes)."""
     scenario = synthetic_scenario(4, periods=12)
     game = Game(scenario)
     envelopes = assign_envelopes(scenario, "max-total", game=game)
     game.apply_envelopes(envelopes)
     first = solve_nash(game, SETTINGS, executor=executor)
+    if not second:
+        return [first]
     game.apply_envelopes(dataclasses.replace(envelopes, pmax_kw=np.minimum(envelopes.pmax_kw, 0.5)))
     second = solve_nash(game, SETTINGS, executor=executor)
     return [first, second]
@@ -49,15 +52,39 @@ def test_markets_differ(serial):
     assert max(np.max(np.abs(a - b)) for a, b in zip(first, second)) > 1.0
 
 
-def test_processes_match_serial(serial):
+@pytest.fixture(scope="module")
+def processes():
     with ProcessExecutor() as executor:
-        assert_same(two_markets(executor), serial)
+        yield executor
+
+
+def test_processes_match_serial(serial, processes):
+    assert_same(two_markets(processes), serial)
 
 
 def test_dask_local_cluster_matches_serial(serial):
     with DaskExecutor() as executor:
         assert len(executor.workers) == 2
-        assert_same(two_markets(executor), serial)
+        assert_same(two_markets(executor, second=False), serial[:1])
+
+
+def test_workers_forget_collected_models(processes):
+    """Models that die in the main process are dropped from their worker's cache on the next round."""
+    from p2pgame.market.nash import initial_rho
+
+    gc.collect()
+    processes.map([], None, 1.0, [], True)  # hand over what earlier tests left behind
+    games = [Game(synthetic_scenario(3, periods=4)) for _ in range(2)]
+    for game in games:
+        prices = game.prices(np.r_[np.full(4, 0.1), np.zeros(4)])
+        centres = [np.zeros(8)] * len(game.players)
+        processes.map(game.players, prices, initial_rho(game, SETTINGS), centres, True)
+    del game, games[0]
+    gc.collect()
+    assert sorted(len(d) for d in processes._dropped) == [2, 2]  # 3 customers and the grid on 2 workers
+    game = games[0]
+    processes.map(game.players, prices, initial_rho(game, SETTINGS), centres, True)
+    assert all(not d for d in processes._dropped)
 
 
 def test_agent_pickles_without_compiled_models():
