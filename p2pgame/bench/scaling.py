@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from p2pgame.errors import ConvergenceError, InputError
+from p2pgame.errors import ConvergenceError, InputError, SolverError
 
 METHODS = ("jacobi", "gauss-seidel", "centralized")
 NASH = ("jacobi", "gauss-seidel")
@@ -73,7 +73,8 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     """Time one method on a built game: its row (without n) and, for `centralized`, the outcome."""
     from p2pgame.market import centralized, solve_nash
 
-    row = {"method": method, "converged": True, "error": None, "first_round_s": None, "seconds_per_round": None}
+    row = {"method": method, "converged": True, "status": "converged", "error": None, "first_round_s": None,
+           "seconds_per_round": None}
     scope = "run" if _reset_peak() else "process"
     start = time.perf_counter()
     if method == "centralized":
@@ -94,9 +95,11 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
         try:
             outcome = solve_nash(game, settings, progress=progress, executor=executor if method == "jacobi" else None)
             rounds, prices = outcome.iterations, outcome.prices
-        except ConvergenceError as exc:
-            rounds, prices = settings.max_iterations, None
-            row.update(converged=False, error=str(exc))
+        except SolverError as exc:  # no convergence within the budget, or a player's solver failed
+            rounds = settings.max_iterations if isinstance(exc, ConvergenceError) else len(marks)
+            prices = None
+            status = "budget" if isinstance(exc, ConvergenceError) else "solver error"
+            row.update(converged=False, status=status, error=str(exc))
         row["seconds"] = time.perf_counter() - start
         row["first_round_s"] = marks[0] if marks else None  # with the initial responses (and worker compiles)
         row["iterations"] = int(rounds)
@@ -200,7 +203,7 @@ def table(result: dict) -> str:
     """The rows as a markdown table, with each Nash method's time relative to `centralized` at the same N."""
     central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
     lines = [
-        "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | converged | first round s |"
+        "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | status | first round s |"
         " s / later round | peak MB | x centralized | price gap $/kWh |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -208,7 +211,7 @@ def table(result: dict) -> str:
         ratio = r["seconds"] / central[r["n"]] if r["method"] != "centralized" and r["n"] in central else None
         lines.append(
             f"| {r['n']} | {r['method']} | {r['executor'] or '-'} | {r['seconds']:.1f} | {r['iterations']} |"
-            f" {r['price_updates']} | {'yes' if r['converged'] else 'no'} | {_fmt(r['first_round_s'], '.1f')} |"
+            f" {r['price_updates']} | {r['status']} | {_fmt(r['first_round_s'], '.1f')} |"
             f" {_fmt(r['seconds_per_round'], '.2f')} |"
             f" {r['peak_mb']:.0f} | {_fmt(ratio, '.1f')} | {_fmt(r['price_gap'], '.1e')} |"
         )
