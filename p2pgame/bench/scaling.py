@@ -178,15 +178,6 @@ def run_scaling(
                     bar.update(1)
         finally:
             bar.close()
-    exponents = {
-        m: fit_exponent([r["n"] for r in rows if r["method"] == m], [r["seconds"] for r in rows if r["method"] == m])
-        for m in order
-    }
-    per_round = {
-        m: fit_exponent([r["n"] for r in rows if r["method"] == m],
-                        [r["seconds_per_round"] for r in rows if r["method"] == m])
-        for m in order if m in NASH
-    }
     return {
         "periods": int(periods),
         "executor": executor,
@@ -194,9 +185,30 @@ def run_scaling(
         "max_iterations": max_iterations,
         "rows": rows,
         "setup": setup,
-        "exponents": exponents,
-        "exponents_per_round": per_round,
+        **exponents(rows),
     }
+
+
+def exponents(rows: list[dict]) -> dict:
+    """Fitted exponents per method: of the total time (runs that ended without a solver error) and,
+    for the Nash methods, of the time per later round (every run that got past its first round)."""
+    ok = [r for r in rows if r.get("status") != "solver error"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def fit(part: list[dict], m: str, key: str):
+        return fit_exponent([r["n"] for r in part if r["method"] == m], [r[key] for r in part if r["method"] == m])
+
+    return {
+        "exponents": {m: fit(ok, m, "seconds") for m in methods},
+        "exponents_per_round": {m: fit(rows, m, "seconds_per_round") for m in methods if m in NASH},
+    }
+
+
+def combine(results: list[dict]) -> dict:
+    """Several runs as one result: rows concatenated, exponents refitted over the in-process (serial) runs."""
+    rows = [r for res in results for r in res["rows"]]
+    return {"rows": rows, "setup": [s for res in results for s in res["setup"]],
+            **exponents([r for r in rows if r["executor"] in ("serial", None)])}
 
 
 def table(result: dict) -> str:
@@ -217,10 +229,10 @@ def table(result: dict) -> str:
         )
     fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
     lines.append("")
-    lines.append(f"Fitted exponent b of seconds ~ N^b: {fits}.")
+    lines.append(f"Fitted exponent b of seconds ~ N^b (runs without solver errors): {fits}.")
     if result.get("exponents_per_round"):
         fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents_per_round"].items())
-        lines.append(f"Per round: {fits}.")
+        lines.append(f"Per later round (all runs past round one): {fits}.")
     return "\n".join(lines)
 
 
