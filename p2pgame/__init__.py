@@ -19,14 +19,11 @@ def load_scenario(path):
 
 
 def solve(scenario, method=None, **options):
-    """Run the market of `scenario` and certify it: `p2pgame.market.solve`, keeping the scenario on the result.
+    """Run the market of `scenario` and certify it (see `p2pgame.market.solve`).
 
     Options as `p2pgame.market.solve` (reactive, doe_policy, max_iterations, progress).
     The result's tables are DataFrames and its `plot_*()` methods draw what the CLI draws.
     """
     from p2pgame.market import solve as market_solve
 
-    result = market_solve(scenario, method, **options)
-    if result.case is None:
-        result.case = scenario
-    return result
+    return market_solve(scenario, method, **options)

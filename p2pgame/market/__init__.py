@@ -129,6 +129,7 @@ def solve(
         network=network,
         envelopes=envelopes,
         history=history,
+        case=scenario,
     )
 
 

@@ -37,10 +37,10 @@ class NashSettings:
     """Knobs of the best-response dynamics (defaults work for the built-in agents)."""
 
     method: str = "gauss-seidel"
-    max_iterations: int = 200
+    max_iterations: int = 300
     tol_imbalance_kw: float = 1e-3
     tol_nash_rel: float = 1e-6
-    tol_price_per_kwh: float = 1e-9
+    tol_price_per_kwh: float = 1e-6
     initial_price_per_kwh: float = 0.1
     price_step_per_kwh: float = 0.01
     max_price_step: float = 0.1
@@ -104,6 +104,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     price[:T] = settings.initial_price_per_kwh
     rho = initial_rho(game, settings)
     rho_min = rho * 0.1
+    reach = np.array([np.sqrt(2 * T) * _span_kw(m) for m in models])  # diameter of each player's (p, q)
     start = time.perf_counter()
     history: list[dict] = []
 
@@ -143,6 +144,9 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     step = np.zeros(2 * T)  # Jacobi: the next trial step from the accepted price
     accepted = None  # Jacobi: (price, responses, net, sens, dual value) of the last accepted round
     damping, sweep_imbalance = settings.gauss_seidel_damping, np.inf  # Gauss-Seidel price damping
+    best_sweep, stalled = np.inf, 0
+    next_gap_check = 0
+    rejected, forced = 0, False  # Jacobi: consecutive rejected Newton trials; accept the next trial as it comes
     for iteration in range(1, settings.max_iterations + 1):
         before = net.copy()
         if settings.method == "jacobi":
@@ -153,19 +157,26 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             price = trial
             value = dual_value()
             slope = dt * float(accepted[2].sum(axis=0)[mask] @ step[mask]) if accepted else 0.0
-            descent = value <= accepted[4] + 1e-4 * slope if accepted is not None else True
+            descent = accepted is None or value <= accepted[4] + 1e-4 * slope
             closer = accepted is not None and np.linalg.norm(net.sum(axis=0)[mask]) < np.linalg.norm(
                 accepted[2].sum(axis=0)[mask]
             )
-            if not (descent or closer):
+            if not (descent or closer or forced):
                 # neither descent of the (convex) dual nor a smaller imbalance: halve the step
                 price, saved_r, saved_net, saved_sens, _ = accepted
                 responses[:], net[:], sens[:] = list(saved_r), saved_net, saved_sens
                 seen[:] = price
+                rejected += 1
                 step = step / 2
+                if rejected >= 3:
+                    # the sensitivities mislead here (a kink): take the gradient step of the dual,
+                    # whose 1 / Lipschitz length always decreases it, and accept it as it comes
+                    step = np.where(mask, -rho * net.sum(axis=0) / (M * dt), 0.0)
+                    forced = True
             else:
                 accepted = (price.copy(), list(responses), net.copy(), sens.copy(), value)
                 step = newton_step(settings.max_price_step)
+                rejected, forced = 0, False
         else:
             for i in range(M):
                 r, s = proximal_response(models[i], game.prices(price), rho, centre[i], settings.exact_sensitivities)
@@ -176,8 +187,13 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 # the players have settled but the market has not cleared: the anticipated reactions
                 # were wrong at a kink; step on the excess as it stands
                 price = price + newton_step(settings.max_price_step, anticipate=False)
-            # damp the price player harder while a sweep leaves a larger imbalance
-            damping = max(damping / 2, 0.1) if size > 1.5 * sweep_imbalance else min(2 * damping, settings.gauss_seidel_damping)
+            # damp the price player harder while sweeps leave a larger imbalance or cycle without progress
+            stalled = stalled + 1 if size > 0.9 * best_sweep else 0
+            best_sweep = min(best_sweep, size)
+            if size > 1.5 * sweep_imbalance or stalled >= 3:
+                damping, stalled = max(damping / 2, 0.01), 0
+            elif size < sweep_imbalance:
+                damping = min(2 * damping, settings.gauss_seidel_damping)
             sweep_imbalance = size
         z = net.sum(axis=0)
         pull = rho * float(np.max(np.abs(net - centre)[:, mask])) / dt  # $/kWh the proximal terms still exert
@@ -193,16 +209,23 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if progress is not None:
             progress(row)
         imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
-        welfare = sum(m.own_value(r.x) for m, r in zip(models, responses))
-        # the price player's possible gain (price range 1 $/kWh) must be a small share of welfare
+        budget = settings.tol_nash_rel * max(abs(sum(m.own_value(r.x) for m, r in zip(models, responses))), 1.0)
+        # the price player's possible gain (price range 1 $/kWh) and a bound on what dropping the
+        # proximal terms could gain the players (concavity: rho |P - centre| x the reach of P)
         operator_gain = dt * float(np.abs(z[mask]).sum())
-        if (
-            imbalance <= settings.tol_imbalance_kw
-            and operator_gain <= 0.5 * settings.tol_nash_rel * max(abs(welfare), 1.0)
-            and pull <= settings.tol_price_per_kwh
-        ):
-            converged = True
-            break
+        proximal_gain = rho * float(np.sum(np.linalg.norm((net - centre)[:, mask], axis=1) * reach))
+        if imbalance <= settings.tol_imbalance_kw and operator_gain <= 0.5 * budget and pull <= settings.tol_price_per_kwh:
+            if proximal_gain <= 0.25 * budget:
+                converged = True
+                break
+            if proximal_gain <= 100 * budget and iteration >= next_gap_check:
+                # the bound is loose: measure the players' gains from dropping the proximal terms
+                next_gap_check = iteration + 5
+                prices = game.prices(price)
+                gains = [m.best_response(prices).payoff - m.payoff(r.x, prices) for m, r in zip(models, responses)]
+                if max(gains) <= 0.5 * budget:
+                    converged = True
+                    break
         if imbalance <= max(settings.tol_imbalance_kw, 0.1 * float(np.max(np.abs(net - centre)[:, mask]))):
             centre = net.copy()  # the regularised market cleared: a proximal-point step
             rho = max(rho * settings.rho_decay, rho_min)  # weaker pull, faster outer convergence

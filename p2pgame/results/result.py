@@ -79,7 +79,7 @@ class MarketResult:
     """One solved market: what `p2pgame solve --json` prints, with the full tables behind it.
 
     The tables (DataFrames) and plots are those `p2pgame solve --out DIR` writes; the
-    voltage tables and plots need `case`, the `Scenario` solved (`p2pgame.solve` sets it).
+    voltage tables and plots need `case`, the `Scenario` solved.
     """
 
     scenario: str

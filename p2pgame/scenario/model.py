@@ -17,10 +17,10 @@ class MarketSettings:
     method: str = "gauss-seidel"
     reactive: bool = True
     doe_policy: str = "max-total"
-    max_iterations: int = 200
+    max_iterations: int = 300
     tol_imbalance_kw: float = 1e-3
     tol_nash_rel: float = 1e-6
-    tol_price_per_kwh: float = 1e-9
+    tol_price_per_kwh: float = 1e-6
 
     def check(self, where: str = "scenario") -> None:
         if self.method not in METHODS:

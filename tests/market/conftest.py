@@ -6,7 +6,9 @@ import pytest
 from p2pgame.agents.prosumer import Prosumer
 from p2pgame.agents.upstream import UpstreamGrid
 from p2pgame.network.feeder import Feeder
-from p2pgame.scenario.model import Scenario
+from p2pgame.scenario.model import MarketSettings, Scenario
+
+TOL_NASH_REL = 1e-5  # the random markets' equilibrium tolerance (relative Nash gap)
 
 
 def random_market(seed: int, *, periods: int = 6, upstream_mode: str = "tariff") -> Scenario:
@@ -39,7 +41,8 @@ def random_market(seed: int, *, periods: int = 6, upstream_mode: str = "tariff")
         mode=upstream_mode, import_price_per_kwh=0.25, export_price_per_kwh=0.05,
         reactive_import_price_per_kvarh=0.03, alpha_per_kwh=0.15, beta_per_kw2h=1e-3, capacity_kva=2000.0,
     )
-    return Scenario(f"random-{seed}", feeder, customers, upstream, periods=periods, dt_h=24 / periods)
+    settings = MarketSettings(tol_nash_rel=TOL_NASH_REL, max_iterations=300)
+    return Scenario(f"random-{seed}", feeder, customers, upstream, periods=periods, dt_h=24 / periods, settings=settings)
 
 
 @pytest.fixture

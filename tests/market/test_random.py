@@ -1,4 +1,10 @@
-"""Fifty random markets, each ends with a valid certificate (Nash vs centralised)."""
+"""Fifty random markets, each ending with a valid certificate (Nash vs centralised).
+
+Random radial feeders of 5-50 nodes, 2-6 random prosumers, tariff or quadratic
+upstream, every envelope policy, both Nash methods, with and without reactive
+trading. "Valid" means the certificate meets the tolerances the market was run
+with (the scenario's tol_nash_rel for the Nash gap).
+"""
 
 import numpy as np
 import pytest
@@ -16,10 +22,11 @@ def test_random_market_certificate(seed, make_market):
     method = "jacobi" if seed % 2 else "gauss-seidel"
     result = solve(scenario, method, reactive=seed % 4 != 1, doe_policy=policy)
     c = result.certificate
+    tol = scenario.settings.tol_nash_rel
     assert result.converged
     assert c.imbalance_kw <= 1e-3 and c.imbalance_kvar <= 1e-3
-    assert c.nash_gap <= 1e-6 * max(abs(c.welfare), 1.0)
-    assert c.welfare_gap <= 1e-6
+    assert c.nash_gap <= tol * max(abs(c.welfare), 1.0)
+    assert c.welfare_gap <= tol
     assert c.price_gap <= 1e-4
     if policy != "none":
         v = result.network.lindistflow.v_pu
