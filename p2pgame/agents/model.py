@@ -95,7 +95,9 @@ def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
     Ipopt stops with bounds slack by up to tol / multiplier (micro-units where a multiplier is
     small) and HiGHS regularises QP Hessians by an absolute 1e-10 (a relative 1e-6 on a 1e-4
     $/kW^2 cost); on a convex problem one or two Newton steps on the identified active set make
-    the response exact, so that warm and cold solves agree to rounding.
+    the response exact, so that warm and cold solves agree to rounding. Proximal responses (inside
+    the Nash iterations, strongly concave in p and q) are returned as solved: the Nash solvers'
+    price steps are tuned on the solvers' own active sets.
     """
     exact = active_set_newton(prob, res)
     if exact is None:
@@ -226,7 +228,7 @@ class AgentModel:
             c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
         prob.set_linear_objective(c)
         res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
-        if res.success and res.solver != "active-set" and prob.is_convex and not prob.is_lp:
+        if proximal is None and res.success and res.solver != "active-set" and prob.is_convex and not prob.is_lp:
             res = _polish(prob, res)
         if res.success:
             self._warm = res
