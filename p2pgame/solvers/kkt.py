@@ -294,7 +294,8 @@ def _ratio_test(problem, x, g, dg, dx, row_side, x_side, limit):
         idx = np.flatnonzero(inactive & (d != 0))
         if idx.size:
             di = d[idx]
-            t = np.maximum((np.where(di > 0, ub[idx], lb[idx]) - val[idx]) / di, 0.0)
+            with np.errstate(over="ignore"):  # a tiny direction towards a far bound: t = inf, never blocking
+                t = np.maximum((np.where(di > 0, ub[idx], lb[idx]) - val[idx]) / di, 0.0)
             k = int(np.argmin(t))
             if t[k] < best:
                 best, block, side = t[k], (kind, int(idx[k])), (1 if di[k] > 0 else -1)
