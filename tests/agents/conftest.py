@@ -40,6 +40,7 @@ def prosumer_kwargs(T: int = 24, **override) -> dict:
 
 
 def make_prosumer(id: str = "house", T: int = 24, **override) -> Prosumer:
+    """The household of prosumer_kwargs as a Prosumer."""
     return Prosumer(id, "n1", **prosumer_kwargs(T, **override))
 
 
