@@ -70,14 +70,19 @@ def _identify(problem, x, y, zl, zu, primal_tol, dual_tol):
 
     Equality rows and variables with equal bounds are always active (side +1 / -1).
     A bound is active when its multiplier exceeds ``dual_tol`` or its slack is below
-    ``primal_tol`` (relative to the bound).
+    ``primal_tol`` (relative to the bound); an infinite bound is never active, whatever a
+    stale multiplier says (e.g. after an envelope was lifted).
     """
     g = problem.constraints_value(x)
-    up = (y > dual_tol) | (_near(problem.g_ub - g, problem.g_ub, primal_tol) & ~(y < -dual_tol))
-    lo = (y < -dual_tol) | _near(g - problem.g_lb, problem.g_lb, primal_tol)
+    up = np.isfinite(problem.g_ub) & (
+        (y > dual_tol) | (_near(problem.g_ub - g, problem.g_ub, primal_tol) & ~(y < -dual_tol))
+    )
+    lo = np.isfinite(problem.g_lb) & ((y < -dual_tol) | _near(g - problem.g_lb, problem.g_lb, primal_tol))
     row_side = np.where(problem.g_lb == problem.g_ub, 1, np.where(up, 1, np.where(lo, -1, 0)))
-    at_up = (zu > dual_tol) | (_near(problem.x_ub - x, problem.x_ub, primal_tol) & ~(zl > dual_tol))
-    at_lo = (zl > dual_tol) | _near(x - problem.x_lb, problem.x_lb, primal_tol)
+    at_up = np.isfinite(problem.x_ub) & (
+        (zu > dual_tol) | (_near(problem.x_ub - x, problem.x_ub, primal_tol) & ~(zl > dual_tol))
+    )
+    at_lo = np.isfinite(problem.x_lb) & ((zl > dual_tol) | _near(x - problem.x_lb, problem.x_lb, primal_tol))
     x_side = np.where(problem.x_lb == problem.x_ub, -1, np.where(at_up, 1, np.where(at_lo, -1, 0)))
     return row_side, x_side
 
