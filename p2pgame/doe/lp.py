@@ -3,32 +3,17 @@ from period to period, so each solve starts from the previous period's optimal b
 
 from __future__ import annotations
 
-import os
-
 import highspy
 import numpy as np
 import scipy.sparse as sp
 
 from p2pgame.errors import SolverError
-
-_banner_shown = False
+from p2pgame.solvers.highs import new_highs
 
 
 def _silent_highs() -> highspy.Highs:
-    """A Highs instance that prints nothing: its once-per-process banner goes to /dev/null, not stdout."""
-    global _banner_shown
-    if _banner_shown:
-        highs = highspy.Highs()
-    else:
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w") as null:
-                os.dup2(null.fileno(), 1)
-                highs = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _banner_shown = True
+    """A Highs instance that prints nothing."""
+    highs = new_highs()
     highs.setOptionValue("output_flag", False)
     return highs
 

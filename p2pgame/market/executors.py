@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import uuid
 import weakref
+from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ class _Slot:
     shipped: bool = field(default=False)
 
 
-class _PinnedExecutor:
+class _PinnedExecutor(ABC):
     """Common part of the parallel executors: agent -> worker routing and state synchronisation."""
 
     def __init__(self, n_workers: int):
@@ -156,8 +157,9 @@ class _PinnedExecutor:
             s.shipped, s.box, s.warm = True, model.box, model._warm
         return out
 
+    @abstractmethod
     def _run(self, rho: float, exact: bool, prices, chunks: list[list[_Item]], drops: list[list[int]]) -> list[list]:
-        raise NotImplementedError
+        """Solve each chunk on its own worker; one list of results per chunk."""
 
     def __enter__(self):
         return self
@@ -165,8 +167,9 @@ class _PinnedExecutor:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the workers."""
 
 
 class ProcessExecutor(_PinnedExecutor):

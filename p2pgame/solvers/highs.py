@@ -37,7 +37,7 @@ _STATUS = {
 _banner_shown = False
 
 
-def _new_highs() -> highspy.Highs:
+def new_highs() -> highspy.Highs:
     """A Highs instance; its once-per-process banner goes to /dev/null, not stdout."""
     global _banner_shown
     if _banner_shown:
@@ -61,7 +61,7 @@ def _rhs(problem: CompiledProblem):
 
 
 def _build(problem: CompiledProblem) -> highspy.Highs:
-    h = _new_highs()
+    h = new_highs()
     c, xl, xu, rl, ru = _rhs(problem)
     A = problem.A.tocsc()
     lp = highspy.HighsLp()
