@@ -42,20 +42,11 @@ def register(sub) -> None:
     s.set_defaults(func=run_scaling)
 
 
-def _load(path: str | None):
-    if path is None:
-        from p2pgame.scenario.default import default_scenario
-
-        return default_scenario()
-    from p2pgame.scenario import load_scenario
-
-    return load_scenario(path)
-
-
 def run_compare(args) -> int:
     from p2pgame.bench.compare import NOTE, compare, save_plots, table
+    from p2pgame.scenario import scenario_or_default
 
-    comparison = compare(_load(args.scenario), progress=not args.json)
+    comparison = compare(scenario_or_default(args.scenario), progress=not args.json)
     paths = save_plots(comparison, args.plots) if args.plots else []
     if args.json:
         print(json.dumps(comparison.to_dict()))

@@ -41,19 +41,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load(path: str | None):
-    """The scenario at `path`, or the default one."""
-    if path is None:
-        from p2pgame.scenario.default import default_scenario
-
-        return default_scenario()
-    try:
-        from p2pgame.scenario import load_scenario
-    except ImportError:
-        raise InputError(f"{path}: scenario files cannot be read yet (no p2pgame.scenario.load_scenario)") from None
-    return load_scenario(path)
-
-
 def envelopes_for(scenario, policy: str, *, reactive: bool, q_range_kvar=None, base: str | None = None):
     """Assign the envelopes of `scenario`; `welfare` takes its operating point from the market module."""
     from p2pgame import doe
@@ -75,8 +62,9 @@ def envelopes_for(scenario, policy: str, *, reactive: bool, q_range_kvar=None, b
 
 def run(args) -> int:
     from p2pgame.doe.report import export_dss, worst_case_report
+    from p2pgame.scenario import scenario_or_default
 
-    scenario = load(args.scenario)
+    scenario = scenario_or_default(args.scenario)
     if args.vmin is not None or args.vmax is not None:
         scenario = dataclasses.replace(scenario, feeder=scenario.feeder.with_limits(args.vmin, args.vmax))
     reactive = scenario.settings.reactive and not args.no_reactive

@@ -29,17 +29,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load(path: str | None):
-    """The scenario at `path`, or the default one."""
-    if path is None:
-        from p2pgame.scenario.default import default_scenario
-
-        return default_scenario()
-    from p2pgame.scenario import load_scenario
-
-    return load_scenario(path)
-
-
 def progress_printer(quiet: bool):
     """A per-round callback that shows a progress line on stderr (tqdm), or None."""
     if quiet:
@@ -65,7 +54,9 @@ def run(args) -> int:
         from p2pgame.results.writers import check_out_dir
 
         check_out_dir(args.out, args.force)
-    scenario = load(args.scenario)
+    from p2pgame.scenario import scenario_or_default
+
+    scenario = scenario_or_default(args.scenario)
     update, close = progress_printer(args.quiet or args.json)
     try:
         result = solve(
