@@ -190,9 +190,9 @@ def run_scaling(
 
 
 def exponents(rows: list[dict]) -> dict:
-    """Fitted exponents per method: of the total time (runs that ended without a solver error) and,
-    for the Nash methods, of the time per later round (every run that got past its first round)."""
-    ok = [r for r in rows if r.get("status") != "solver error"]
+    """Fitted exponents per method: of the total time (converged runs) and, for the Nash methods,
+    of the time per later round (every run that got past its first round)."""
+    ok = [r for r in rows if r.get("status", "converged") == "converged"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
 
     def fit(part: list[dict], m: str, key: str):
@@ -229,7 +229,7 @@ def table(result: dict) -> str:
         )
     fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
     lines.append("")
-    lines.append(f"Fitted exponent b of seconds ~ N^b (runs without solver errors): {fits}.")
+    lines.append(f"Fitted exponent b of seconds ~ N^b (converged runs): {fits}.")
     if result.get("exponents_per_round"):
         fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents_per_round"].items())
         lines.append(f"Per later round (all runs past round one): {fits}.")
