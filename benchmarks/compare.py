@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from p2pgame.bench.compare import NOTE, compare, save_plots, table
+from p2pgame.scenario import scenario_or_default
 
 
 def main() -> None:
@@ -18,15 +19,7 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="output folder")
     args = parser.parse_args()
-    if args.scenario:
-        from p2pgame.scenario import load_scenario
-
-        scenario = load_scenario(args.scenario)
-    else:
-        from p2pgame.scenario.default import default_scenario
-
-        scenario = default_scenario()
-    comparison = compare(scenario, progress=True)
+    comparison = compare(scenario_or_default(args.scenario), progress=True)
     out = Path(args.out)
     paths = save_plots(comparison, out)
     text = f"Scenario `{comparison.scenario}`. {NOTE}\n\n{table(comparison)}\n"

@@ -25,6 +25,7 @@ GROUPS = {
     "b": "(b) DOE policies",
     "c": "(c) DOE market vs LMP vs network-blind",
 }
+MAX_LABELLED_NODES = 45
 NOTE = ("DOE cases use method 'centralized': the Nash equilibrium equals the centralised optimum"
         " (certificate: Nash gap and price gap), so solving the game for every row is not needed.")
 
@@ -221,39 +222,51 @@ def plot_voltages(comparison: Comparison):
 
 
 def plot_profiles(comparison: Comparison):
-    """AC voltage along the feeder at the period of the highest and of the lowest voltage, every case."""
+    """AC voltage against electrical distance from the substation, every line drawn, at the periods
+    of the highest and of the lowest voltage of the network-blind market."""
     fig = _figure(figsize=(15, 5.5))
     axes = fig.subplots(1, 2, sharey=True)
     styles = _styles(comparison)
-    first = comparison.results[comparison.cases[-1].name]  # the network-blind market: where violations show
-    v_blind = np.asarray(first.network.ac.v_pu)
+    feeder = comparison.feeder
+    blind = comparison.results[comparison.cases[-1].name]  # the network-blind market: where violations show
+    v_blind = np.asarray(blind.network.ac.v_pu)
     periods = [(int(v_blind.max(axis=1).argmax()), "highest"), (int(v_blind.min(axis=1).argmin()), "lowest")]
-    nodes = first.network.nodes
-    order = _feeder_order(comparison.feeder)
+    parent = np.asarray(feeder.parent)
+    dist = _distance(feeder)
+    x_from = np.where(parent >= 0, dist[parent], 0.0)
+    leaves = np.setdiff1d(np.arange(len(parent)), parent[parent >= 0])
     for ax, (t, what) in zip(axes, periods):
         for case in comparison.cases:
-            res = comparison.results[case.name]
-            v = np.asarray(res.network.ac.v_pu)[t]
-            ax.plot(np.arange(len(order)), v[order], marker="o", markersize=3, label=case.name, **styles[case.name])
-        for lim in (first.network.vmin_limit_pu, first.network.vmax_limit_pu):
+            pf = comparison.results[case.name].network.ac
+            v = np.asarray(pf.v_pu)[t]
+            v_from = np.where(parent >= 0, v[parent], pf.v0_pu)
+            xs = np.column_stack([x_from, dist, np.full(dist.size, np.nan)]).ravel()
+            vs = np.column_stack([v_from, v, np.full(v.size, np.nan)]).ravel()
+            ax.plot(xs, vs, marker="o", markersize=3, label=case.name, **styles[case.name])
+        if len(feeder.nodes) <= MAX_LABELLED_NODES:
+            for k in leaves:
+                ax.annotate(feeder.nodes[k], (dist[k], v_blind[t, k]), xytext=(3, 3), textcoords="offset points",
+                            fontsize=8)
+        for lim in (feeder.vmin_pu, feeder.vmax_pu):
             ax.axhline(lim, color="tab:red", linestyle=":", linewidth=1.5)
-        start = t * first.dt_h
-        ax.set_title(f"period {t} ({start:g}-{start + first.dt_h:g} h): {what} voltage of the network-blind market",
+        start = t * blind.dt_h
+        ax.set_title(f"period {t} ({start:g}-{start + blind.dt_h:g} h): {what} voltage of the network-blind market",
                      fontsize=11)
-        ax.set_xticks(np.arange(len(order)), [nodes[k] for k in order], rotation=90, fontsize=7)
-        ax.set_xlabel("node (depth-first from the substation)")
+        ax.set_xlabel("electrical distance from the substation, sum of |z| along the path (pu)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("voltage, AC (pu)")
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(f"{comparison.scenario}: voltage profiles along the feeder")
+    fig.suptitle(f"{comparison.scenario}: voltage profiles along the feeder (every line drawn; ends labelled)")
     return fig
 
 
-def _feeder_order(feeder) -> list[int]:
-    """Node indices in depth-first order from the substation (branches one after another)."""
-    import networkx as nx
-
-    return [feeder.index(n) for n in nx.dfs_preorder_nodes(feeder.graph, feeder.substation) if n != feeder.substation]
+def _distance(feeder) -> np.ndarray:
+    """Each node's electrical distance from the substation: the sum of |z| (pu) of the lines on its path."""
+    z = np.hypot(feeder.r_pu, feeder.x_pu)
+    dist = np.zeros(len(z))
+    for k, p in enumerate(feeder.parent):  # parents come first
+        dist[k] = z[k] + (dist[p] if p >= 0 else 0.0)
+    return dist
 
 
 def plot_prices(comparison: Comparison):
