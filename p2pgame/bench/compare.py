@@ -223,12 +223,14 @@ def plot_voltages(comparison: Comparison):
 
 def plot_profiles(comparison: Comparison):
     """AC voltage against electrical distance from the substation, every line drawn, at the periods
-    of the highest and of the lowest voltage of the network-blind market."""
+    of the highest and of the lowest voltage of the network-blind market (else of the last case)."""
     fig = _figure(figsize=(15, 5.5))
     axes = fig.subplots(1, 2, sharey=True)
     styles = _styles(comparison)
     feeder = comparison.feeder
-    blind = comparison.results[comparison.cases[-1].name]  # the network-blind market: where violations show
+    ref = next((c for c in comparison.cases if c.doe_policy == "none" and c.method == "centralized"),
+               comparison.cases[-1])  # the network-blind market, where violations show
+    blind = comparison.results[ref.name]
     v_blind = np.asarray(blind.network.ac.v_pu)
     periods = [(int(v_blind.max(axis=1).argmax()), "highest"), (int(v_blind.min(axis=1).argmin()), "lowest")]
     parent = np.asarray(feeder.parent)
@@ -250,8 +252,7 @@ def plot_profiles(comparison: Comparison):
         for lim in (feeder.vmin_pu, feeder.vmax_pu):
             ax.axhline(lim, color="tab:red", linestyle=":", linewidth=1.5)
         start = t * blind.dt_h
-        ax.set_title(f"period {t} ({start:g}-{start + blind.dt_h:g} h): {what} voltage of the network-blind market",
-                     fontsize=11)
+        ax.set_title(f"period {t} ({start:g}-{start + blind.dt_h:g} h): {what} voltage of '{ref.name}'", fontsize=11)
         ax.set_xlabel("electrical distance from the substation, sum of |z| along the path (pu)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("voltage, AC (pu)")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from p2pgame.bench.compare import compare, table
+from p2pgame.bench.compare import compare, save_plots, table
 from p2pgame.cli import main
 from p2pgame.scenario.default import default_scenario
 
@@ -54,3 +54,10 @@ def test_table_has_one_line_per_row():
 def test_compare_cli_unknown_scenario_file(tmp_path, capsys):
     assert main(["bench", "compare", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml" in capsys.readouterr().err
+
+
+def test_plots_of_a_subset(tmp_path):
+    comparison = compare(default_scenario(), only=["P+Q, max-total"])
+    paths = save_plots(comparison, tmp_path)
+    assert [p.name for p in paths] == ["compare_voltages.png", "compare_profiles.png", "compare_prices.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
