@@ -473,7 +473,7 @@ class CompiledProblem:
         A = self.A.tocoo()
         nl_rows = [t for t in self.nonlinear if t.row >= 0]
         j_keys = np.concatenate(
-            [A.row * n + A.col, self.q_row * n + self.q_i, self.q_row * n + self.q_j]
+            [A.row.astype(np.int64) * n + A.col, self.q_row * n + self.q_i, self.q_row * n + self.q_j]
             + [t.row * n + t.idx for t in nl_rows]
         ).astype(np.int64)
         j_keys, j_inv = np.unique(j_keys, return_inverse=True)
@@ -487,7 +487,7 @@ class CompiledProblem:
         Hl = sp.tril(self.H).tocoo()
         qr, qc = np.maximum(self.q_i, self.q_j), np.minimum(self.q_i, self.q_j)
         nl_h = [(t, t.idx[[a for a, _, _ in t.hess]], t.idx[[b for _, b, _ in t.hess]]) for t in self.nonlinear]
-        h_keys = np.concatenate([Hl.row * n + Hl.col, qr * n + qc] + [r * n + c for _, r, c in nl_h]).astype(np.int64)
+        h_keys = np.concatenate([Hl.row.astype(np.int64) * n + Hl.col, qr * n + qc] + [r * n + c for _, r, c in nl_h]).astype(np.int64)
         h_keys, h_inv = np.unique(h_keys, return_inverse=True)
         pos_h, pos_q = h_inv[:Hl.nnz], h_inv[Hl.nnz:Hl.nnz + nq]
         hess_nl, start = [], Hl.nnz + nq
