@@ -17,7 +17,7 @@ def test_ipopt_qcqp_analytic_optimum():
     m.o = pe.Objective(expr=(m.x[0] - 2) ** 2 + (m.x[1] - 2) ** 2)
     m.c = pe.Constraint(expr=m.x[0] ** 2 + m.x[1] ** 2 <= 2)
     P = CompiledProblem.from_pyomo(m)
-    r = solve(P)
+    r = solve(P, solver="ipopt")
     assert r.solver == "ipopt" and r.success and r.status == "optimal"
     np.testing.assert_allclose(r.x, [1, 1], atol=1e-8)
     np.testing.assert_allclose(r.y, [1], atol=1e-8)
@@ -53,7 +53,7 @@ def test_ipopt_log_objective_matches_scipy():
 @pytest.mark.parametrize("sense", [pe.minimize, pe.maximize])
 def test_highs_and_ipopt_agree_on_qp(make_small_qp, sense):
     P = CompiledProblem.from_pyomo(make_small_qp(sense))
-    h = solve(P)  # auto: a QP goes to HiGHS
+    h = solve(P, solver="highs")
     i = solve(P, solver="ipopt")
     assert h.solver == "highs" and i.solver == "ipopt"
     np.testing.assert_allclose(h.x, i.x, atol=1e-6)
@@ -140,9 +140,9 @@ def test_warm_solve_after_price_change(prosumer):
 def test_active_set_hot_start_is_exact_after_small_change(prosumer):
     P = CompiledProblem.from_pyomo(prosumer)
     M, _ = P.linear_map(prosumer.p)
-    base = solve(P)
+    base = solve(P)  # interior
     P.c = P.c + M.T @ np.full(24, 1e-4)
-    r = solve(P, warm=base)
+    r = solve(P, solver="ipopt", warm=base)  # the hot start runs before Ipopt and HiGHS only
     assert r.solver == "active-set" and r.success
     assert kkt_residual(P, r) < 1e-8
     assert r.objective == pytest.approx(solve(P).objective, rel=1e-10)
@@ -150,13 +150,13 @@ def test_active_set_hot_start_is_exact_after_small_change(prosumer):
 
 def test_ipopt_reuses_problem_until_bounds_change(prosumer):
     P = CompiledProblem.from_pyomo(prosumer)
-    solve(P)
+    solve(P, solver="ipopt")
     nlp = P._cache["ipopt"][0]
     P.c = P.c * 1.01
-    solve(P)
+    solve(P, solver="ipopt")
     assert P._cache["ipopt"][0] is nlp
     P.x_ub[P.var_index[prosumer.l[3]]] = 2.0
-    r = solve(P)
+    r = solve(P, solver="ipopt")
     assert P._cache["ipopt"][0] is not nlp
     assert r.x[P.var_index[prosumer.l[3]]] <= 2.0 + 1e-9
 
@@ -166,8 +166,8 @@ def test_infeasible_raises_solver_error_with_name(make_prosumer):
     m.cap[1].set_value(m.s[1] ** 2 + m.g[1] ** 2 <= -1)
     P = CompiledProblem.from_pyomo(m)
     with pytest.raises(SolverError, match=r"agent 7: ipopt .*infeasible.*envelope"):
-        solve(P, name="agent 7")
-    r = solve(P, check=False)
+        solve(P, solver="ipopt", name="agent 7")
+    r = solve(P, solver="ipopt", check=False)
     assert not r.success and r.status == "infeasible"
 
     lp = pe.ConcreteModel()

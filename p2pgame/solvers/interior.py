@@ -1,0 +1,435 @@
+"""A dense primal-dual interior-point method for small convex QPs and QCQPs.
+
+Why: on an agent's best response (about 150 variables at T = 24) Ipopt spends most of
+its time in MUMPS set-up and Python callbacks, about 1.5 ms per iteration.  Here one
+iteration is a few dozen vectorised numpy calls and one dense LAPACK LDL' factorisation.
+
+After fixing the variables whose bounds are equal, the problem (the CompiledProblem's
+minimisation form, convex by structure) reads::
+
+    min  c'x + 1/2 x'Hx
+    s.t. A_E x = b_E                               linear equality rows
+         h_k(x) = sigma_k (b_k - g_r(x)) >= 0      each finite side k of another row r
+                                                   (sigma = +1 upper side, -1 lower side)
+         lb <= x <= ub
+
+Rows get slacks ``w`` (so the start need not be feasible); ``x`` stays strictly inside
+its own bounds.  Each iteration is a Mehrotra predictor-corrector step on the perturbed
+KKT conditions.  Eliminating the slacks and the side and bound multipliers leaves one
+symmetric quasi-definite system::
+
+    [ W + J' D J + Z/S + delta I    A_E'     ] [dx ]
+    [ A_E                          -delta I  ] [dnu]
+
+(W the Hessian of the Lagrangian, PSD; J the Jacobian of the inequality rows; D and Z/S
+diagonal), assembled by scattering through index arrays built once per pattern of fixed
+variables, equality rows and finite bounds, and factorised once per iteration.
+
+Multipliers follow the project's (Ipopt's) convention ``grad f + J'y - z_lower + z_upper = 0``:
+``y = nu`` on equality rows and ``y = lambda_upper - lambda_lower`` on the others.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+from p2pgame.solvers.compiled import CompiledProblem
+from p2pgame.solvers.result import SolveResult
+
+__all__ = ["solve_interior", "supports", "DEFAULT_OPTIONS", "MAX_VARIABLES"]
+
+DEFAULT_OPTIONS = {"tol": 1e-9, "max_iter": 100}
+MAX_VARIABLES = 1000         # dense factorisation: beyond this Ipopt's sparse one is faster
+_REGULARISATION = 1e-8       # delta of the quasi-definite system, relative to the data: a proximal
+                             # term that keeps steps along flat optimal faces (LP-like parts) short
+_STEP_FRACTION = 0.995       # fraction of the way to the boundary taken by a step
+_START = 0.1                 # starting slacks and multipliers (tuned on agents' days)
+_DIVERGED = 1e10             # |x| beyond this times the data's size: unbounded or diverging
+_CERTIFICATE = 1e-7          # relative accuracy asked of an infeasibility certificate
+
+
+def supports(problem: CompiledProblem) -> bool:
+    """Whether "auto" should use this method: convex by structure, no general nonlinear
+    terms, no quadratic equality rows, small enough for dense linear algebra, and not an
+    LP (HiGHS' simplex returns a vertex, i.e. a unique active set, on degenerate LPs)."""
+    if problem.n > MAX_VARIABLES or problem.nonlinear or problem.is_lp or not problem.is_convex:
+        return False
+    rows = problem.q_row
+    return not np.any(problem.g_lb[rows] == problem.g_ub[rows])
+
+
+class _Structure:
+    """Index sets, constant triplets and the KKT matrix's layout for one pattern of fixed
+    variables, equality rows and finite bounds.
+
+    Rows' coefficients over the free columns are kept as entries (row, col) of one sorted
+    pattern (linear part, linear terms from quadratic terms with one fixed column,
+    quadratic terms' gradients); matrix-vector products are bincounts over it.  The KKT
+    matrix is stored dense, or banded after a reverse Cuthill-McKee ordering when its
+    bandwidth is small (an agent's day: time-coupled blocks), and every contribution to
+    it lands at precomputed flat positions of that storage.
+    """
+
+    def __init__(self, P: CompiledProblem):
+        fixed = P.x_lb == P.x_ub
+        self.F, self.X = np.flatnonzero(~fixed), np.flatnonzero(fixed)
+        nf = self.nf = self.F.size
+        col = np.full(P.n, -1)
+        col[self.F] = np.arange(nf)
+        xpos = np.full(P.n, -1)
+        xpos[self.X] = np.arange(self.X.size)
+        eq = (P.g_lb == P.g_ub) & np.isfinite(P.g_lb)
+        lo, up = np.isfinite(P.g_lb) & ~eq, np.isfinite(P.g_ub) & ~eq
+        self.E, self.I = np.flatnonzero(eq), np.flatnonzero(lo | up)
+        mE, mI = self.mE, self.mI = self.E.size, self.I.size
+        N = self.N = nf + mE
+        eloc, rloc = np.full(P.m, -1), np.full(P.m, -1)
+        eloc[self.E], rloc[self.I] = np.arange(mE), np.arange(mI)
+        used = eq | lo | up
+
+        # inequality sides (lower sides first) as positions into I, and finite variable bounds
+        self.side = np.concatenate([rloc[np.flatnonzero(lo)], rloc[np.flatnonzero(up)]])
+        self.sigma = np.concatenate([-np.ones(int(lo.sum())), np.ones(int(up.sum()))])
+        self.L = np.flatnonzero(np.isfinite(P.x_lb[self.F]))
+        self.U = np.flatnonzero(np.isfinite(P.x_ub[self.F]))
+
+        # objective Hessian: free-free triplets, and free-fixed ones (a linear term per solve)
+        H = P.H.tocoo()
+        hr, hc = col[H.row], col[H.col]
+        k = (hr >= 0) & (hc >= 0)
+        self.h_r, self.h_c, self.h_v = hr[k], hc[k], H.data[k]
+        k = (hr >= 0) & (hc < 0)
+        self.hx_r, self.hx_c, self.hx_v = hr[k], xpos[H.col[k]], H.data[k]
+
+        # rows: linear part split into free and fixed columns; quadratic terms by how many columns are free
+        A = P.A.tocoo()
+        ar, ac = A.row.astype(np.int64), col[A.col]
+        k = used[ar] & (ac < 0)
+        self.ax_r, self.ax_c, self.ax_v = ar[k], xpos[A.col[k]], A.data[k]
+        k = used[ar] & (ac >= 0)
+        ar, ac, av = ar[k], ac[k], A.data[k]
+        fi, fj = col[P.q_i], col[P.q_j]
+        qused = used[P.q_row]
+        both, none = qused & (fi >= 0) & (fj >= 0), qused & (fi < 0) & (fj < 0)
+        if np.any(both & eq[P.q_row]):
+            raise ValueError("a quadratic equality row is not convex")
+        self.q_r, self.q_i, self.q_j, self.q_c = rloc[P.q_row[both]], fi[both], fj[both], P.q_coef[both]
+        self.const_terms = (P.q_row[none], xpos[P.q_i[none]], xpos[P.q_j[none]], P.q_coef[none])
+        mixed = qused & ~both & ~none
+        mixed_r, mixed_c = P.q_row[mixed], np.where(fi >= 0, fi, fj)[mixed]
+        self.mixed_x, self.mixed_v = xpos[np.where(fi >= 0, P.q_j, P.q_i)[mixed]], P.q_coef[mixed]
+        q_row = P.q_row[both]
+        keys = np.concatenate([ar * nf + ac, mixed_r * nf + mixed_c, q_row * nf + self.q_i, q_row * nf + self.q_j])
+        keys, inv = np.unique(keys, return_inverse=True)
+        na, nm, nq = ar.size, mixed_r.size, self.q_r.size
+        er, ec = keys // max(nf, 1), keys % max(nf, 1)
+        self.n_entries = keys.size
+        self.a_values = np.bincount(inv[:na], av, minlength=keys.size)
+        self.mixed_entry = inv[na:na + nm]
+        is_e = eq[er]
+        self.e_idx, self.i_idx = np.flatnonzero(is_e), np.flatnonzero(~is_e)
+        self.e_r, self.e_c = eloc[er[self.e_idx]], ec[self.e_idx]
+        self.i_r, self.i_c = rloc[er[self.i_idx]], ec[self.i_idx]
+        ipos = np.full(keys.size, -1)
+        ipos[self.i_idx] = np.arange(self.i_idx.size)
+        self.jq = ipos[inv[na + nm:]]     # J entries of d/dx_i then d/dx_j of the quadratic terms
+
+        # J'DJ as row-wise outer products over the pattern (I entries are sorted by row)
+        counts = np.bincount(self.i_r, minlength=mI).astype(np.int64)
+        self.dense_jtdj = int(np.sum(counts ** 2)) > max(mI * nf * nf // 8, 4096)
+        pa = pb = np.zeros(0, np.int64)
+        if not self.dense_jtdj and self.i_r.size:
+            reps = counts[self.i_r]
+            first = np.concatenate([[0], np.cumsum(counts)])[self.i_r]
+            pa = np.repeat(np.arange(self.i_r.size), reps)
+            pb = np.repeat(first, reps) + (np.arange(pa.size) - np.repeat(np.cumsum(reps) - reps, reps))
+        self.p_row, self.p_a, self.p_b = self.i_r[pa], pa, pb
+
+        # KKT entries (row, col) of the full symmetric matrix: constant part, then per-iteration part
+        ed = np.arange(N)
+        base_i = np.concatenate([self.h_r, ed, nf + self.e_r, self.e_c])
+        base_j = np.concatenate([self.h_c, ed, self.e_c, nf + self.e_r])
+        it_i = np.concatenate([self.q_i, self.q_j, self.i_c[pa]])
+        it_j = np.concatenate([self.q_j, self.q_i, self.i_c[pb]])
+        self._layout(np.concatenate([base_i, it_i]), np.concatenate([base_j, it_j]))
+        self.base_pos = self.pos(base_i, base_j)
+        self.n_h, self.n_e = self.h_r.size, self.e_r.size
+        self.k_pos, self.k_inv = np.unique(self.pos(it_i, it_j), return_inverse=True)
+        self.diag = self.pos(ed, ed)
+        if self.dense_jtdj:
+            self.block = (np.arange(nf)[:, None] * N + np.arange(nf)).ravel()
+
+    def _layout(self, ki, kj):
+        """Dense storage, or LAPACK band storage after reverse Cuthill-McKee when that is much smaller."""
+        N = self.N
+        self.band = False
+        if N >= 64 and not self.dense_jtdj:
+            pattern = sp.csr_matrix((np.ones(ki.size), (ki, kj)), shape=(N, N))
+            perm = reverse_cuthill_mckee(pattern, symmetric_mode=True).astype(np.int64)
+            rank = np.empty(N, np.int64)
+            rank[perm] = np.arange(N)
+            b = int(np.abs(rank[ki] - rank[kj]).max(initial=0))
+            if 3 * b + 1 < N // 3:
+                self.band, self.perm, self.rank, self.kl = True, perm, rank, b
+                self.ldab = 3 * b + 1
+                self.size = N * self.ldab
+                return
+        self.size = N * N
+        self.lwork = max(1, int(lapack.dsytrf_lwork(max(N, 1))[0]))
+
+    def pos(self, i, j):
+        """Flat positions of entries (i, j) in the storage (C-order (N, N), or (N, ldab) band columns)."""
+        if not self.band:
+            return i * self.N + j
+        ri, rj = self.rank[i], self.rank[j]
+        return rj * self.ldab + (2 * self.kl + ri - rj)
+
+    def factor(self, K):
+        """Factorise the KKT matrix in storage K (overwritten); None if it is singular."""
+        if self.band:
+            lu, piv, info = lapack.dgbtrf(K.reshape(self.N, self.ldab).T, self.kl, self.kl, overwrite_ab=1)
+        else:
+            lu, piv, info = lapack.dsytrf(K.reshape(self.N, self.N).T, lower=1, overwrite_a=1, lwork=self.lwork)
+        return None if info != 0 else (lu, piv)
+
+    def solve(self, factors, rhs):
+        lu, piv = factors
+        if self.band:
+            sol = np.empty_like(rhs)
+            sol[self.perm] = lapack.dgbtrs(lu, self.kl, self.kl, rhs[self.perm], piv)[0]
+            return sol
+        return lapack.dsytrs(lu, piv, rhs, lower=1)[0]
+
+
+def _structure(P: CompiledProblem) -> _Structure:
+    """The cached structure for the current pattern of bounds (rebuilt when it changed)."""
+    key = b"".join(a.tobytes() for a in (
+        P.x_lb == P.x_ub, np.isfinite(P.x_lb), np.isfinite(P.x_ub),
+        P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
+    cached = P._cache.get("interior")
+    if cached is None or cached[0] != key:
+        cached = P._cache["interior"] = (key, _Structure(P))
+    return cached[1]
+
+
+def _max_step(v, dv) -> float:
+    """Largest alpha in (0, 1] with v + alpha dv >= 0 (v > 0)."""
+    neg = dv < 0
+    return min(1.0, float(np.min(-v[neg] / dv[neg]))) if neg.any() else 1.0
+
+
+def solve_interior(problem: CompiledProblem, warm: SolveResult | None = None,
+                   options: dict | None = None) -> SolveResult:
+    """Solve a small convex QP/QCQP (see ``supports``); ``warm`` is not used (interior
+    methods gain little from it and a cold solve is a few milliseconds)."""
+    start = time.perf_counter()
+    options = {**DEFAULT_OPTIONS, **(options or {})}
+    unknown = set(options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        return _failure(problem, "invalid_option", f"unknown option(s) {', '.join(sorted(unknown))}", 0, start)
+    P = problem
+    if np.any(P.x_lb > P.x_ub) or np.any(P.g_lb > P.g_ub):
+        return _failure(P, "infeasible", "a lower bound exceeds its upper bound", 0, start)
+    S = _structure(P)
+    return _Solver(P, S, float(options["tol"]), int(options["max_iter"]), start).run()
+
+
+def _failure(P, status, message, iterations, start, x=None) -> SolveResult:
+    x = np.clip(P.x0, P.x_lb, P.x_ub) if x is None else x
+    return SolveResult(x=x, objective=P.objective(x), status=status, success=False, message=message,
+                       y=np.zeros(P.m), z_lower=np.zeros(P.n), z_upper=np.zeros(P.n),
+                       iterations=iterations, solve_time_s=time.perf_counter() - start, solver="interior")
+
+
+class _Solver:
+    """One solve: the problem's current numbers on a structure, and the iterations."""
+
+    def __init__(self, P: CompiledProblem, S: _Structure, tol: float, max_iter: int, start: float):
+        self.P, self.S, self.tol, self.max_iter, self.start = P, S, tol, max_iter, start
+        nf = S.nf
+        xX = self.xX = P.x_lb[S.X]
+        self.c = P.c_min[S.F] + np.bincount(S.hx_r, S.hx_v * xX[S.hx_c], minlength=nf)
+        gc = P.g_const + np.bincount(S.ax_r, S.ax_v * xX[S.ax_c], minlength=P.m)
+        r, a, b, q = S.const_terms
+        if r.size:
+            gc += np.bincount(r, q * xX[a] * xX[b], minlength=P.m)
+        coef = S.a_values + np.bincount(S.mixed_entry, S.mixed_v * xX[S.mixed_x], minlength=S.n_entries)
+        self.e_v, self.i_v = coef[S.e_idx], coef[S.i_idx]
+        self.b_E = P.g_lb[S.E] - gc[S.E]
+        rows = S.I[S.side]
+        self.b_side = np.where(S.sigma > 0, P.g_ub[rows], P.g_lb[rows]) - gc[rows]
+        self.lb, self.ub = P.x_lb[S.F], P.x_ub[S.F]
+        scale = max(1.0, float(np.abs(S.h_v).max(initial=0.0)), float(np.abs(coef).max(initial=0.0)))
+        delta = _REGULARISATION * scale
+        self.base = np.bincount(S.base_pos, np.concatenate([
+            S.h_v, np.where(np.arange(S.N) < nf, delta, -delta), self.e_v, self.e_v]), minlength=S.size)
+        bounds = np.concatenate([self.b_E, self.b_side, self.lb[S.L], self.ub[S.U]])
+        self.b_scale = 1.0 + float(np.abs(bounds).max(initial=0.0))
+        self.scale = scale
+
+    # ------------------------------------------------------------------ evaluation
+
+    def h(self, x):
+        """Side values h_k(x) = sigma_k (b_k - g_r(x)) (row constants sit in b_side)."""
+        S = self.S
+        g = np.bincount(S.i_r, self.i_v * x[S.i_c], minlength=S.mI)
+        if S.q_r.size:
+            g += np.bincount(S.q_r, S.q_c * x[S.q_i] * x[S.q_j], minlength=S.mI)
+        return S.sigma * (self.b_side - g[S.side])
+
+    def jacobian(self, x):
+        """Values of the inequality rows' Jacobian on the pattern (i_r, i_c)."""
+        S = self.S
+        if not S.q_r.size:
+            return self.i_v
+        return self.i_v + np.bincount(S.jq, np.concatenate([S.q_c * x[S.q_j], S.q_c * x[S.q_i]]),
+                                      minlength=S.i_r.size)
+
+    # ------------------------------------------------------------------ iterations
+
+    def start_point(self):
+        """Mid-box for two-sided bounds, 1 (relative) inside one-sided ones; slacks and
+        multipliers at least ``_START``."""
+        S, lb, ub = self.S, self.lb, self.ub
+        fl, fu = np.isfinite(lb), np.isfinite(ub)
+        x = np.clip(self.P.x0[S.F], lb, ub)
+        x[fl] = np.maximum(x[fl], lb[fl] + np.maximum(1.0, np.abs(lb[fl])))
+        x[fu] = np.minimum(x[fu], ub[fu] - np.maximum(1.0, np.abs(ub[fu])))
+        both = fl & fu
+        x[both] = 0.5 * (lb[both] + ub[both])
+        w = np.maximum(self.h(x), _START)
+        return x, np.zeros(S.mE), w, np.full(w.size, _START), np.full(S.L.size, _START), np.full(S.U.size, _START)
+
+    def run(self) -> SolveResult:
+        S = self.S
+        nf, mI, L, U, side, sigma = S.nf, S.mI, S.L, S.U, S.side, S.sigma
+        i_r, i_c, e_r, e_c, e_v = S.i_r, S.i_c, S.e_r, S.e_c, self.e_v
+        x, nu, w, lam, zl, zu = self.start_point()
+        lb, ub, c = self.lb[L], self.ub[U], self.c
+        nw, nl = w.size, L.size
+        ncomp = nw + nl + U.size
+        status, message, it, stalled = "max_iter", "iteration limit reached", 0, 0
+        for it in range(self.max_iter + 1):
+            jv = self.jacobian(x)
+            h = self.h(x)
+            yI = np.bincount(side, sigma * lam, minlength=mI)
+            grad = c + np.bincount(S.h_r, S.h_v * x[S.h_c], minlength=nf)
+            rd = grad + np.bincount(e_c, e_v * nu[e_r], minlength=nf) + np.bincount(i_c, jv * yI[i_r], minlength=nf)
+            rd[L] -= zl
+            rd[U] += zu
+            rE = np.bincount(e_r, e_v * x[e_c], minlength=S.mE) - self.b_E
+            rI = h - w
+            sl, su = x[L] - lb, ub - x[U]
+            p1, p2 = np.concatenate([w, sl, su]), np.concatenate([lam, zl, zu])
+            comp = p1 * p2
+            mu = float(comp.sum()) / ncomp if ncomp else 0.0
+            d_scale = 1.0 + float(np.abs(grad).max(initial=0.0))
+            dual_err = float(np.abs(rd).max(initial=0.0)) / d_scale
+            primal_err = max(float(np.abs(rE).max(initial=0.0)), float(np.abs(rI).max(initial=0.0))) / self.b_scale
+            comp_err = float(comp.max(initial=0.0)) / d_scale
+            if max(dual_err, primal_err, comp_err) <= self.tol:
+                status, message = "optimal", f"converged in {it} iterations"
+                break
+            verdict = self.diagnose(x, nu, lam, zl, zu, h, sl, su, rd - grad, rE, primal_err)
+            if verdict:
+                status, message = verdict
+                break
+            if it == self.max_iter:
+                break
+
+            # the reduced KKT matrix, factorised once for both directions
+            K = self.base.copy()
+            d = np.bincount(side, lam / w, minlength=mI)
+            vals = np.concatenate([S.q_c * yI[S.q_r], S.q_c * yI[S.q_r], d[S.p_row] * jv[S.p_a] * jv[S.p_b]])
+            if vals.size:
+                K[S.k_pos] += np.bincount(S.k_inv, vals, minlength=S.k_pos.size)
+            if S.dense_jtdj:
+                J = np.zeros((mI, nf))
+                J[i_r, i_c] = jv
+                K[S.block] += ((J.T * d) @ J).ravel()
+            K[S.diag[L]] += zl / sl
+            K[S.diag[U]] += zu / su
+            factors = S.factor(K)
+            if factors is None:
+                status, message = "error_in_step", "singular Newton system"
+                break
+
+            def direction(rc):
+                rcw, rcl, rcu = rc[:nw], rc[nw:nw + nl], rc[nw + nl:]
+                t = np.bincount(side, sigma * (rcw - lam * rI) / w, minlength=mI)
+                rhs = np.empty(S.N)
+                rhs[:nf] = -rd - np.bincount(i_c, jv * t[i_r], minlength=nf)
+                rhs[L] += rcl / sl
+                rhs[U] -= rcu / su
+                rhs[nf:] = -rE
+                sol = S.solve(factors, rhs)
+                dx = sol[:nf]
+                dw = rI - sigma * np.bincount(i_r, jv * dx[i_c], minlength=mI)[side]
+                dp1 = np.concatenate([dw, dx[L], -dx[U]])
+                return dx, sol[nf:], dp1, (rc - p2 * dp1) / p1
+
+            dx, dnu, dp1, dp2 = direction(-comp)
+            if not np.all(np.isfinite(dx)):
+                status, message = "error_in_step", "the Newton system gave a non-finite step"
+                break
+            if ncomp:
+                alpha = min(_max_step(p1, dp1), _max_step(p2, dp2))
+                mu_aff = float((p1 + alpha * dp1) @ (p2 + alpha * dp2)) / ncomp
+                centre = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+                dx, dnu, dp1, dp2 = direction(centre * mu - comp - dp1 * dp2)
+            alpha = min(1.0, _STEP_FRACTION * min(_max_step(p1, dp1), _max_step(p2, dp2)))
+            stalled = stalled + 1 if alpha < 1e-10 else 0
+            if stalled > 5:
+                status, message = "step_too_small", "steps shrank to nothing"
+                break
+            x = x + alpha * dx
+            nu = nu + alpha * dnu
+            p1 = p1 + alpha * dp1
+            p2 = p2 + alpha * dp2
+            w, lam, zl, zu = p1[:nw], p2[:nw], p2[nw:nw + nl], p2[nw + nl:]
+        return self.result(x, nu, lam, zl, zu, status, message, it)
+
+    def diagnose(self, x, nu, lam, zl, zu, h, sl, su, grad_phi, rE, primal_err):
+        """(status, message) when the iterates show infeasibility or divergence, else None.
+
+        Infeasibility: the multipliers grow without bound and, scaled by their size s,
+        certify it: Phi(x) = nu.rE - lam.h - zl.sl - zu.su is convex with gradient
+        ``grad_phi`` (the stationarity residual without grad f), is <= 0 wherever x is
+        feasible, and here has a (relatively) vanishing gradient and a positive value,
+        so it is positive everywhere.
+        """
+        s = max(float(np.abs(nu).max(initial=0.0)), float(lam.max(initial=0.0)),
+                float(zl.max(initial=0.0)), float(zu.max(initial=0.0)))
+        if s > 1e6 and primal_err > self.tol:
+            phi = (nu @ rE - lam @ h - zl @ sl - zu @ su) / s
+            size = self.b_scale * (1.0 + float(np.abs(x).max(initial=0.0)))
+            if phi > _CERTIFICATE * size and float(np.abs(grad_phi).max(initial=0.0)) / s <= _CERTIFICATE:
+                return "infeasible", "the multipliers grow along an infeasibility certificate"
+        if float(np.abs(x).max(initial=0.0)) > _DIVERGED * self.b_scale * self.scale:
+            if primal_err <= 1e-6:
+                return "unbounded", "feasible iterates run off to infinity while the objective falls"
+            return "diverging", "the iterates run off to infinity"
+        return None
+
+    def result(self, xf, nu, lam, zl, zu, status, message, it) -> SolveResult:
+        P, S = self.P, self.S
+        x = np.empty(P.n)
+        x[S.F], x[S.X] = xf, self.xX
+        y = np.zeros(P.m)
+        y[S.E] = nu
+        y[S.I] = np.bincount(S.side, S.sigma * lam, minlength=S.mI)
+        z_lower, z_upper = np.zeros(P.n), np.zeros(P.n)
+        z_lower[S.F[S.L]], z_upper[S.F[S.U]] = zl, zu
+        if S.X.size:  # a fixed variable's bound multiplier is whatever stationarity leaves
+            r = (P.gradient(x) + P.jacobian(x).T @ y)[S.X]
+            z_lower[S.X], z_upper[S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
+        return SolveResult(
+            x=x, objective=P.objective(x), status=status, success=status == "optimal", message=message,
+            y=y, z_lower=z_lower, z_upper=z_upper, iterations=it,
+            solve_time_s=time.perf_counter() - self.start, solver="interior",
+        )
