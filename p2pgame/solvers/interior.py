@@ -49,7 +49,7 @@ _REGULARISATION = 1e-8       # delta of the quasi-definite system, relative to t
                              # term that keeps steps along flat optimal faces (LP-like parts) short
 _STEP_FRACTION = 0.995       # fraction of the way to the boundary taken by a step
 _START = 0.1                 # starting slacks and multipliers (tuned on agents' days)
-_DIVERGED = 1e10             # |x| beyond this times the data's size: unbounded or diverging
+_DIVERGED = 1e8              # |x| beyond this times the data's size: unbounded or diverging
 _CERTIFICATE = 1e-7          # relative accuracy asked of an infeasibility certificate
 
 
@@ -397,22 +397,22 @@ class _Solver:
     def diagnose(self, x, nu, lam, zl, zu, h, sl, su, grad_phi, rE, primal_err):
         """(status, message) when the iterates show infeasibility or divergence, else None.
 
-        Infeasibility: the multipliers grow without bound and, scaled by their size s,
-        certify it: Phi(x) = nu.rE - lam.h - zl.sl - zu.su is convex with gradient
+        Infeasibility: on an infeasible problem the multipliers grow and, scaled by their
+        size s, certify it: Phi(x) = nu.rE - lam.h - zl.sl - zu.su is convex with gradient
         ``grad_phi`` (the stationarity residual without grad f), is <= 0 wherever x is
         feasible, and here has a (relatively) vanishing gradient and a positive value,
-        so it is positive everywhere.
+        so it is positive everywhere.  Divergence: |x| beyond any scale of the data.
         """
         s = max(float(np.abs(nu).max(initial=0.0)), float(lam.max(initial=0.0)),
-                float(zl.max(initial=0.0)), float(zu.max(initial=0.0)))
-        if s > 1e6 and primal_err > self.tol:
+                float(zl.max(initial=0.0)), float(zu.max(initial=0.0)), 1e-300)
+        if primal_err > self.tol:
             phi = (nu @ rE - lam @ h - zl @ sl - zu @ su) / s
             size = self.b_scale * (1.0 + float(np.abs(x).max(initial=0.0)))
             if phi > _CERTIFICATE * size and float(np.abs(grad_phi).max(initial=0.0)) / s <= _CERTIFICATE:
                 return "infeasible", "the multipliers grow along an infeasibility certificate"
         if float(np.abs(x).max(initial=0.0)) > _DIVERGED * self.b_scale * self.scale:
             if primal_err <= 1e-6:
-                return "unbounded", "feasible iterates run off to infinity while the objective falls"
+                return "unbounded", "feasible iterates run off to infinity"
             return "diverging", "the iterates run off to infinity"
         return None
 
