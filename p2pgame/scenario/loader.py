@@ -132,7 +132,7 @@ def build(spec: ScenarioSpec, path: Path) -> Scenario:
 
 
 def build_feeder(spec: FeederSpec, path: Path, periods: int):
-    """The feeder named by [feeder], with its passive loads, load profile and voltage settings applied."""
+    """The feeder named by [feeder], with its passive loads, ratings, load profile and voltage settings applied."""
     from p2pgame.network import load_feeder
 
     where = f"{path}: feeder"
@@ -160,7 +160,15 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
             )
         k = feeder.index(node)
         load_kw[k], load_kvar[k] = load.kw, load.kvar
-    changes = {"load_kw": load_kw, "load_kvar": load_kvar}
+    rating_kva = np.array(feeder.rating_kva, dtype=float)
+    for node, rating in spec.ratings.items():
+        if node not in feeder.nodes:
+            raise InputError(
+                f"{where}.ratings.{node}: not a node of feeder {feeder.name} below its substation"
+                f" ({_listing(feeder.nodes)})"
+            )
+        rating_kva[feeder.index(node)] = rating
+    changes = {"load_kw": load_kw, "load_kvar": load_kvar, "rating_kva": rating_kva}
     if spec.load_profile is not None:
         changes["load_profile"] = np.broadcast_to(spec.load_profile, (periods,))
     for key in ("v0_pu", "vmin_pu", "vmax_pu"):

@@ -202,6 +202,7 @@ class FeederSpec(Spec):
     pandapower: str | None = None
     load_scale: NonNegative = 1.0
     loads: dict[str, LoadSpec] = Field(default_factory=dict)
+    ratings: dict[str, Positive] = Field(default_factory=dict)
     load_profile: NonNegativeProfile | None = None
     v0_pu: PerUnit | None = None
     vmin_pu: PerUnit | None = None

@@ -30,10 +30,13 @@ def test_ac_validated_envelopes_keep_ac_voltages_in_limits(rows):
     assert r["vmax_ac_pu"] <= 1.05 + TOL and r["vmin_ac_pu"] >= 0.95 - TOL
 
 
-def test_network_blind_market_breaks_the_upper_voltage_limit(rows):
-    """Midday PV exports without envelopes push AC voltages over 1.05 pu on the default day."""
+def test_network_blind_market_breaks_both_voltage_limits_and_the_transformer(rows):
+    """Without envelopes the default day goes over 1.05 pu (midday PV exports), under 0.95 pu
+    (evening battery recharge) and overloads the 500 kVA transformer to node 634."""
     r = rows["P+Q, network-blind"]
     assert r["vmax_ac_pu"] > 1.05 + TOL
+    assert r["vmin_ac_pu"] < 0.95 - TOL
+    assert r["max_loading"] > 1.0 + TOL
     assert r["envelope_utilisation"] is None and r["doe_policy"] == "none"
 
 

@@ -120,6 +120,9 @@ CASES = [
      ["net.json", "feeder"]),
     ("passive-load-unknown-node", append('[feeder.loads]\n"999" = { kw = 1.0, kvar = 0.0 }'),
      ["feeder.loads.999: not a node of feeder ieee13"]),
+    ("rating-unknown-node", append('[feeder.ratings]\n"999" = 1000.0'),
+     ["feeder.ratings.999: not a node of feeder ieee13"]),
+    ("rating-not-positive", append('[feeder.ratings]\n"634" = 0.0'), ["feeder.ratings.634: must be > 0, got 0"]),
     ("limits-crossed", edit("v0_pu = 1.03", "v0_pu = 1.03\nvmin_pu = 1.06\nvmax_pu = 1.05"),
      ["feeder", "vmin_pu (1.06) must be below vmax_pu (1.05)"]),
     ("unknown-upstream-mode", edit('mode = "tariff"', 'mode = "wholesale"'),
@@ -255,14 +258,14 @@ def default_day_with(folder: Path, old: str, new: str) -> Path:
 
 
 def test_envelope_policy_that_cannot_be_met_is_bad_input(tmp_path, capsys):
-    """vmin_pu = 1.005: the customers' own least-exchange operation already breaks it, so max-total has no box.
+    """vmin_pu = 0.985: the customers' own least-exchange operation already breaks it, so max-total has no box.
 
-    (With vmin_pu = 1.04 the passive loads alone break the limit; the DOE code says so, also as InputError.)
+    (With vmin_pu = 0.99 the passive loads alone break the limit; the DOE code says so, also as InputError.)
     """
-    path = default_day_with(tmp_path, "vmin_pu = 0.95", "vmin_pu = 1.005")
+    path = default_day_with(tmp_path, "vmin_pu = 0.95", "vmin_pu = 0.985")
     out = tmp_path / "out"
     run = run_main(capsys, "solve", path, "--method", "centralized", "--out", out, "--quiet")
-    assert_clean_failure(run, 2, out, [f"p2pgame: error: {path}: ", "no envelope can be assigned", "below vmin_pu 1.005"])
+    assert_clean_failure(run, 2, out, [f"p2pgame: error: {path}: ", "no envelope can be assigned", "below vmin_pu 0.985"])
 
 
 def test_iteration_budget_too_small_is_a_solver_failure(tmp_path, capsys):

@@ -4,6 +4,8 @@ Checked against the certificate's own conditions and against the centralised
 welfare optimum, which is solved independently (one stacked problem).
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -52,20 +54,49 @@ def test_envelopes_keep_voltages_within_limits(central):
     assert net.lindistflow.v_pu.min() >= net.vmin_limit_pu - 1e-6
 
 
-def test_lmp_prices_differ_only_when_a_voltage_limit_binds():
+def _lmp(sc):
+    """Locational prices (nodes, T), LinDistFlow voltages and loadings of the `lmp` optimum."""
+    result = solve(sc, "lmp")
+    net = result.network.lindistflow
+    return np.array(list(result.locational.values())), net.v_pu, np.nan_to_num(net.loading)
+
+
+def test_lmp_prices_differ_between_nodes_when_a_voltage_limit_binds():
+    """Voltage limits only (thermal ratings lifted), tightened to 0.97-1.04 pu so that both bind.
+
+    (On the default day the feeder head's rating binds first, which moves every node's price alike.)
+    """
     sc = default_scenario()
-    binding = solve(sc, "lmp")
-    prices = np.array(list(binding.locational.values()))  # (nodes, T)
-    v = binding.network.lindistflow.v_pu
-    at_limit = np.any(v >= sc.feeder.vmax_pu - 1e-6, axis=1) | np.any(v <= sc.feeder.vmin_pu + 1e-6, axis=1)
-    spread = np.ptp(prices, axis=0)
-    assert at_limit.any(), "the default scenario should push a voltage limit without envelopes"
-    assert spread[at_limit].max() > 1e-3
-    assert spread[~at_limit].max() <= 1e-6
-    relaxed = default_scenario()
-    relaxed.feeder = relaxed.feeder.with_limits(vmin_pu=0.5, vmax_pu=1.5)
-    free = solve(relaxed, "lmp")
-    assert np.ptp(np.array(list(free.locational.values())), axis=0).max() <= 1e-6
+    sc.feeder = dataclasses.replace(sc.feeder.with_limits(vmin_pu=0.97, vmax_pu=1.04),
+                                    rating_kva=np.full(len(sc.feeder.nodes), np.inf))
+    prices, v, _ = _lmp(sc)
+    high = np.any(v >= 1.04 - 1e-6, axis=1)
+    low = np.any(v <= 0.97 + 1e-6, axis=1)
+    assert high.any() and low.any()
+    assert np.ptp(prices[:, high], axis=0).min() > 1e-3
+    assert np.ptp(prices[:, low], axis=0).min() > 1e-3
+
+
+def test_lmp_prices_differ_behind_a_binding_transformer():
+    """The transformer to node 634 back at its IEEE rating of 500 kVA."""
+    sc = default_scenario()
+    rating = sc.feeder.rating_kva.copy()
+    rating[sc.feeder.nodes.index("634")] = 500.0
+    sc.feeder = dataclasses.replace(sc.feeder, rating_kva=rating)
+    prices, _, loading = _lmp(sc)
+    k = sc.feeder.nodes.index("634")
+    binding = loading[:, k] >= 1.0 - 1e-6
+    assert binding.any()
+    others = np.delete(prices, k, axis=0)
+    assert np.all(np.abs(prices[k, binding] - others[:, binding]) > 1e-3)
+
+
+def test_lmp_prices_are_uniform_when_no_limit_binds():
+    sc = default_scenario()
+    sc.feeder = dataclasses.replace(sc.feeder.with_limits(vmin_pu=0.5, vmax_pu=1.5),
+                                    rating_kva=np.full(len(sc.feeder.nodes), np.inf))
+    prices, _, _ = _lmp(sc)
+    assert np.ptp(prices, axis=0).max() <= 1e-6
 
 
 @pytest.mark.slow
