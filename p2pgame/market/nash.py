@@ -13,12 +13,23 @@ price changes with jumps. Two devices make the dynamics converge in few rounds:
 - the price player's damped best response is a Newton step on the 2T excess
   supplies, `dprice = -S^{-1} z`, where S sums the players' exact price
   sensitivities (from their KKT systems on the active set; the proximal bound
-  dt / rho where a system is singular), limited to a trust region.
+  dt / rho where a system is singular), limited to a trust region of
+  `max_price_step` $/kWh per period. Where S is (nearly) singular, e.g. in a
+  period where every player sits at a bound, the step is the Levenberg-Marquardt
+  one, `-(S + mu I)^{-1} z` with the smallest mu that respects the trust region,
+  rather than the Newton step scaled down as a whole (which would move only the
+  singular direction).
 
 Centres move to the players' latest choices once the regularised market has
 (nearly) cleared. The run stops when the imbalance is within tolerance and no
 proximal term pulls any player by more than the price tolerance; otherwise it
 raises ConvergenceError with the last residuals.
+
+Price updates (`NashOutcome.price_updates`, `price_updates` in the history rows)
+count the prices posted to players: one per Jacobi round (rejected trials
+included), one per player in a Gauss-Seidel sweep (plus one when a sweep ends
+with a step on the excess as it stands). Gauss-Seidel keeps running sums of the
+players' exports and sensitivities, so a sweep costs O(M) and not O(M^2).
 """
 
 from __future__ import annotations
@@ -53,10 +64,58 @@ class NashSettings:
 class NashOutcome:
     prices: np.ndarray  # stacked (lam, mu), 2T
     responses: list
-    iterations: int
+    iterations: int  # rounds (Jacobi) or sweeps (Gauss-Seidel)
     converged: bool
     seconds: float
+    price_updates: int = 0  # prices posted to players: one per Jacobi round, one per player in a Gauss-Seidel sweep
     history: list[dict] = field(default_factory=list)
+
+
+class _Totals:
+    """Running sums over the players of net exports, sensitivities and sensitivity x price last seen.
+
+    Replacing one player's terms costs O(T^2), so a Gauss-Seidel sweep is linear in the number of players.
+    """
+
+    def __init__(self, net: np.ndarray, sens: np.ndarray, seen: np.ndarray):
+        self.net = net.sum(axis=0)
+        self.sens = sens.sum(axis=0)
+        self.reaction = np.einsum("ijk,ik->j", sens, seen)
+
+    def replace(self, old_net, old_sens, old_seen, new_net, new_sens, new_seen) -> None:
+        self.net += new_net - old_net
+        self.sens += new_sens - old_sens
+        self.reaction += new_sens @ new_seen - old_sens @ old_seen
+
+
+def trust_region_step(G: np.ndarray, z: np.ndarray, radius: float) -> np.ndarray:
+    """The Newton step -G^{-1} z on the excess supply z, kept within `radius` ($/kWh) in every period.
+
+    G (the players' summed price sensitivities, symmetric positive semidefinite) is often singular
+    far from equilibrium: in a period where every player sits at a bound, no price within reach moves
+    anybody. Scaling the whole Newton step down to the radius would then move only that period. The
+    step is instead -(G + mu I)^{-1} z with the smallest mu >= 0 that keeps it within the radius
+    (Levenberg-Marquardt): the full Newton step when it fits, otherwise a blend of Newton and gradient
+    steps of the dual that moves every period with an excess.
+    """
+    g, V = np.linalg.eigh(0.5 * (G + G.T))
+    g = np.maximum(g, 0.0)
+    w = V.T @ z
+    floor = 1e-12 * max(float(g.max(initial=0.0)), 1e-300)
+
+    def step(mu: float) -> np.ndarray:
+        return -V @ (w / (g + mu))
+
+    d = step(floor)
+    if np.max(np.abs(d), initial=0.0) <= radius:
+        return d
+    lo, hi = floor, max(float(g.max(initial=0.0)), floor)
+    while np.max(np.abs(step(hi))) > radius:
+        lo, hi = hi, 10 * hi
+    for _ in range(50):  # bisection on log(mu): |step| falls as mu grows
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if np.max(np.abs(step(mid))) > radius else (lo, mid)
+    return step(hi)
 
 
 def _span_kw(model) -> float:
@@ -114,25 +173,23 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     sens = np.zeros((M, 2 * T, 2 * T))
     seen = np.tile(price, (M, 1))  # the prices each player last responded to
 
+    totals = _Totals(net, sens, seen)
+
     def accept(i: int, r, s: np.ndarray, at: np.ndarray) -> None:
+        new = np.concatenate([r.p_kw, r.q_kvar])
+        totals.replace(net[i], sens[i], seen[i], new, s, at)
         responses[i] = r
-        net[i] = np.concatenate([r.p_kw, r.q_kvar])
-        sens[i] = s
-        seen[i] = at
+        net[i], sens[i], seen[i] = new, s, at
 
     def newton_step(radius: float, anticipate: bool = True) -> np.ndarray:
-        """Move to the price that clears the market if every player reacts along its sensitivity
-        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel).
-        Without `anticipate`, the plain Newton step on the excess supply as it stands."""
-        S = sens.sum(axis=0)[np.ix_(mask, mask)]
-        S = 0.5 * (S + S.T) + (dt / rho) * 1e-6 * np.eye(S.shape[0])
-        predicted = net.sum(axis=0)[mask]
+        """Move towards the price that clears the market if every player reacts along its sensitivity
+        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel),
+        within the trust region. Without `anticipate`, the step on the excess supply as it stands."""
+        predicted = totals.net[mask]
         if anticipate:
-            predicted = predicted + np.einsum("ijk,ik->j", sens[:, mask][:, :, mask], price[mask] - seen[:, mask])
-        d = -np.linalg.solve(S, predicted)
-        scale = np.max(np.abs(d), initial=0.0) / radius
+            predicted = predicted + (totals.sens @ price - totals.reaction)[mask]
         out = np.zeros(2 * T)
-        out[mask] = d / max(scale, 1.0)
+        out[mask] = trust_region_step(totals.sens[np.ix_(mask, mask)], predicted, radius)
         return out
 
     def dual_value() -> float:
@@ -140,7 +197,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         return sum(r.payoff for r in responses) - 0.5 * rho * float(np.sum((net - centre)[:, mask] ** 2))
 
     converged = False
-    iteration = 0
+    iteration = updates = 0
     step = np.zeros(2 * T)  # Jacobi: the next trial step from the accepted price
     accepted = None  # Jacobi: (price, responses, net, sens, dual value) of the last accepted round
     damping, sweep_imbalance = settings.gauss_seidel_damping, np.inf  # Gauss-Seidel price damping
@@ -155,6 +212,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             for i, (r, s) in enumerate(executor.map(models, prices, rho, centre, settings.exact_sensitivities)):
                 accept(i, r, s, trial)
             price = trial
+            updates += 1
             value = dual_value()
             slope = dt * float(accepted[2].sum(axis=0)[mask] @ step[mask]) if accepted else 0.0
             descent = accepted is None or value <= accepted[4] + 1e-4 * slope
@@ -166,6 +224,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 price, saved_r, saved_net, saved_sens, _ = accepted
                 responses[:], net[:], sens[:] = list(saved_r), saved_net, saved_sens
                 seen[:] = price
+                totals = _Totals(net, sens, seen)
                 rejected += 1
                 step = step / 2
                 if rejected >= 3:
@@ -182,11 +241,14 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 r, s = proximal_response(models[i], game.prices(price), rho, centre[i], settings.exact_sensitivities)
                 accept(i, r, s, price)
                 price = price + damping * newton_step(settings.max_price_step)
-            size = float(np.linalg.norm(net.sum(axis=0)[mask]))
+                updates += 1
+            totals = _Totals(net, sens, seen)  # once per sweep, against rounding drift of the running sums
+            size = float(np.linalg.norm(totals.net[mask]))
             if np.max(np.abs(net - before)[:, mask]) < size:
                 # the players have settled but the market has not cleared: the anticipated reactions
                 # were wrong at a kink; step on the excess as it stands
                 price = price + newton_step(settings.max_price_step, anticipate=False)
+                updates += 1
             # damp the price player harder while sweeps leave a larger imbalance or cycle without progress
             stalled = stalled + 1 if size > 0.9 * best_sweep else 0
             best_sweep = min(best_sweep, size)
@@ -203,6 +265,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             "imbalance_kvar": float(np.max(np.abs(z[T:]))) if game.reactive else 0.0,
             "max_move": float(np.max(np.abs(net - before)[:, mask])),
             "proximal_pull": pull,
+            "price_updates": updates,
             "seconds": time.perf_counter() - start,
         }
         history.append(row)
@@ -242,6 +305,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         prices=price,
         responses=responses,
         iterations=iteration,
+        price_updates=updates,
         converged=converged,
         seconds=time.perf_counter() - start,
         history=history,
