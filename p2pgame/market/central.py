@@ -4,7 +4,7 @@
   constraints (envelopes included) and the market balances; the balance
   multipliers are the competitive-equilibrium prices (welfare theorem).
 - `locational`: the same without envelopes but with the LinDistFlow voltage limits
-  and (octagon-approximated) line ratings; its multipliers give one price per node.
+  and line ratings (the envelopes' inscribed polygon); its multipliers give one price per node.
 Both stack the players' arrays (no second Pyomo model) and solve with Ipopt or HiGHS.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from p2pgame.agents.model import Prices
+from p2pgame.doe.robust import THERMAL_SIDES
 from p2pgame.errors import SolverError
 from p2pgame.solvers import CompiledProblem, solve
 from p2pgame.solvers.result import likely_cause
@@ -136,8 +137,8 @@ def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
     w0 = feeder.v0_pu**2
     rows, lbs, ubs, vrow_index, frow_index = [], [], [], [], []
     rated = np.flatnonzero(np.isfinite(feeder.rating_kva))
-    angles = np.pi / 4 * np.arange(8)
-    shrink = np.cos(np.pi / 8)  # inscribed octagon: conservative line rating
+    angles = (2 * np.arange(THERMAL_SIDES) + 1) * np.pi / THERMAL_SIDES
+    shrink = np.cos(np.pi / THERMAL_SIDES)  # the envelopes' inscribed polygon, so both see the same rating
     start = 0
     for t in range(T):
         Gp, Gq = per_period("Mp", t), per_period("Mq", t)
