@@ -63,10 +63,7 @@ def _lmp(sc):
 
 
 def test_lmp_prices_differ_between_nodes_when_a_voltage_limit_binds():
-    """Voltage limits only (thermal ratings lifted), tightened to 0.97-1.04 pu so that both bind.
-
-    (On the default day the feeder head's rating binds first, which moves every node's price alike.)
-    """
+    """Voltage limits only (thermal ratings lifted), tightened to 0.97-1.04 pu so that both bind."""
     sc = default_scenario()
     sc.feeder = dataclasses.replace(sc.feeder.with_limits(vmin_pu=0.97, vmax_pu=1.04),
                                     rating_kva=np.full(len(sc.feeder.nodes), np.inf))
