@@ -13,12 +13,7 @@ price changes with jumps. Two devices make the dynamics converge in few rounds:
 - the price player's damped best response is a Newton step on the 2T excess
   supplies, `dprice = -S^{-1} z`, where S sums the players' exact price
   sensitivities (from their KKT systems on the active set; the proximal bound
-  dt / rho where a system is singular), limited to a trust region of
-  `max_price_step` $/kWh per period. Where S is (nearly) singular, e.g. in a
-  period where every player sits at a bound, the step is the Levenberg-Marquardt
-  one, `-(S + mu I)^{-1} z` with the smallest mu that respects the trust region,
-  rather than the Newton step scaled down as a whole (which would move only the
-  singular direction).
+  dt / rho where a system is singular), limited to a trust region.
 
 Centres move to the players' latest choices once the regularised market has
 (nearly) cleared. The run stops when the imbalance is within tolerance and no
@@ -88,36 +83,6 @@ class _Totals:
         self.reaction += new_sens @ new_seen - old_sens @ old_seen
 
 
-def trust_region_step(G: np.ndarray, z: np.ndarray, radius: float) -> np.ndarray:
-    """The Newton step -G^{-1} z on the excess supply z, kept within `radius` ($/kWh) in every period.
-
-    G (the players' summed price sensitivities, symmetric positive semidefinite) is often singular
-    far from equilibrium: in a period where every player sits at a bound, no price within reach moves
-    anybody. Scaling the whole Newton step down to the radius would then move only that period. The
-    step is instead -(G + mu I)^{-1} z with the smallest mu >= 0 that keeps it within the radius
-    (Levenberg-Marquardt): the full Newton step when it fits, otherwise a blend of Newton and gradient
-    steps of the dual that moves every period with an excess.
-    """
-    g, V = np.linalg.eigh(0.5 * (G + G.T))
-    g = np.maximum(g, 0.0)
-    w = V.T @ z
-    floor = 1e-12 * max(float(g.max(initial=0.0)), 1e-300)
-
-    def step(mu: float) -> np.ndarray:
-        return -V @ (w / (g + mu))
-
-    d = step(floor)
-    if np.max(np.abs(d), initial=0.0) <= radius:
-        return d
-    lo, hi = floor, max(float(g.max(initial=0.0)), floor)
-    while np.max(np.abs(step(hi))) > radius:
-        lo, hi = hi, 10 * hi
-    for _ in range(50):  # bisection on log(mu): |step| falls as mu grows
-        mid = np.sqrt(lo * hi)
-        lo, hi = (mid, hi) if np.max(np.abs(step(mid))) > radius else (lo, mid)
-    return step(hi)
-
-
 def _span_kw(model) -> float:
     """The widest range of net export a player can use in one period (kW, at least 1)."""
     box, cap = model.box, model.agent.capability(model.T, model.dt_h)
@@ -182,14 +147,18 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         net[i], sens[i], seen[i] = new, s, at
 
     def newton_step(radius: float, anticipate: bool = True) -> np.ndarray:
-        """Move towards the price that clears the market if every player reacts along its sensitivity
-        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel),
-        within the trust region. Without `anticipate`, the step on the excess supply as it stands."""
+        """Move to the price that clears the market if every player reacts along its sensitivity
+        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel).
+        Without `anticipate`, the plain Newton step on the excess supply as it stands."""
         predicted = totals.net[mask]
         if anticipate:
             predicted = predicted + (totals.sens @ price - totals.reaction)[mask]
+        S = totals.sens[np.ix_(mask, mask)]
+        S = 0.5 * (S + S.T) + (dt / rho) * 1e-6 * np.eye(S.shape[0])
+        d = -np.linalg.solve(S, predicted)
+        scale = np.max(np.abs(d), initial=0.0) / radius
         out = np.zeros(2 * T)
-        out[mask] = trust_region_step(totals.sens[np.ix_(mask, mask)], predicted, radius)
+        out[mask] = d / max(scale, 1.0)
         return out
 
     def dual_value() -> float:
