@@ -449,19 +449,32 @@ class CompiledProblem:
 
     @cached_property
     def _row_definiteness(self):
-        """Per row: is its quadratic form PSD, is it NSD (linear rows are both)."""
+        """Per row: is its quadratic form PSD, is it NSD (linear rows are both).
+
+        Rows are batched by their number of variables, one batched eigvalsh per size, so
+        that a first solve of a fresh agent model does not loop over its rows."""
         psd, nsd = np.ones(self.m, bool), np.ones(self.m, bool)
-        order = np.argsort(self.q_row, kind="stable")
-        rows, starts = np.unique(self.q_row[order], return_index=True)
-        for r, terms in zip(rows, np.split(order, starts[1:])):
-            cols, local = np.unique(np.concatenate([self.q_i[terms], self.q_j[terms]]), return_inverse=True)
-            a, b = local[:terms.size], local[terms.size:]
-            Q = np.zeros((cols.size, cols.size))
-            np.add.at(Q, (a, b), 0.5 * self.q_coef[terms])
-            np.add.at(Q, (b, a), 0.5 * self.q_coef[terms])
+        if not self.q_row.size:
+            return psd, nsd
+        n, rows = self.n, self.q_row
+        keys = np.unique(np.concatenate([rows * n + self.q_i, rows * n + self.q_j]))
+        key_row = keys // n
+        local = np.arange(keys.size) - np.searchsorted(key_row, key_row)
+        li = local[np.searchsorted(keys, rows * n + self.q_i)]
+        lj = local[np.searchsorted(keys, rows * n + self.q_j)]
+        size = np.bincount(key_row, minlength=self.m)
+        for k in np.unique(size[size > 0]):
+            batch = np.flatnonzero(size == k)
+            slot = np.full(self.m, -1)
+            slot[batch] = np.arange(batch.size)
+            t = slot[rows] >= 0
+            Q = np.zeros((batch.size, k, k))
+            half = 0.5 * self.q_coef[t]
+            np.add.at(Q, (slot[rows[t]], li[t], lj[t]), half)
+            np.add.at(Q, (slot[rows[t]], lj[t], li[t]), half)
             eig = np.linalg.eigvalsh(Q)
-            tol = 1e-10 * max(1.0, np.abs(eig).max())
-            psd[r], nsd[r] = eig[0] >= -tol, eig[-1] <= tol
+            tol = 1e-10 * np.maximum(1.0, np.abs(eig).max(axis=1))
+            psd[batch], nsd[batch] = eig[:, 0] >= -tol, eig[:, -1] <= tol
         return psd, nsd
 
     # ------------------------------------------------------------------ evaluation (minimisation form)

@@ -51,6 +51,7 @@ _STEP_FRACTION = 0.995       # fraction of the way to the boundary taken by a st
 _START = 0.1                 # starting slacks and multipliers (tuned on agents' days)
 _DIVERGED = 1e8              # |x| beyond this times the data's size: unbounded or diverging
 _CERTIFICATE = 1e-7          # relative accuracy asked of an infeasibility certificate
+_FIXED = 1e-13               # a variable whose bounds are this close (relative) is fixed at its lower bound
 
 
 def supports(problem: CompiledProblem) -> bool:
@@ -61,6 +62,12 @@ def supports(problem: CompiledProblem) -> bool:
         return False
     rows = problem.q_row
     return not np.any(problem.g_lb[rows] == problem.g_ub[rows])
+
+
+def _fixed(P: CompiledProblem) -> np.ndarray:
+    """Variables whose (finite) bounds coincide to a relative ``_FIXED``: fixed at the lower bound."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(P.x_lb) & (P.x_ub - P.x_lb <= _FIXED * (1.0 + np.abs(P.x_lb)))
 
 
 class _Structure:
@@ -76,7 +83,7 @@ class _Structure:
     """
 
     def __init__(self, P: CompiledProblem):
-        fixed = P.x_lb == P.x_ub
+        fixed = _fixed(P)
         self.F, self.X = np.flatnonzero(~fixed), np.flatnonzero(fixed)
         nf = self.nf = self.F.size
         col = np.full(P.n, -1)
@@ -209,7 +216,7 @@ class _Structure:
 def _structure(P: CompiledProblem) -> _Structure:
     """The cached structure for the current pattern of bounds (rebuilt when it changed)."""
     key = b"".join(a.tobytes() for a in (
-        P.x_lb == P.x_ub, np.isfinite(P.x_lb), np.isfinite(P.x_ub),
+        _fixed(P), np.isfinite(P.x_lb), np.isfinite(P.x_ub),
         P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
     cached = P._cache.get("interior")
     if cached is None or cached[0] != key:
@@ -388,6 +395,8 @@ class _Solver:
                 status, message = "step_too_small", "steps shrank to nothing"
                 break
             x = x + alpha * dx
+            x[L] = np.maximum(x[L], np.nextafter(lb, np.inf))   # rounding must not land x on a bound
+            x[U] = np.minimum(x[U], np.nextafter(ub, -np.inf))
             nu = nu + alpha * dnu
             p1 = p1 + alpha * dp1
             p2 = p2 + alpha * dp2
@@ -426,7 +435,8 @@ class _Solver:
         z_lower, z_upper = np.zeros(P.n), np.zeros(P.n)
         z_lower[S.F[S.L]], z_upper[S.F[S.U]] = zl, zu
         if S.X.size:  # a fixed variable's bound multiplier is whatever stationarity leaves
-            r = (P.gradient(x) + P.jacobian(x).T @ y)[S.X]
+            jr, jc = P.jacobian_structure()
+            r = (P.gradient(x) + np.bincount(jc, P.jacobian_values(x) * y[jr], minlength=P.n))[S.X]
             z_lower[S.X], z_upper[S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
         return SolveResult(
             x=x, objective=P.objective(x), status=status, success=status == "optimal", message=message,
