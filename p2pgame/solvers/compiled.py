@@ -117,6 +117,9 @@ def _is_psd(S) -> bool:
     if S.nnz == 0:
         return True
     delta = 1e-9 * max(1.0, np.abs(S.data).max())
+    coo = S.tocoo()
+    if np.all(coo.row == coo.col):  # diagonal (an agent's own costs): no factorisation needed
+        return bool(np.all(S.diagonal() + delta > 0))
     try:
         lu = spla.splu((S + delta * sp.eye(S.shape[0])).tocsc(), permc_spec="MMD_AT_PLUS_A",
                        diag_pivot_thresh=0.0, options={"SymmetricMode": True})
