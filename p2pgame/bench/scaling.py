@@ -87,14 +87,16 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
         settings = nash_settings(scenario, method, max_iterations)
 
         marks: list[float] = []
+        updates = [0]
 
         def progress(r: dict) -> None:
             marks.append(r["seconds"])
+            updates[0] = r["price_updates"]
             bar.set_postfix(method=method, round=r["iteration"], imbalance_kw=f"{r['imbalance_kw']:.1e}")
 
         try:
             outcome = solve_nash(game, settings, progress=progress, executor=executor if method == "jacobi" else None)
-            rounds, prices = outcome.iterations, outcome.prices
+            rounds, prices, updates[0] = outcome.iterations, outcome.prices, outcome.price_updates
         except SolverError as exc:  # no convergence within the budget, or a player's solver failed
             rounds = settings.max_iterations if isinstance(exc, ConvergenceError) else len(marks)
             prices = None
@@ -103,7 +105,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
         row["seconds"] = time.perf_counter() - start
         row["first_round_s"] = marks[0] if marks else None  # with the initial responses (and worker compiles)
         row["iterations"] = int(rounds)
-        row["price_updates"] = int(rounds) * (len(game.players) if method == "gauss-seidel" else 1)
+        row["price_updates"] = int(updates[0])
     row["peak_mb"] = _peak_mb()
     row["peak_mb_scope"] = scope  # "run": since this method started; "process": since start-up
     if method in NASH and row["first_round_s"] is not None:  # later rounds: models compiled, workers warm
