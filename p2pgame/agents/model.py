@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyomo.environ as pyo
@@ -87,6 +88,10 @@ def _warm_start(prob: CompiledProblem, warm: SolveResult | None) -> SolveResult 
         return None
     lifted = ((warm.y > 0) & ~np.isfinite(prob.g_ub)) | ((warm.y < 0) & ~np.isfinite(prob.g_lb))
     return dataclasses.replace(warm, y=np.where(lifted, 0.0, warm.y)) if lifted.any() else warm
+
+
+_POLISHED = ("ipopt", "highs")
+"""Solvers whose answers `_polish` finishes; the interior method's KKT residuals are already ~1e-10."""
 
 
 def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
@@ -190,9 +195,13 @@ class AgentModel:
             out[name] = np.where(cols >= 0, x[np.clip(cols, 0, None)] if x.size else 0.0, fixed)
         return out
 
+    @cached_property
+    def _price_gradient(self) -> sp.csr_matrix:
+        return (self.dt_h * self.M.T).tocsr()
+
     def price_gradient(self) -> sp.csr_matrix:
         """d(objective coefficients)/d(lam, mu): dt * [Mp; Mq]^T (n x 2T)."""
-        return (self.dt_h * self.M.T).tocsr()
+        return self._price_gradient
 
     # --------------------------------------------------------------- solving
 
@@ -228,7 +237,7 @@ class AgentModel:
             c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
         prob.set_linear_objective(c)
         res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
-        if proximal is None and res.success and res.solver != "active-set" and prob.is_convex and not prob.is_lp:
+        if proximal is None and res.success and res.solver in _POLISHED and prob.is_convex and not prob.is_lp:
             res = _polish(prob, res)
         if res.success:
             self._warm = res
