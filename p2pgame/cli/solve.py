@@ -92,7 +92,8 @@ def summary(result) -> str:
     lines = [
         f"scenario {result.scenario}: method {result.method}, envelopes {result.doe_policy},"
         f" reactive trading {'on' if result.reactive_trading else 'off'}",
-        f"converged {result.converged} in {result.iterations} rounds, {result.seconds:.2f} s",
+        f"converged {result.converged} in {result.iterations} rounds ({result.price_updates} price updates), "
+        f"{result.seconds:.2f} s",
         "",
         "period  price $/kWh" + ("  reactive $/kvarh" if result.reactive_trading else ""),
     ]

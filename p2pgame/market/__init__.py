@@ -77,7 +77,7 @@ def solve(
         central = centralized(game)
 
     player_prices = None
-    iterations, converged, history = 0, True, []
+    iterations, updates, converged, history = 0, 0, True, []
     if method in ("jacobi", "gauss-seidel"):
         settings = NashSettings(
             method=method,
@@ -90,6 +90,7 @@ def solve(
         prices = game.prices(outcome.prices)
         responses = outcome.responses
         iterations, converged, history = outcome.iterations, outcome.converged, outcome.history
+        updates = outcome.price_updates
     else:
         prices = Prices(central.prices.active, central.prices.reactive if reactive else None)
         responses = [m.response_at(x, prices) for m, x in zip(game.players, central.x)]
@@ -116,6 +117,7 @@ def solve(
         doe_policy=policy,
         converged=converged,
         iterations=iterations,
+        price_updates=updates,
         seconds=time.perf_counter() - start,
         periods=game.T,
         dt_h=game.dt_h,

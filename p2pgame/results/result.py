@@ -102,6 +102,7 @@ class MarketResult:
     envelopes: object | None = None
     history: list[dict] = field(default_factory=list)
     case: object | None = field(default=None, repr=False)
+    price_updates: int = 0  # prices posted to players: one per Jacobi round, one per player in a Gauss-Seidel sweep
 
     def to_dict(self) -> dict:
         """The JSON summary (issue 5 schema; p_kw > 0 is export)."""
@@ -112,6 +113,7 @@ class MarketResult:
             "doe_policy": self.doe_policy,
             "converged": bool(self.converged),
             "iterations": int(self.iterations),
+            "price_updates": int(self.price_updates),
             "seconds": float(self.seconds),
             "periods": int(self.periods),
             "dt_h": float(self.dt_h),

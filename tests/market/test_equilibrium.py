@@ -26,6 +26,12 @@ def test_default_market_equilibrium_is_certified(method, reactive, central):
     result = solve(default_scenario(), method, reactive=reactive)
     c = result.certificate
     assert result.converged
+    if method == "jacobi":  # one price per round; Gauss-Seidel: one per player, plus excess steps
+        assert result.price_updates == result.iterations
+    else:
+        players = len(default_scenario().customers) + 1  # and the upstream grid
+        assert players * result.iterations <= result.price_updates <= (players + 1) * result.iterations
+    assert result.to_dict()["price_updates"] == result.price_updates
     assert c.imbalance_kw <= 1e-3 and c.imbalance_kvar <= 1e-3
     assert c.nash_gap <= 1e-6 * abs(c.welfare)
     assert c.welfare_gap <= 1e-6
