@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
-from p2pgame.solvers import CompiledProblem, SolveResult, solve
+from p2pgame.solvers import CompiledProblem, SolveResult, prepare, solve
 from p2pgame.solvers.kkt import active_set_newton
 
 
@@ -140,6 +140,7 @@ class AgentModel:
         self._prox: dict[float, CompiledProblem] = {}
         self._warm = None
         self.box = Box.unlimited(self.T)
+        prepare(self.problem)
 
     @staticmethod
     def _decision_index(block, problem) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from p2pgame.errors import InputError, SolverError
 from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.highs import solve_highs
+from p2pgame.solvers.interior import prepare as prepare_interior
 from p2pgame.solvers.interior import solve_interior, supports
 from p2pgame.solvers.ipopt import solve_ipopt
 from p2pgame.solvers.kkt import active_set_newton, kkt_residual, sensitivity
 from p2pgame.solvers.result import SolveResult, likely_cause
 
-__all__ = ["CompiledProblem", "SolveResult", "solve", "kkt_residual", "sensitivity"]
+__all__ = ["CompiledProblem", "SolveResult", "solve", "prepare", "kkt_residual", "sensitivity"]
 
 _SOLVERS = {"interior": solve_interior, "ipopt": solve_ipopt, "highs": solve_highs}
 _VERDICTS = ("infeasible", "unbounded")  # answers about the problem, not about the method
@@ -30,6 +31,13 @@ _VERDICTS = ("infeasible", "unbounded")  # answers about the problem, not about 
 def _general(problem: CompiledProblem) -> str:
     """The general-purpose solver for a problem: HiGHS for LPs/QPs, Ipopt otherwise."""
     return "highs" if problem.is_qp else "ipopt"
+
+
+def prepare(problem: CompiledProblem) -> None:
+    """Do now the one-off work of the first automatic solve (convexity test, the interior
+    method's index arrays), so that a model's first solve costs what later ones do."""
+    if supports(problem):
+        prepare_interior(problem)
 
 
 def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult | None = None,

@@ -224,6 +224,11 @@ def _structure(P: CompiledProblem) -> _Structure:
     return cached[1]
 
 
+def prepare(problem: CompiledProblem) -> None:
+    """Build and cache the structure for the problem's current pattern of bounds now."""
+    _structure(problem)
+
+
 def _max_step(v, dv) -> float:
     """Largest alpha in (0, 1] with v + alpha dv >= 0 (v > 0)."""
     neg = dv < 0
