@@ -16,12 +16,9 @@ price changes with jumps. Two devices make the dynamics converge in few rounds:
   dt / rho where a system is singular), limited to a trust region.
 
 Centres move to the players' latest choices once the regularised market has
-cleared as far as the certificate will ask (the price player's possible gain
-within its share of the Nash budget), or the players still move ten times more
-than the imbalance: a looser clearing moves the centres every round at an
-imbalance the price player never removes. The run stops when the imbalance is
-within tolerance and no proximal term pulls any player by more than the price
-tolerance; otherwise it raises ConvergenceError with the last residuals.
+(nearly) cleared. The run stops when the imbalance is within tolerance and no
+proximal term pulls any player by more than the price tolerance; otherwise it
+raises ConvergenceError with the last residuals.
 
 Price updates (`NashOutcome.price_updates`, `price_updates` in the history rows)
 count the prices posted to players: one per Jacobi round (rejected trials
@@ -261,8 +258,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 if max(gains) <= 0.5 * budget:
                     converged = True
                     break
-        clear_kw = min(settings.tol_imbalance_kw, 0.5 * budget / (dt * max(int(mask.sum()), 1)))
-        if imbalance <= max(clear_kw, 0.1 * float(np.max(np.abs(net - centre)[:, mask]))):
+        if imbalance <= max(settings.tol_imbalance_kw, 0.1 * float(np.max(np.abs(net - centre)[:, mask]))):
             centre = net.copy()  # the regularised market cleared: a proximal-point step
             rho = max(rho * settings.rho_decay, rho_min)  # weaker pull, faster outer convergence
             accepted = None  # a new regularised game: its first round is accepted as it comes
