@@ -10,7 +10,7 @@ at a three-level time-of-use tariff (peak 17-21 h, overnight off-peak 21-7 h) an
 buys back at a feed-in tariff. Sized so that a market blind to the network pushes
 voltages over 1.05 pu at midday (PV exports) and under 0.95 pu at 21 h (the
 batteries recharging and demand rising when the off-peak tariff starts) and
-overloads the feeder head: the envelopes have work to do.
+overloads the feeder head (line 650-632): the envelopes have work to do.
 """
 
 from __future__ import annotations
