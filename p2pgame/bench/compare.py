@@ -234,7 +234,7 @@ def plot_profiles(comparison: Comparison):
     v_blind = np.asarray(blind.network.ac.v_pu)
     periods = [(int(v_blind.max(axis=1).argmax()), "highest"), (int(v_blind.min(axis=1).argmin()), "lowest")]
     parent = np.asarray(feeder.parent)
-    dist = _distance(feeder)
+    dist = feeder.distance_pu
     x_from = np.where(parent >= 0, dist[parent], 0.0)
     leaves = np.setdiff1d(np.arange(len(parent)), parent[parent >= 0])
     for ax, (t, what) in zip(axes, periods):
@@ -259,15 +259,6 @@ def plot_profiles(comparison: Comparison):
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"{comparison.scenario}: voltage profiles along the feeder (every line drawn; ends labelled)")
     return fig
-
-
-def _distance(feeder) -> np.ndarray:
-    """Each node's electrical distance from the substation: the sum of |z| (pu) of the lines on its path."""
-    z = np.hypot(feeder.r_pu, feeder.x_pu)
-    dist = np.zeros(len(z))
-    for k, p in enumerate(feeder.parent):  # parents come first
-        dist[k] = z[k] + (dist[p] if p >= 0 else 0.0)
-    return dist
 
 
 def plot_prices(comparison: Comparison):

@@ -96,7 +96,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
 
         try:
             outcome = solve_nash(game, settings, progress=progress, executor=executor if method == "jacobi" else None)
-            rounds, prices, updates[0] = outcome.iterations, outcome.prices, outcome.price_updates
+            rounds, prices = outcome.iterations, outcome.prices
         except SolverError as exc:  # no convergence within the budget, or a player's solver failed
             rounds = settings.max_iterations if isinstance(exc, ConvergenceError) else len(marks)
             prices = None

@@ -238,6 +238,11 @@ class Feeder:
                 m[self.parent[k]] += m[k]
         return _frozen(m)
 
+    @cached_property
+    def distance_pu(self) -> np.ndarray:
+        """Each node's electrical distance from the substation: the sum of |z| (pu) of the lines on its path."""
+        return _frozen(np.hypot(self.r_pu, self.x_pu) @ self.downstream)
+
     def passive_load(self, T: int) -> tuple[np.ndarray, np.ndarray]:
         """Passive load over T periods, `(P_kw[T, n], Q_kvar[T, n])`, with the load profile applied."""
         if not isinstance(T, (int, np.integer)) or T < 1:

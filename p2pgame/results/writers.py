@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -157,10 +156,6 @@ def voltage_table(result) -> pd.DataFrame:
     feeder = _case(result).feeder
     net = result.network
     T, n = result.periods, feeder.n
-    distance = np.zeros(n)
-    for k in range(n):
-        parent = feeder.parent[k]
-        distance[k] = (distance[parent] if parent >= 0 else 0.0) + math.hypot(feeder.r_pu[k], feeder.x_pu[k])
     load_kw, load_kvar = feeder.passive_load(T)
     ac, lin = net.ac, net.lindistflow
     nodes = [feeder.substation, *feeder.nodes]
@@ -174,7 +169,7 @@ def voltage_table(result) -> pd.DataFrame:
         "time_h": np.repeat(_time(result), n + 1),
         "node": np.tile(nodes, T),
         "parent": np.tile(parents, T),
-        "distance_pu": np.tile([0.0, *distance], T),
+        "distance_pu": np.tile([0.0, *feeder.distance_pu], T),
         "v_lindistflow_pu": with_substation(lin.v_pu, lin.v0_pu),
         "v_ac_pu": with_substation(ac.v_pu, ac.v0_pu),
         "p_flow_ac_kw": with_substation(ac.p_flow_kw, np.nan),
