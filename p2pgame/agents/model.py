@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
-from p2pgame.solvers import CompiledProblem, SolveResult, prepare, solve
+from p2pgame.solvers import CompiledProblem, SolveResult, prepare, solve, supports
 from p2pgame.solvers.kkt import active_set_newton
 
 
@@ -89,6 +89,11 @@ def _warm_start(prob: CompiledProblem, warm: SolveResult | None) -> SolveResult 
     lifted = ((warm.y > 0) & ~np.isfinite(prob.g_ub)) | ((warm.y < 0) & ~np.isfinite(prob.g_lb))
     return dataclasses.replace(warm, y=np.where(lifted, 0.0, warm.y)) if lifted.any() else warm
 
+
+PROXIMAL_TOL = 1e-12
+"""The interior method's KKT tolerance for proximal responses: the Nash solvers clear the market on
+the sum of many responses, and at the default 1e-9 a weakly active bound leaves each response
+up to ~1e-6 kW off, which no price step can remove."""
 
 _POLISHED = ("ipopt", "highs")
 """Solvers whose answers `_polish` finishes; the interior method's KKT residuals are already ~1e-10."""
@@ -237,7 +242,11 @@ class AgentModel:
             prob = self._prox_problem(float(rho))
             c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
         prob.set_linear_objective(c)
-        res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
+        res = None
+        if proximal is not None and solver in ("auto", "interior") and supports(prob):
+            res = solve(prob, solver="interior", options={"tol": PROXIMAL_TOL}, name=self.agent.id, check=False)
+        if res is None or not (res.success or res.status in ("infeasible", "unbounded") or solver == "interior"):
+            res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
         if proximal is None and res.success and res.solver in _POLISHED and prob.is_convex and not prob.is_lp:
             res = _polish(prob, res)
         if res.success:

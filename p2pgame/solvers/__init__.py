@@ -22,7 +22,7 @@ from p2pgame.solvers.ipopt import solve_ipopt
 from p2pgame.solvers.kkt import active_set_newton, kkt_residual, sensitivity
 from p2pgame.solvers.result import SolveResult, likely_cause
 
-__all__ = ["CompiledProblem", "SolveResult", "solve", "prepare", "kkt_residual", "sensitivity"]
+__all__ = ["CompiledProblem", "SolveResult", "solve", "prepare", "supports", "kkt_residual", "sensitivity"]
 
 _SOLVERS = {"interior": solve_interior, "ipopt": solve_ipopt, "highs": solve_highs}
 _VERDICTS = ("infeasible", "unbounded")  # answers about the problem, not about the method

@@ -8,7 +8,7 @@ from p2pgame.agents.upstream import UpstreamGrid
 from p2pgame.network.feeder import Feeder
 from p2pgame.scenario.model import MarketSettings, Scenario
 
-TOL_NASH_REL = 1e-5  # the random markets' equilibrium tolerance (relative Nash gap)
+TOL_NASH_REL = 1e-6  # the random markets' equilibrium tolerance (relative Nash gap): the scenario default
 
 
 def random_market(seed: int, *, periods: int = 6, upstream_mode: str = "tariff") -> Scenario:

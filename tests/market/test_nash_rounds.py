@@ -16,6 +16,21 @@ def test_jacobi_clears_the_default_day_within_50_price_updates(reactive):
     assert result.history[-1]["price_updates"] == result.iterations <= 50
 
 
+@pytest.mark.slow
+def test_jacobi_clears_a_synthetic_market_of_30_houses_within_50_price_updates():
+    """The scaling benchmark's market (generated LV feeder, random houses), certified against the centralised solve."""
+    from p2pgame.bench.synthetic import synthetic_scenario
+
+    scenario = synthetic_scenario(30, 24, seed=0)
+    result = solve(scenario, "jacobi")
+    cert = result.certificate
+    assert result.converged
+    assert result.history[-1]["price_updates"] == result.iterations <= 50
+    assert cert.nash_gap <= scenario.settings.tol_nash_rel * abs(cert.welfare)
+    # each of the 31 players may be up to the Nash tolerance from its best response
+    assert cert.price_gap <= 1e-4 and cert.welfare_gap <= 31 * scenario.settings.tol_nash_rel
+
+
 def test_running_totals_match_the_sums():
     rng = np.random.default_rng(0)
     net, seen = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
