@@ -93,7 +93,8 @@ def _warm_start(prob: CompiledProblem, warm: SolveResult | None) -> SolveResult 
 PROXIMAL_TOL = 1e-12
 """The interior method's KKT tolerance for proximal responses: the Nash solvers clear the market on
 the sum of many responses, and at the default 1e-9 a weakly active bound leaves each response
-up to ~1e-6 kW off, which no price step can remove."""
+up to ~1e-6 kW off, which no price step can remove. Where rounding stops short of it, the best
+iterate within the default 1e-9 is kept."""
 
 _POLISHED = ("ipopt", "highs")
 """Solvers whose answers `_polish` finishes; the interior method's KKT residuals are already ~1e-10."""
@@ -244,7 +245,8 @@ class AgentModel:
         prob.set_linear_objective(c)
         res = None
         if proximal is not None and solver in ("auto", "interior") and supports(prob):
-            res = solve(prob, solver="interior", options={"tol": PROXIMAL_TOL}, name=self.agent.id, check=False)
+            res = solve(prob, solver="interior", options={"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9},
+                        name=self.agent.id, check=False)
         if res is None or not (res.success or res.status in ("infeasible", "unbounded") or solver == "interior"):
             res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
         if proximal is None and res.success and res.solver in _POLISHED and prob.is_convex and not prob.is_lp:

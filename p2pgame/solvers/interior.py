@@ -43,7 +43,9 @@ from p2pgame.solvers.result import SolveResult
 
 __all__ = ["solve_interior", "supports", "DEFAULT_OPTIONS", "MAX_VARIABLES"]
 
-DEFAULT_OPTIONS = {"tol": 1e-9, "max_iter": 100}
+DEFAULT_OPTIONS = {"tol": 1e-9, "acceptable_tol": 0.0, "max_iter": 100}
+"""`acceptable_tol`: should `tol` prove out of reach (rounding), the best iterate is returned as
+optimal if its scaled KKT residual is within this."""
 MAX_VARIABLES = 1000         # dense factorisation: beyond this Ipopt's sparse one is faster
 _REGULARISATION = 1e-8       # delta of the quasi-definite system, relative to the data: a proximal
                              # term that keeps steps along flat optimal faces (LP-like parts) short
@@ -248,7 +250,9 @@ def solve_interior(problem: CompiledProblem, warm: SolveResult | None = None,
     if np.any(P.x_lb > P.x_ub) or np.any(P.g_lb > P.g_ub):
         return _failure(P, "infeasible", "a lower bound exceeds its upper bound", 0, start)
     S = _structure(P)
-    return _Solver(P, S, float(options["tol"]), int(options["max_iter"]), start).run()
+    solver = _Solver(P, S, float(options["tol"]), int(options["max_iter"]), start)
+    with np.errstate(all="ignore"):  # overflow near a rounding floor ends as a non-finite step, handled
+        return solver.run(float(options["acceptable_tol"]))
 
 
 def _failure(P, status, message, iterations, start, x=None) -> SolveResult:
@@ -317,7 +321,7 @@ class _Solver:
         w = np.maximum(self.h(x), _START)
         return x, np.zeros(S.mE), w, np.full(w.size, _START), np.full(S.L.size, _START), np.full(S.U.size, _START)
 
-    def run(self) -> SolveResult:
+    def run(self, acceptable: float = 0.0) -> SolveResult:
         S = self.S
         nf, mI, L, U, side, sigma = S.nf, S.mI, S.L, S.U, S.side, S.sigma
         i_r, i_c, e_r, e_c, e_v = S.i_r, S.i_c, S.e_r, S.e_c, self.e_v
@@ -326,6 +330,7 @@ class _Solver:
         nw, nl = w.size, L.size
         ncomp = nw + nl + U.size
         status, message, it, stalled = "max_iter", "iteration limit reached", 0, 0
+        best = (np.inf, None)
         for it in range(self.max_iter + 1):
             jv = self.jacobian(x)
             h = self.h(x)
@@ -344,9 +349,12 @@ class _Solver:
             dual_err = float(np.abs(rd).max(initial=0.0)) / d_scale
             primal_err = max(float(np.abs(rE).max(initial=0.0)), float(np.abs(rI).max(initial=0.0))) / self.b_scale
             comp_err = float(comp.max(initial=0.0)) / d_scale
-            if max(dual_err, primal_err, comp_err) <= self.tol:
+            err = max(dual_err, primal_err, comp_err)
+            if err <= self.tol:
                 status, message = "optimal", f"converged in {it} iterations"
                 break
+            if err < best[0]:
+                best = (err, (x, nu, lam, zl, zu, it))
             verdict = self.diagnose(x, nu, lam, zl, zu, h, sl, su, rd - grad, rE, primal_err)
             if verdict:
                 status, message = verdict
@@ -406,6 +414,10 @@ class _Solver:
             p1 = p1 + alpha * dp1
             p2 = p2 + alpha * dp2
             w, lam, zl, zu = p1[:nw], p2[:nw], p2[nw:nw + nl], p2[nw + nl:]
+        if status not in ("optimal", "infeasible", "unbounded") and best[0] <= acceptable:
+            x, nu, lam, zl, zu, at = best[1]
+            return self.result(x, nu, lam, zl, zu, "optimal", f"acceptable: scaled KKT residual {best[0]:.1e} at"
+                               f" iteration {at} ({message} before {self.tol:g})", it)
         return self.result(x, nu, lam, zl, zu, status, message, it)
 
     def diagnose(self, x, nu, lam, zl, zu, h, sl, su, grad_phi, rE, primal_err):

@@ -197,6 +197,18 @@ def test_iteration_limit_and_options(prosumer):
     assert solve(P, options={"print_level": 0}).solver == "ipopt"   # auto: Ipopt options go to Ipopt
 
 
+def test_acceptable_tolerance_keeps_the_best_iterate_when_tol_is_out_of_reach(prosumer):
+    P = CompiledProblem.from_pyomo(prosumer)
+    ref = solve(P, solver="interior")
+    with pytest.raises(SolverError, match="interior"):
+        solve(P, solver="interior", options={"tol": 1e-30, "max_iter": 60})
+    r = solve(P, solver="interior", options={"tol": 1e-30, "acceptable_tol": 1e-9, "max_iter": 60})
+    assert r.success and r.message.startswith("acceptable")
+    scale = 1.0 + np.abs(P.gradient(r.x)).max()
+    assert kkt_residual(P, r) < 1e-8 * scale
+    assert r.objective == pytest.approx(ref.objective, rel=1e-9)
+
+
 def test_auto_choice(make_prosumer, make_small_qp):
     P = CompiledProblem.from_pyomo(make_prosumer(T=4))
     assert solve(P).solver == "interior"
