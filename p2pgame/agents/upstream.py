@@ -10,6 +10,7 @@ Both non-trivial modes respect the substation capacity |p0|, |q0| <= capacity_kv
 
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pyo
 
 from p2pgame.agents.base import Agent, profile, scalar
@@ -60,6 +61,15 @@ class UpstreamGrid(Agent):
 
     def validate(self, T: int, dt_h: float) -> None:
         self._params(T)
+
+    def price_band(self, T: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(export prices, import prices), each stacked (active, reactive) over T periods, in
+        tariff mode (None otherwise): while the substation is below capacity, equilibrium prices
+        lie in this band."""
+        if self.mode != "tariff":
+            return None
+        p = self._params(T)
+        return np.concatenate([p["pi_exp"], p["rho_exp"]]), np.concatenate([p["pi_imp"], p["rho_imp"]])
 
     def _params(self, T: int) -> dict:
         i = self.id

@@ -1,8 +1,8 @@
 """Where a Jacobi round's best responses run: in this process, on a process pool, or on Dask.
 
-`solve_nash` calls `executor.map(models, prices, rho, centres, exact)` and expects,
+`solve_nash` calls `executor.map(models, prices, rhos, centres, exact)` and expects,
 in order, what `proximal_response(model, prices, rho, centre, exact)` returns for
-each model. Compiled models hold solver objects that do not pickle, so the
+each model (`rhos`: one proximal scale per model, or one for all). Compiled models hold solver objects that do not pickle, so the
 parallel executors ship each agent's *definition* once (an `Agent` pickles
 without its compiled models), compile it on a worker and keep that worker-local
 model between rounds: the compiled problem and the solver's warm start persist.
@@ -47,6 +47,7 @@ class _Item:
 
     slot: int
     centre: np.ndarray
+    rho: float
     agent: object = None  # the Agent definition, on first contact only
     periods: int = 0
     dt_h: float = 1.0
@@ -55,7 +56,7 @@ class _Item:
     warm: object = None
 
 
-def _respond(token: str, prices, rho: float, exact: bool, items: list[_Item], drop: list[int]) -> list:
+def _respond(token: str, prices, exact: bool, items: list[_Item], drop: list[int]) -> list:
     """Worker side: forget the models in `drop`, then the proximal responses of one chunk."""
     models = _WORKER_MODELS.setdefault(token, {})
     for slot in drop:
@@ -69,7 +70,7 @@ def _respond(token: str, prices, rho: float, exact: bool, items: list[_Item], dr
             model.set_box(it.box)
         if it.send_warm:
             model._warm = it.warm  # the solver's warm start: the main model's last successful solve
-        out.append(proximal_response(model, prices, rho, it.centre, exact))
+        out.append(proximal_response(model, prices, it.rho, it.centre, exact))
     return out
 
 
@@ -135,9 +136,10 @@ class _PinnedExecutor(ABC):
         chunks: list[list[_Item]] = [[] for _ in range(self.n_workers)]
         where: list[list[int]] = [[] for _ in range(self.n_workers)]
         slots = []
+        rhos = np.broadcast_to(np.asarray(rho, float), (len(models),))
         for i, (model, centre) in enumerate(zip(models, centres)):
             s = self._slot(model, i, len(models))
-            item = _Item(s.slot, np.asarray(centre, float))
+            item = _Item(s.slot, np.asarray(centre, float), float(rhos[i]))
             if not s.shipped:
                 item.agent, item.periods, item.dt_h = model.agent, model.T, model.dt_h
             if not s.shipped or model.box is not s.box:
@@ -147,7 +149,7 @@ class _PinnedExecutor(ABC):
             chunks[s.worker].append(item)
             where[s.worker].append(i)
             slots.append(s)
-        results = self._run(float(rho), bool(exact), prices, chunks, [_take(d) for d in self._dropped])
+        results = self._run(bool(exact), prices, chunks, [_take(d) for d in self._dropped])
         out: list = [None] * len(models)
         for idx, res in zip(where, results):
             for i, r in zip(idx, res):
@@ -158,7 +160,7 @@ class _PinnedExecutor(ABC):
         return out
 
     @abstractmethod
-    def _run(self, rho: float, exact: bool, prices, chunks: list[list[_Item]], drops: list[list[int]]) -> list[list]:
+    def _run(self, exact: bool, prices, chunks: list[list[_Item]], drops: list[list[int]]) -> list[list]:
         """Solve each chunk on its own worker; one list of results per chunk."""
 
     def __enter__(self):
@@ -187,8 +189,8 @@ class ProcessExecutor(_PinnedExecutor):
         for future in [pool.submit(os.getpid) for pool in self._pools]:  # start the workers now
             future.result()
 
-    def _run(self, rho, exact, prices, chunks, drops):
-        futures = [pool.submit(_respond, self.token, prices, rho, exact, items, drop) if items or drop else None
+    def _run(self, exact, prices, chunks, drops):
+        futures = [pool.submit(_respond, self.token, prices, exact, items, drop) if items or drop else None
                    for pool, items, drop in zip(self._pools, chunks, drops)]
         return [f.result() if f is not None else [] for f in futures]
 
@@ -226,9 +228,9 @@ class DaskExecutor(_PinnedExecutor):
         super().__init__(len(self.workers))
         self.client.run(_warm_up, workers=self.workers)
 
-    def _run(self, rho, exact, prices, chunks, drops):
+    def _run(self, exact, prices, chunks, drops):
         futures = [
-            self.client.submit(_respond, self.token, prices, rho, exact, items, drop,
+            self.client.submit(_respond, self.token, prices, exact, items, drop,
                                workers=[addr], allow_other_workers=False, pure=False)
             if items or drop else None
             for addr, items, drop in zip(self.workers, chunks, drops)

@@ -105,6 +105,18 @@ def initial_rho(game, settings: NashSettings) -> float:
     return settings.price_step_per_kwh * game.dt_h / (0.1 * np.sqrt(float(np.median(spans))))
 
 
+def initial_prices(game, settings: NashSettings) -> np.ndarray:
+    """Stacked (lam, mu) to start from: the middle of the upstream tariff's band where there is one
+    (equilibrium prices lie in it while the substation has headroom), else the settings' price."""
+    price = np.zeros(2 * game.T)
+    price[:game.T] = settings.initial_price_per_kwh
+    band_of = getattr(game.upstream.agent, "price_band", None) if game.upstream is not None else None
+    band = band_of(game.T) if band_of is not None else None
+    if band is not None:
+        price = 0.5 * (band[0] + band[1])
+    return np.where(game.traded, price, 0.0)
+
+
 def player_rho(model, rho: float) -> float:
     """A player's proximal weight ($/kW^2): the scale over the square root of its span.
 
@@ -131,13 +143,14 @@ class SerialExecutor:
     """Runs a Jacobi round's best responses one after another in this process."""
 
     def map(self, models, prices, rho, centres, exact):
-        return [proximal_response(m, prices, rho, c, exact) for m, c in zip(models, centres)]
+        rhos = np.broadcast_to(np.asarray(rho, float), (len(models),))
+        return [proximal_response(m, prices, r, c, exact) for m, r, c in zip(models, rhos, centres)]
 
 
 def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) -> NashOutcome:
     """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled.
 
-    `executor.map(models, prices, rho, centres, exact)` computes a Jacobi round's
+    `executor.map(models, prices, rhos, centres, exact)` computes a Jacobi round's
     responses (default: serially in this process).
     """
     executor = executor or SerialExecutor()
@@ -145,13 +158,16 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     mask = game.traded
     models = game.players
     M = len(models)
-    price = np.zeros(2 * T)
-    price[:T] = settings.initial_price_per_kwh
+    price = initial_prices(game, settings)
     rho = initial_rho(game, settings)
     rho_min = rho * 0.1
     span_kw = np.array([_span_kw(m) for m in models])
     reach = np.sqrt(2 * T) * span_kw  # diameter of each player's (p, q)
-    scales = np.sqrt(span_kw)  # a player's proximal weight is rho / scales
+    scales = np.sqrt(span_kw)  # a player's proximal weight is rho x factor / scales
+    factor = np.ones(M)  # halved for a player whose pull does not halve between centre moves
+
+    def weights() -> np.ndarray:
+        return rho * factor / scales
     start = time.perf_counter()
     history: list[dict] = []
 
@@ -177,7 +193,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if anticipate:
             predicted = predicted + (totals.sens @ price - totals.reaction)[mask]
         S = totals.sens[np.ix_(mask, mask)]
-        S = 0.5 * (S + S.T) + damping * (dt * scales.sum() / rho) * np.eye(S.shape[0])
+        S = 0.5 * (S + S.T) + damping * float(np.sum(dt / weights())) * np.eye(S.shape[0])
         d = -np.linalg.solve(S, predicted)
         scale = np.max(np.abs(d), initial=0.0) / radius
         out = np.zeros(2 * T)
@@ -186,10 +202,11 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
 
     def dual_value() -> float:
         """The regularised dual function at the current price: sum of proximal payoffs (convex in price)."""
-        prox = float(np.sum((net - centre)[:, mask] ** 2 / scales[:, None]))
-        return sum(r.payoff for r in responses) - 0.5 * rho * prox
+        prox = float(np.sum(weights()[:, None] * (net - centre)[:, mask] ** 2))
+        return sum(r.payoff for r in responses) - 0.5 * prox
 
     converged = False
+    last_pulls = np.full(M, np.inf)
     iteration = updates = 0
     step = np.zeros(2 * T)  # Jacobi: the next trial step from the accepted price
     accepted = None  # Jacobi: (price, responses, net, sens, dual value) of the last accepted round
@@ -202,7 +219,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if settings.method == "jacobi":
             trial = (accepted[0] if accepted else price) + step
             prices = game.prices(trial)
-            for i, (r, s) in enumerate(executor.map(models, prices, rho, centre, settings.exact_sensitivities)):
+            for i, (r, s) in enumerate(executor.map(models, prices, rho * factor, centre, settings.exact_sensitivities)):
                 accept(i, r, s, trial)
             price = trial
             updates += 1
@@ -223,7 +240,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 if rejected >= 3:
                     # the sensitivities mislead here (a kink): take the gradient step of the dual,
                     # whose 1 / Lipschitz length always decreases it, and accept it as it comes
-                    step = np.where(mask, -rho * net.sum(axis=0) / (scales.sum() * dt), 0.0)
+                    step = np.where(mask, -net.sum(axis=0) / float(np.sum(dt / weights())), 0.0)
                     forced = True
             else:
                 accepted = (price.copy(), list(responses), net.copy(), sens.copy(), value)
@@ -231,7 +248,8 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 rejected, forced = 0, False
         else:
             for i in range(M):
-                r, s = proximal_response(models[i], game.prices(price), rho, centre[i], settings.exact_sensitivities)
+                r, s = proximal_response(models[i], game.prices(price), rho * factor[i], centre[i],
+                                          settings.exact_sensitivities)
                 accept(i, r, s, price)
                 price = price + damping * newton_step(settings.max_price_step)
                 updates += 1
@@ -252,7 +270,8 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             sweep_imbalance = size
         z = net.sum(axis=0)
         # $/kWh the proximal terms still exert
-        pull = rho * float(np.max(np.abs(net - centre)[:, mask] / scales[:, None])) / dt
+        pulls = weights() * np.max(np.abs(net - centre)[:, mask], axis=1) / dt
+        pull = float(pulls.max())
         row = {
             "iteration": iteration,
             "imbalance_kw": float(np.max(np.abs(z[:T]))),
@@ -270,7 +289,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         # the price player's possible gain (price range 1 $/kWh) and a bound on what dropping the
         # proximal terms could gain the players (concavity: rho |P - centre| x the reach of P)
         operator_gain = dt * float(np.abs(z[mask]).sum())
-        proximal_gain = rho * float(np.sum(np.linalg.norm((net - centre)[:, mask], axis=1) * reach / scales))
+        proximal_gain = float(np.sum(weights() * np.linalg.norm((net - centre)[:, mask], axis=1) * reach))
         if imbalance <= settings.tol_imbalance_kw and operator_gain <= 0.5 * budget and pull <= settings.tol_price_per_kwh:
             if proximal_gain <= 0.25 * budget:
                 converged = True
@@ -290,13 +309,18 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         moved = float(np.max(np.abs(net - centre).sum(axis=0)[mask]))
         cleared = imbalance <= max(settings.tol_imbalance_kw, 0.1 * moved)
         if cleared and not finishing:
-            # a proximal-point step. Releasing a player's pull acts on its response like a price
-            # change of weight x (net - centre) / dt, so the next price anticipates it through the
-            # player's sensitivity
-            seen[:, mask] -= (rho / scales)[:, None] * (net - centre)[:, mask] / dt
+            # a proximal-point step, with weaker pulls: faster outer convergence, and a player still
+            # pulled as hard as at the last move is travelling far, so it may go faster
+            before_w = weights()
+            rho = max(rho * settings.rho_decay, rho_min)
+            travelling = (pulls > 0.5 * last_pulls) & (pulls > settings.tol_price_per_kwh)
+            factor[travelling] = np.maximum(factor[travelling] / 2, 1 / 64)
+            last_pulls = pulls
+            # releasing a player's pull acts on its response like a price change of
+            # weight x (net - centre) / dt: the next price anticipates it through the player's sensitivity
+            seen[:, mask] -= before_w[:, None] * (net - centre)[:, mask] / dt
             totals = _Totals(net, sens, seen)
             centre = net.copy()
-            rho = max(rho * settings.rho_decay, rho_min)  # weaker pull, faster outer convergence
             accepted = None  # a new regularised game: its first round is accepted as it comes
             if settings.method == "jacobi":
                 step = newton_step(settings.max_price_step)
