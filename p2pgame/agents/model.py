@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
 from p2pgame.solvers import CompiledProblem, SolveResult, prepare, solve, supports
+from p2pgame.solvers.interior import refresh_values
 from p2pgame.solvers.kkt import active_set_newton
 
 
@@ -118,6 +119,35 @@ def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
                                message=f"{res.message}; {exact.message}")
 
 
+class _Proximal:
+    """An agent's problem with Hessian H + rho M^T M for any rho, on one sparsity pattern."""
+
+    def __init__(self, problem: CompiledProblem, M: sp.csr_matrix):
+        self.problem = CompiledProblem.stack([problem])
+        one = (problem.H + M.T @ M).tocsr()
+        two = (problem.H + 2.0 * (M.T @ M)).tocsr()
+        one.sort_indices()
+        two.sort_indices()
+        if not (np.array_equal(one.indptr, two.indptr) and np.array_equal(one.indices, two.indices)):
+            raise AssertionError("proximal Hessian: the pattern depends on rho")
+        self.mtm = two.data - one.data
+        self.h0 = one.data - self.mtm
+        self.problem.H = one
+        self.problem.H.data[:] = self.h0
+        self.problem.is_convex  # decided at rho = 0: convex then, convex for every rho >= 0
+        self.rho = 0.0
+
+    def at(self, rho: float) -> CompiledProblem:
+        if rho != self.rho:
+            self.problem.H.data[:] = self.h0 + rho * self.mtm
+            self.rho = rho
+            for solver in [k for k in self.problem._cache if k != "interior"]:
+                del self.problem._cache[solver]  # HiGHS and Ipopt hold the old values
+            self.problem.__dict__.pop("_structure", None)  # so do the Hessian values of the derivatives
+            refresh_values(self.problem)
+        return self.problem
+
+
 class AgentModel:
     """One agent's compiled problem for a horizon of T periods of dt_h hours."""
 
@@ -143,7 +173,7 @@ class AgentModel:
         self.c0 = self.problem.c.copy()
         self.model = m
         self._decisions = self._decision_index(m.agent, base)
-        self._prox: dict[float, CompiledProblem] = {}
+        self._prox: _Proximal | None = None
         self._warm = None
         self.box = Box.unlimited(self.T)
         prepare(self.problem)
@@ -171,7 +201,7 @@ class AgentModel:
             if np.isnan(side).any():
                 raise InputError(f"agent {self.agent.id!r}: envelope {name} contains NaN")
         self.box = box
-        for prob in (self.problem, *self._prox.values()):
+        for prob in (self.problem, *([self._prox.problem] if self._prox else [])):
             self._apply_box(prob)
 
     def _apply_box(self, prob: CompiledProblem) -> None:
@@ -213,13 +243,12 @@ class AgentModel:
     # --------------------------------------------------------------- solving
 
     def _prox_problem(self, rho: float) -> CompiledProblem:
-        prob = self._prox.get(rho)
-        if prob is None:
-            prob = CompiledProblem.stack([self.problem])
-            prob.H = (prob.H + rho * (self.M.T @ self.M)).tocsr()
-            self._prox[rho] = prob
-            self._apply_box(prob)
-        return prob
+        """The problem with the proximal term's Hessian rho M^T M; one per model, its Hessian
+        values updated in place when rho changes (compiling one per rho cost a solve's time)."""
+        if self._prox is None:
+            self._prox = _Proximal(self.problem, self.M)
+            self._apply_box(self._prox.problem)
+        return self._prox.at(float(rho))
 
     def best_response(self, prices, box: Box | None = None, *, proximal=None, solver: str = "auto",
                       check: bool = True) -> Response:

@@ -41,11 +41,13 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.result import SolveResult
 
-__all__ = ["solve_interior", "supports", "DEFAULT_OPTIONS", "MAX_VARIABLES"]
+__all__ = ["solve_interior", "supports", "prepare", "refresh_values", "DEFAULT_OPTIONS", "MAX_VARIABLES"]
 
 DEFAULT_OPTIONS = {"tol": 1e-9, "acceptable_tol": 0.0, "max_iter": 100}
 """`acceptable_tol`: should `tol` prove out of reach (rounding), the best iterate is returned as
-optimal if its scaled KKT residual is within this."""
+optimal if its scaled KKT residual is within this; the method stops trying `_ACCEPTABLE_EXTRA`
+iterations after the first acceptable one."""
+_ACCEPTABLE_EXTRA = 3
 MAX_VARIABLES = 1000         # dense factorisation: beyond this Ipopt's sparse one is faster
 _REGULARISATION = 1e-8       # delta of the quasi-definite system, relative to the data: a proximal
                              # term that keeps steps along flat optimal faces (LP-like parts) short
@@ -111,8 +113,10 @@ class _Structure:
         H = P.H.tocoo()
         hr, hc = col[H.row], col[H.col]
         k = (hr >= 0) & (hc >= 0)
+        self.h_k = np.flatnonzero(k)
         self.h_r, self.h_c, self.h_v = hr[k], hc[k], H.data[k]
         k = (hr >= 0) & (hc < 0)
+        self.hx_k = np.flatnonzero(k)
         self.hx_r, self.hx_c, self.hx_v = hr[k], xpos[H.col[k]], H.data[k]
 
         # rows: linear part split into free and fixed columns; quadratic terms by how many columns are free
@@ -226,6 +230,14 @@ def _structure(P: CompiledProblem) -> _Structure:
     return cached[1]
 
 
+def refresh_values(problem: CompiledProblem) -> None:
+    """Take new Hessian values on the same pattern (problem.H.data changed in place) into the cached structure."""
+    cached = problem._cache.get("interior")
+    if cached is not None:
+        data = problem.H.tocoo().data
+        cached[1].h_v, cached[1].hx_v = data[cached[1].h_k], data[cached[1].hx_k]
+
+
 def prepare(problem: CompiledProblem) -> None:
     """Build and cache the structure for the problem's current pattern of bounds now."""
     _structure(problem)
@@ -330,7 +342,7 @@ class _Solver:
         nw, nl = w.size, L.size
         ncomp = nw + nl + U.size
         status, message, it, stalled = "max_iter", "iteration limit reached", 0, 0
-        best = (np.inf, None)
+        best, acceptable_at = (np.inf, None), None
         for it in range(self.max_iter + 1):
             jv = self.jacobian(x)
             h = self.h(x)
@@ -355,6 +367,11 @@ class _Solver:
                 break
             if err < best[0]:
                 best = (err, (x, nu, lam, zl, zu, it))
+            if acceptable_at is None and err <= acceptable:
+                acceptable_at = it
+            if acceptable_at is not None and it - acceptable_at >= _ACCEPTABLE_EXTRA:
+                status, message = "max_iter", f"{self.tol:g} not reached in {_ACCEPTABLE_EXTRA} more iterations"
+                break
             verdict = self.diagnose(x, nu, lam, zl, zu, h, sl, su, rd - grad, rE, primal_err)
             if verdict:
                 status, message = verdict
@@ -417,7 +434,7 @@ class _Solver:
         if status not in ("optimal", "infeasible", "unbounded") and best[0] <= acceptable:
             x, nu, lam, zl, zu, at = best[1]
             return self.result(x, nu, lam, zl, zu, "optimal", f"acceptable: scaled KKT residual {best[0]:.1e} at"
-                               f" iteration {at} ({message} before {self.tol:g})", it)
+                               f" iteration {at} ({message})", it)
         return self.result(x, nu, lam, zl, zu, status, message, it)
 
     def diagnose(self, x, nu, lam, zl, zu, h, sl, su, grad_phi, rE, primal_err):

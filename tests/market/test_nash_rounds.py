@@ -31,6 +31,22 @@ def test_jacobi_clears_a_synthetic_market_of_30_houses_within_50_price_updates()
     assert cert.price_gap <= 1e-4 and cert.welfare_gap <= 31 * scenario.settings.tol_nash_rel
 
 
+def test_prices_start_in_the_middle_of_the_upstream_tariff_band():
+    from p2pgame.market import Game
+    from p2pgame.market.nash import NashSettings, initial_prices
+
+    scenario = default_scenario()
+    up = scenario.upstream
+    for reactive in (True, False):
+        game = Game(scenario, reactive=reactive)
+        low, high = up.price_band(game.T)
+        start = initial_prices(game, NashSettings())
+        np.testing.assert_allclose(start[:game.T], 0.5 * (low + high)[:game.T])
+        expected_mu = 0.5 * (low + high)[game.T:] if reactive else np.zeros(game.T)
+        np.testing.assert_allclose(start[game.T:], expected_mu)
+        assert np.all(low[:game.T] < start[:game.T]) and np.all(start[:game.T] < high[:game.T])
+
+
 def test_running_totals_match_the_sums():
     rng = np.random.default_rng(0)
     net, seen = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
