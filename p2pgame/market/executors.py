@@ -2,7 +2,8 @@
 
 `solve_nash` calls `executor.map(models, prices, rhos, centres, exact)` and expects,
 in order, what `proximal_response(model, prices, rho, centre, exact)` returns for
-each model (`rhos`: one proximal scale per model, or one for all). Compiled models hold solver objects that do not pickle, so the
+each model (`rhos`: one proximal scale per model, or one for all). Compiled
+models hold solver objects that do not pickle, so the
 parallel executors ship each agent's *definition* once (an `Agent` pickles
 without its compiled models), compile it on a worker and keep that worker-local
 model between rounds: the compiled problem and the solver's warm start persist.

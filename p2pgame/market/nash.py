@@ -15,8 +15,10 @@ price changes with jumps. Two devices make the dynamics converge in few rounds:
   sensitivities (from their KKT systems on the active set; the proximal bound
   dt / rho where a system is singular), limited to a trust region.
 
-Each player's proximal weight is a common scale over the square root of its span,
-so the upstream grid (which spans the feeder) is not as stiff as a house. Newton
+Prices start in the middle of the upstream tariff's band. Each player's proximal
+weight is a common scale over the square root of its span, so the upstream grid
+(which spans the feeder) is not as stiff as a house, and it halves for a player
+still pulled as hard as at the last centre move (travelling far). Newton
 steps are damped towards the dual gradient (Levenberg-Marquardt) by a thousandth of
 the players' proximal bound, and ten times more after each rejected trial.
 
@@ -219,7 +221,8 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if settings.method == "jacobi":
             trial = (accepted[0] if accepted else price) + step
             prices = game.prices(trial)
-            for i, (r, s) in enumerate(executor.map(models, prices, rho * factor, centre, settings.exact_sensitivities)):
+            answers = executor.map(models, prices, rho * factor, centre, settings.exact_sensitivities)
+            for i, (r, s) in enumerate(answers):
                 accept(i, r, s, trial)
             price = trial
             updates += 1
