@@ -212,7 +212,11 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     iteration = updates = 0
     step = np.zeros(2 * T)  # Jacobi: the next trial step from the accepted price
     accepted = None  # Jacobi: (price, responses, net, sens, dual value) of the last accepted round
-    damping, sweep_imbalance = settings.gauss_seidel_damping, np.inf  # Gauss-Seidel price damping
+    # Gauss-Seidel price damping, capped at 30 / M: a sweep steps the price once per player, and on
+    # large markets the steps after the upstream grid's kinked answers add up to swings across its
+    # capacity (measured: 0.5 converges at N = 100, 0.1 at 300, 0.03 at 1,000)
+    damping_cap = min(settings.gauss_seidel_damping, 30.0 / M)
+    damping, sweep_imbalance = damping_cap, np.inf
     best_sweep, stalled = np.inf, 0
     next_gap_check = 0
     rejected, forced = 0, False  # Jacobi: consecutive rejected Newton trials; accept the next trial as it comes
@@ -269,7 +273,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             if size > 1.5 * sweep_imbalance or stalled >= 3:
                 damping, stalled = max(damping / 2, 0.01), 0
             elif size < sweep_imbalance:
-                damping = min(2 * damping, settings.gauss_seidel_damping)
+                damping = min(2 * damping, damping_cap)
             sweep_imbalance = size
         z = net.sum(axis=0)
         # $/kWh the proximal terms still exert
