@@ -1,8 +1,8 @@
 """Where a Jacobi round's best responses run: in this process, on a process pool, or on Dask.
 
-`solve_nash` calls `executor.map(models, prices, rhos, centres, exact)` and expects,
-in order, what `proximal_response(model, prices, rho, centre, exact)` returns for
-each model (`rhos`: one proximal scale per model, or one for all). Compiled
+`solve_nash` calls `executor.map(models, prices, weights, centres, exact)` and expects,
+in order, what `proximal_response(model, prices, weight, centre, exact)` returns for
+each model (`weights`: one proximal weight per model, or one for all). Compiled
 models hold solver objects that do not pickle, so the
 parallel executors ship each agent's *definition* once (an `Agent` pickles
 without its compiled models), compile it on a worker and keep that worker-local
@@ -48,7 +48,7 @@ class _Item:
 
     slot: int
     centre: np.ndarray
-    rho: float
+    weight: float
     agent: object = None  # the Agent definition, on first contact only
     periods: int = 0
     dt_h: float = 1.0
@@ -71,7 +71,7 @@ def _respond(token: str, prices, exact: bool, items: list[_Item], drop: list[int
             model.set_box(it.box)
         if it.send_warm:
             model._warm = it.warm  # the solver's warm start: the main model's last successful solve
-        out.append(proximal_response(model, prices, it.rho, it.centre, exact))
+        out.append(proximal_response(model, prices, it.weight, it.centre, exact))
     return out
 
 
@@ -131,16 +131,16 @@ class _PinnedExecutor(ABC):
             weakref.finalize(model, self._dropped[s.worker].append, s.slot)  # the worker forgets it too
         return s
 
-    def map(self, models, prices, rho, centres, exact):
+    def map(self, models, prices, weights, centres, exact):
         """Proximal responses and sensitivities of all models, in order (as SerialExecutor.map)."""
         models = list(models)
         chunks: list[list[_Item]] = [[] for _ in range(self.n_workers)]
         where: list[list[int]] = [[] for _ in range(self.n_workers)]
         slots = []
-        rhos = np.broadcast_to(np.asarray(rho, float), (len(models),))
+        weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
         for i, (model, centre) in enumerate(zip(models, centres)):
             s = self._slot(model, i, len(models))
-            item = _Item(s.slot, np.asarray(centre, float), float(rhos[i]))
+            item = _Item(s.slot, np.asarray(centre, float), float(weights[i]))
             if not s.shipped:
                 item.agent, item.periods, item.dt_h = model.agent, model.T, model.dt_h
             if not s.shipped or model.box is not s.box:

@@ -102,7 +102,8 @@ def _span_kw(model) -> float:
 
 
 def initial_rho(game, settings: NashSettings) -> float:
-    """Proximal scale ($/kW^1.5) such that a price step of `price_step` moves a typical customer by 1/10 of its span."""
+    """Proximal scale ($/kW^1.5; a player's weight is it over sqrt(span)) such that a price step
+    of `price_step` moves a typical customer by 1/10 of its span."""
     spans = [_span_kw(m) for m in game.customers] or [1.0]
     return settings.price_step_per_kwh * game.dt_h / (0.1 * np.sqrt(float(np.median(spans))))
 
@@ -119,21 +120,9 @@ def initial_prices(game, settings: NashSettings) -> np.ndarray:
     return np.where(game.traded, price, 0.0)
 
 
-def player_rho(model, rho: float) -> float:
-    """A player's proximal weight ($/kW^2): the scale over the square root of its span.
-
-    The upstream grid spans the whole feeder: with a house's weight, clearing a regularised
-    market would need prices far from the equilibrium; with a weight over its span, its tariff
-    kinks would dominate every price step. The square root measured best on the default day and
-    the synthetic markets (N = 10 to 100).
-    """
-    return rho / np.sqrt(_span_kw(model))
-
-
-def proximal_response(model, prices, rho: float, centre: np.ndarray, exact: bool = True):
-    """A player's proximal best response and its price sensitivity d(p, q)/d(lam, mu) (2T x 2T),
-    with proximal scale `rho` (the player's weight is `player_rho(model, rho)`)."""
-    weight = player_rho(model, rho)
+def proximal_response(model, prices, weight: float, centre: np.ndarray, exact: bool = True):
+    """A player's proximal best response with proximal weight `weight` ($/kW^2) and its price
+    sensitivity d(p, q)/d(lam, mu) (2T x 2T)."""
     r = model.best_response(prices, proximal=(weight, centre))
     dx = sensitivity(model._prox_problem(weight), r.solution, model.price_gradient().T) if exact else None
     if dx is None:  # the proximal bound: no player moves faster than dt / weight per unit price
@@ -144,15 +133,15 @@ def proximal_response(model, prices, rho: float, centre: np.ndarray, exact: bool
 class SerialExecutor:
     """Runs a Jacobi round's best responses one after another in this process."""
 
-    def map(self, models, prices, rho, centres, exact):
-        rhos = np.broadcast_to(np.asarray(rho, float), (len(models),))
-        return [proximal_response(m, prices, r, c, exact) for m, r, c in zip(models, rhos, centres)]
+    def map(self, models, prices, weights, centres, exact):
+        weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+        return [proximal_response(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
 
 
 def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) -> NashOutcome:
     """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled.
 
-    `executor.map(models, prices, rhos, centres, exact)` computes a Jacobi round's
+    `executor.map(models, prices, weights, centres, exact)` computes a Jacobi round's
     responses (default: serially in this process).
     """
     executor = executor or SerialExecutor()
@@ -165,11 +154,16 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     rho_min = rho * 0.1
     span_kw = np.array([_span_kw(m) for m in models])
     reach = np.sqrt(2 * T) * span_kw  # diameter of each player's (p, q)
-    scales = np.sqrt(span_kw)  # a player's proximal weight is rho x factor / scales
+    # A player's proximal weight is rho x factor / sqrt(span). The upstream grid spans the whole
+    # feeder: with a house's weight, clearing a regularised market would need prices far from the
+    # equilibrium; with a weight over its span, its tariff kinks would dominate every price step.
+    # The square root measured best on the default day and the synthetic markets (N = 10 to 100).
+    scales = np.sqrt(span_kw)
     factor = np.ones(M)  # halved for a player whose pull does not halve between centre moves
 
     def weights() -> np.ndarray:
         return rho * factor / scales
+
     start = time.perf_counter()
     history: list[dict] = []
 
@@ -225,7 +219,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         if settings.method == "jacobi":
             trial = (accepted[0] if accepted else price) + step
             prices = game.prices(trial)
-            answers = executor.map(models, prices, rho * factor, centre, settings.exact_sensitivities)
+            answers = executor.map(models, prices, weights(), centre, settings.exact_sensitivities)
             for i, (r, s) in enumerate(answers):
                 accept(i, r, s, trial)
             price = trial
@@ -255,7 +249,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 rejected, forced = 0, False
         else:
             for i in range(M):
-                r, s = proximal_response(models[i], game.prices(price), rho * factor[i], centre[i],
+                r, s = proximal_response(models[i], game.prices(price), rho * factor[i] / scales[i], centre[i],
                                           settings.exact_sensitivities)
                 accept(i, r, s, price)
                 price = price + damping * newton_step(settings.max_price_step)
