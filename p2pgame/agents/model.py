@@ -134,6 +134,8 @@ class _Proximal:
         self.h0 = one.data - self.mtm
         self.problem.H = one
         self.problem.H.data[:] = self.h0
+        for known in ("_objective_convex", "_row_definiteness"):  # at rho = 0 these are the agent's own
+            self.problem.__dict__[known] = getattr(problem, known)
         self.problem.is_convex  # decided at rho = 0: convex then, convex for every rho >= 0
         self.rho = 0.0
 
@@ -171,11 +173,29 @@ class AgentModel:
         self.problem = CompiledProblem.stack([base], extra_rows=self.M)
         self.env_rows = np.arange(base.m, base.m + 2 * self.T)
         self.c0 = self.problem.c.copy()
-        self.model = m
+        self.model = m  # the Pyomo model (None in a pickled copy)
         self._decisions = self._decision_index(m.agent, base)
         self._prox: _Proximal | None = None
         self._warm = None
         self.box = Box.unlimited(self.T)
+        prepare(self.problem)
+
+    def __getstate__(self) -> dict:
+        """Pickle the compiled arrays, envelope and warm start without the Pyomo model (`model` is
+        None in the copy), so that a worker process solves this agent without compiling it again.
+        An agent with nonlinear terms pickles its definition and is compiled again on unpickling."""
+        if self.problem.nonlinear:
+            return {"agent": self.agent, "T": self.T, "dt_h": self.dt_h, "box": self.box, "_warm": self._warm}
+        return {k: v for k, v in self.__dict__.items() if k not in ("model", "_prox", "_price_gradient")}
+
+    def __setstate__(self, state: dict) -> None:
+        if "problem" not in state:
+            self.__init__(state["agent"], state["T"], state["dt_h"])
+            self.set_box(state["box"])
+            self._warm = state["_warm"]
+            return
+        self.__dict__.update(state)
+        self.model, self._prox = None, None
         prepare(self.problem)
 
     @staticmethod

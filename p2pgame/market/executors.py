@@ -1,18 +1,16 @@
 """Where a Jacobi round's best responses run: in this process, on a process pool, or on Dask.
 
 `solve_nash` calls `executor.map(models, prices, weights, centres, exact)` and expects,
-in order, what `proximal_response(model, prices, weight, centre, exact)` returns for
-each model (`weights`: one proximal weight per model, or one for all). Compiled
-models hold solver objects that do not pickle, so the
-parallel executors ship each agent's *definition* once (an `Agent` pickles
-without its compiled models), compile it on a worker and keep that worker-local
-model between rounds: the compiled problem and the solver's warm start persist.
-Every agent always goes to the same worker (fixed contiguous chunks, one task
-per worker and round). A worker receives an agent's envelope and warm start
-whenever the main-process model's differ from what it last saw, and the
-main-process model takes the worker's warm start back after each round, so the
-workers repeat the serial computation exactly: prices agree with `SerialExecutor`
-to rounding at the same number of rounds.
+in order, what `respond(model, prices, weight, centre, exact)` returns for each model
+(`weights`: one proximal weight per model, one for all, or None for plain best
+responses). The parallel executors ship each compiled model once (it pickles its
+arrays without the Pyomo model or solver state, so a worker does not compile it
+again) and keep that worker-local copy between rounds. Every agent always goes to
+the same worker (fixed contiguous chunks, one task per worker and round). A worker
+receives an agent's envelope and warm start whenever the main-process model's
+differ from what it last saw, and the main-process model takes the worker's warm
+start back after each round, so the workers repeat the serial computation exactly:
+prices agree with `SerialExecutor` to rounding at the same number of rounds.
 
     with open_executor("dask") as executor:       # LocalCluster, 2 workers x 1 thread
         outcome = solve_nash(game, settings, executor=executor)
@@ -22,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import uuid
 import weakref
 from abc import ABC, abstractmethod
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pgame.errors import InputError
-from p2pgame.market.nash import SerialExecutor, proximal_response
+from p2pgame.market.nash import SerialExecutor, respond
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor", "open_executor", "EXECUTORS"]
 
@@ -47,32 +46,34 @@ class _Item:
     """One agent's share of a round, as sent to its worker."""
 
     slot: int
-    centre: np.ndarray
-    weight: float
-    agent: object = None  # the Agent definition, on first contact only
-    periods: int = 0
-    dt_h: float = 1.0
+    centre: np.ndarray | None
+    weight: float | None  # None: a plain best response
+    model: object = None  # the compiled model (with its envelope and warm start), on first contact only
     box: object = None  # a new envelope, when it changed
     send_warm: bool = False
     warm: object = None
 
 
-def _respond(token: str, prices, exact: bool, items: list[_Item], drop: list[int]) -> list:
-    """Worker side: forget the models in `drop`, then the proximal responses of one chunk."""
+def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: list[int]):
+    """Worker side: forget the models in `drop`, then the responses of one chunk. Items that come
+    pickled (bytes) are answered pickled too."""
+    packed = isinstance(items, bytes)
+    if packed:
+        items = pickle.loads(items)
     models = _WORKER_MODELS.setdefault(token, {})
     for slot in drop:
         models.pop(slot, None)
     out = []
     for it in items:
-        if it.agent is not None:
-            models[it.slot] = it.agent.model(it.periods, it.dt_h)
+        if it.model is not None:
+            models[it.slot] = it.model
         model = models[it.slot]
         if it.box is not None:
             model.set_box(it.box)
         if it.send_warm:
             model._warm = it.warm  # the solver's warm start: the main model's last successful solve
-        out.append(proximal_response(model, prices, it.weight, it.centre, exact))
-    return out
+        out.append(respond(model, prices, it.weight, it.centre, exact))
+    return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) if packed else out
 
 
 def _forget(token: str) -> None:
@@ -81,7 +82,7 @@ def _forget(token: str) -> None:
 
 
 def _warm_up() -> int:
-    """Worker side: import what a best response needs (Pyomo, the solvers), so round one does not pay for it."""
+    """Worker side: import what a best response needs (the solvers), so round one does not pay for it."""
     import p2pgame.agents.model  # noqa: F401
 
     return os.getpid()
@@ -132,20 +133,22 @@ class _PinnedExecutor(ABC):
         return s
 
     def map(self, models, prices, weights, centres, exact):
-        """Proximal responses and sensitivities of all models, in order (as SerialExecutor.map)."""
+        """Responses (and sensitivities) of all models, in order (as SerialExecutor.map)."""
         models = list(models)
         chunks: list[list[_Item]] = [[] for _ in range(self.n_workers)]
         where: list[list[int]] = [[] for _ in range(self.n_workers)]
         slots = []
-        weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+        plain = weights is None
+        weights = [None] * len(models) if plain else np.broadcast_to(np.asarray(weights, float), (len(models),))
+        centres = [None] * len(models) if plain else centres
         for i, (model, centre) in enumerate(zip(models, centres)):
             s = self._slot(model, i, len(models))
-            item = _Item(s.slot, np.asarray(centre, float), float(weights[i]))
+            item = _Item(s.slot, None if plain else np.asarray(centre, float), None if plain else float(weights[i]))
             if not s.shipped:
-                item.agent, item.periods, item.dt_h = model.agent, model.T, model.dt_h
-            if not s.shipped or model.box is not s.box:
+                item.model = model
+            elif model.box is not s.box:
                 item.box = model.box
-            if not s.shipped or model._warm is not s.warm:
+            if s.shipped and model._warm is not s.warm:
                 item.send_warm, item.warm = True, model._warm
             chunks[s.worker].append(item)
             where[s.worker].append(i)
@@ -231,14 +234,23 @@ class DaskExecutor(_PinnedExecutor):
 
     def _run(self, exact, prices, chunks, drops):
         futures = [
-            self.client.submit(_respond, self.token, prices, exact, items, drop,
+            self.client.submit(_respond, self.token, prices, exact, self._payload(items, addr), drop,
                                workers=[addr], allow_other_workers=False, pure=False)
             if items or drop else None
             for addr, items, drop in zip(self.workers, chunks, drops)
         ]
-        done = self.client.gather([f for f in futures if f is not None])
-        results = iter(done)
-        return [next(results) if f is not None else [] for f in futures]
+        done = iter(self.client.gather([f for f in futures if f is not None]))
+        return [pickle.loads(next(done)) if f is not None else [] for f in futures]
+
+    def _payload(self, items: list[_Item], addr: str):
+        """`items` pickled into one buffer (and the answers come back as one). Dask's own
+        serialisation makes a frame of every array: a round of 1,000 responses with their
+        sensitivities cost about a second more that way. Compiled models (first contact) go
+        straight to the worker that needs them instead of through the scheduler."""
+        payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        if not any(it.model is not None for it in items):
+            return payload
+        return self.client.scatter([payload], workers=[addr], direct=True, hash=False)[0]
 
     def close(self) -> None:
         if self._cluster is None:

@@ -130,19 +130,29 @@ def proximal_response(model, prices, weight: float, centre: np.ndarray, exact: b
     return r, model.M @ dx
 
 
+def respond(model, prices, weight: float | None, centre: np.ndarray | None, exact: bool = True):
+    """`proximal_response`, or (the plain best response, None) when `weight` is None."""
+    if weight is None:
+        return model.best_response(prices), None
+    return proximal_response(model, prices, weight, centre, exact)
+
+
 class SerialExecutor:
-    """Runs a Jacobi round's best responses one after another in this process."""
+    """Runs a round's best responses one after another in this process."""
 
     def map(self, models, prices, weights, centres, exact):
+        """`respond` for each model: `weights` one per model, one for all, or None (plain responses)."""
+        if weights is None:
+            return [respond(m, prices, None, None) for m in models]
         weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
-        return [proximal_response(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
+        return [respond(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
 
 
 def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) -> NashOutcome:
     """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled.
 
-    `executor.map(models, prices, weights, centres, exact)` computes a Jacobi round's
-    responses (default: serially in this process).
+    `executor.map(models, prices, weights, centres, exact)` computes the first responses,
+    each Jacobi round's and those of the gap checks (default: serially in this process).
     """
     executor = executor or SerialExecutor()
     T, dt = game.T, game.dt_h
@@ -167,7 +177,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     start = time.perf_counter()
     history: list[dict] = []
 
-    responses = [m.best_response(game.prices(price)) for m in models]
+    responses = [r for r, _ in executor.map(models, game.prices(price), None, None, False)]
     net = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in responses])
     centre = net.copy()
     sens = np.zeros((M, 2 * T, 2 * T))
@@ -299,7 +309,8 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 # the bound is loose: measure the players' gains from dropping the proximal terms
                 next_gap_check = iteration + 5
                 prices = game.prices(price)
-                gains = [m.best_response(prices).payoff - m.payoff(r.x, prices) for m, r in zip(models, responses)]
+                plain = executor.map(models, prices, None, None, False)
+                gains = [b.payoff - m.payoff(r.x, prices) for m, r, (b, _) in zip(models, responses, plain)]
                 if max(gains) <= 0.5 * budget:
                     converged = True
                     break

@@ -40,6 +40,16 @@ from p2pgame.errors import InputError
 __all__ = ["CompiledProblem", "NonlinearTerm"]
 
 
+_LOCAL_STATE = ("vars", "var_index", "constraints", "con_index", "_cache", "_structure")
+"""What a pickled CompiledProblem leaves behind: Pyomo components, solver state, derived structure."""
+
+
+class _Placeholder:
+    """Stands for a Pyomo variable in an unpickled problem (one distinct object per column)."""
+
+    __slots__ = ()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class NonlinearTerm:
     """One non-quadratic part of the objective (``row == -1``) or of constraint ``row``.
@@ -199,6 +209,25 @@ class CompiledProblem:
         self.offsets = np.array([0, self.n] if offsets is None else offsets, np.int64)
         self.row_offsets = np.array([0, self.m] if row_offsets is None else row_offsets, np.int64)
         self._cache = {}  # per-solver state (e.g. a cyipopt.Problem), see ipopt.py / highs.py
+
+    def __getstate__(self) -> dict:
+        """Pickle the arrays only: a worker process solves without the Pyomo model.
+
+        Variables and constraints become anonymous placeholders, the solvers' state is
+        rebuilt on demand; `load` and `linear_map` need the original. A problem with
+        nonlinear terms evaluates Pyomo expressions and does not pickle: compile it again.
+        """
+        if self.nonlinear:
+            raise TypeError("a CompiledProblem with nonlinear terms holds Pyomo expressions: compile it again")
+        return {k: v for k, v in self.__dict__.items() if k not in _LOCAL_STATE}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.vars = [_Placeholder() for _ in range(self.n)]
+        self.constraints = [None] * self.m
+        self.var_index = ComponentMap((v, k) for k, v in enumerate(self.vars))
+        self.con_index = ComponentMap()
+        self._cache = {}
 
     # ------------------------------------------------------------------ building
 

@@ -1,5 +1,6 @@
 """New agent types defined here, outside the framework: their best responses match closed forms."""
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pyomo.environ as pyo
 import pytest
 
 from p2pgame.agents.base import Agent
-from p2pgame.agents.model import Box
+from p2pgame.agents.model import Box, Prices
 from p2pgame.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +82,20 @@ def test_nonlinear_custom_agent_matches_its_closed_form(rng):
     lam2 = lam * 1.1
     again = load.best_response(lam2)  # warm
     np.testing.assert_allclose(-again.p_kw, np.clip(0.6 / lam2 - 1.0, 0.0, 5.0), atol=1e-6)
+
+
+def test_nonlinear_model_pickles_by_definition():
+    """A model with nonlinear terms (Pyomo expressions) is compiled again from its agent on unpickling."""
+    model = LogUtilityLoad("load", "675", w=0.5, lmax_kw=3.0).model(4, 1.0)
+    model.set_box(Box(np.full(4, -2.0), np.zeros(4), np.zeros(4), np.zeros(4)))
+    prices = Prices(np.array([0.05, 0.1, 0.2, 0.4]), None)
+    expected = model.best_response(prices)
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.model is not None and copy.problem.nonlinear
+    np.testing.assert_array_equal(copy.box.pmin_kw, model.box.pmin_kw)
+    np.testing.assert_allclose(copy.best_response(prices).x, expected.x, rtol=0, atol=1e-7)
+    with pytest.raises(TypeError, match="nonlinear terms"):
+        pickle.dumps(model.problem)
 
 
 def test_custom_agent_validation_runs_before_building():

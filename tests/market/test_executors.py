@@ -95,6 +95,34 @@ def test_agent_pickles_without_compiled_models():
     assert copy.model(4, 6.0).problem.n == agent.model(4, 6.0).problem.n
 
 
+def test_compiled_model_pickles_without_pyomo():
+    """Workers receive compiled models: the copy has no Pyomo model and answers exactly as the original."""
+    from p2pgame.market.nash import proximal_response
+
+    game = Game(synthetic_scenario(2, periods=6))
+    prices = game.prices(np.r_[np.full(6, 0.12), np.full(6, 0.01)])
+    for model in game.players:
+        copy = pickle.loads(pickle.dumps(model))
+        assert copy.model is None and model.model is not None
+        plain, twin = model.best_response(prices), copy.best_response(prices)
+        np.testing.assert_array_equal(twin.x, plain.x)
+        assert twin.payoff == plain.payoff and twin.decisions.keys() == plain.decisions.keys()
+        centre = np.concatenate([plain.p_kw, plain.q_kvar]) + 0.5
+        (r, s), (r2, s2) = (proximal_response(m, prices, 0.02, centre) for m in (model, copy))
+        np.testing.assert_array_equal(r2.x, r.x)
+        np.testing.assert_array_equal(s2, s)
+
+
+def test_plain_responses_match_serial(processes):
+    """`weights=None` asks for plain best responses, without sensitivities."""
+    game = Game(synthetic_scenario(3, periods=4))
+    prices = game.prices(np.r_[np.full(4, 0.1), np.zeros(4)])
+    expected = [m.best_response(prices) for m in Game(synthetic_scenario(3, periods=4)).players]
+    for (r, s), e in zip(processes.map(game.players, prices, None, None, False), expected):
+        assert s is None
+        np.testing.assert_allclose(r.x, e.x, rtol=0, atol=1e-12)
+
+
 def test_make_executor():
     assert isinstance(make_executor("serial"), SerialExecutor)
     with pytest.raises(InputError, match="executor must be one of"):
