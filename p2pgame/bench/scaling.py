@@ -207,10 +207,15 @@ def exponents(rows: list[dict]) -> dict:
 
 
 def combine(results: list[dict]) -> dict:
-    """Several runs as one result: rows concatenated, exponents refitted over the in-process (serial) runs."""
+    """Several runs as one result: rows concatenated, exponents refitted over the in-process (serial)
+    runs under the method's name, and over each parallel executor's runs as "method (executor)"."""
     rows = [r for res in results for r in res["rows"]]
-    return {"rows": rows, "setup": [s for res in results for s in res["setup"]],
-            **exponents([r for r in rows if r["executor"] in ("serial", None)])}
+    fits = exponents([r for r in rows if r["executor"] in ("serial", None)])
+    for executor in dict.fromkeys(r["executor"] for r in rows if r["executor"] not in ("serial", None)):
+        more = exponents([r for r in rows if r["executor"] == executor])
+        for key, values in more.items():
+            fits[key].update({f"{m} ({executor})": b for m, b in values.items()})
+    return {"rows": rows, "setup": [s for res in results for s in res["setup"]], **fits}
 
 
 def table(result: dict) -> str:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from p2pgame.bench.scaling import fit_exponent, run_scaling
+from p2pgame.bench.scaling import combine, fit_exponent, run_scaling
 from p2pgame.bench.synthetic import HOUSES_PER_FEEDER, synthetic_scenario
 from p2pgame.cli import main
 from p2pgame.errors import InputError
@@ -42,6 +42,22 @@ def test_rows_for_each_method_and_size():
     jacobi = [r for r in result["rows"] if r["method"] == "jacobi"]
     assert all(r["price_updates"] == r["iterations"] for r in jacobi)
     assert set(result["exponents"]) == {"jacobi", "centralized"}
+
+
+def test_combine_fits_each_executor_apart():
+    """Serial runs keep the method's name; a parallel executor's runs get their own exponent."""
+
+    def row(n, method, executor, seconds):
+        return {"n": n, "method": method, "executor": executor, "seconds": seconds, "status": "converged",
+                "seconds_per_round": seconds / 10}
+
+    serial = {"rows": [row(n, "jacobi", "serial", 0.01 * n) for n in (10, 100)], "setup": []}
+    dask = {"rows": [row(n, "jacobi", "dask", 0.001 * n**1.5) for n in (100, 10000)], "setup": []}
+    result = combine([serial, dask])
+    assert result["exponents"]["jacobi"] == pytest.approx(1.0)
+    assert result["exponents"]["jacobi (dask)"] == pytest.approx(1.5)
+    assert result["exponents_per_round"]["jacobi (dask)"] == pytest.approx(1.5)
+    assert len(result["rows"]) == 4
 
 
 def test_scaling_cli_json(capsys):

@@ -65,6 +65,8 @@ def test_processes_match_serial(serial, processes):
 def test_dask_local_cluster_matches_serial(serial):
     with DaskExecutor() as executor:
         assert len(executor.workers) == 2
+        profiling = executor.client.run(lambda: __import__("dask").config.get("distributed.worker.profile.enabled"))
+        assert not any(profiling.values())  # the profiler slows the best responses
         assert_same(two_markets(executor, second=False), serial[:1])
 
 
