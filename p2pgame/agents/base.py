@@ -76,7 +76,7 @@ class Agent(ABC):
         return f"{type(self).__name__}(id={self.id!r}, node={self.node!r})"
 
     def __getstate__(self) -> dict:
-        """Pickle the definition only: compiled models hold solver objects and are rebuilt on demand."""
+        """Pickle the definition only: compiled models are rebuilt on demand (an `AgentModel` pickles itself)."""
         return {k: v for k, v in self.__dict__.items() if k != "_models"}
 
     def __setstate__(self, state: dict) -> None:

@@ -134,8 +134,8 @@ class _Proximal:
         self.h0 = one.data - self.mtm
         self.problem.H = one
         self.problem.H.data[:] = self.h0
-        for known in ("_objective_convex", "_row_definiteness"):  # at rho = 0 these are the agent's own
-            self.problem.__dict__[known] = getattr(problem, known)
+        for attr in ("_objective_convex", "_row_definiteness"):  # at rho = 0 these are the agent's own
+            self.problem.__dict__[attr] = getattr(problem, attr)
         self.problem.is_convex  # decided at rho = 0: convex then, convex for every rho >= 0
         self.rho = 0.0
 

@@ -103,12 +103,12 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
             status = "budget" if isinstance(exc, ConvergenceError) else "solver error"
             row.update(converged=False, status=status, error=str(exc))
         row["seconds"] = time.perf_counter() - start
-        row["first_round_s"] = marks[0] if marks else None  # with the initial responses (and worker compiles)
+        row["first_round_s"] = marks[0] if marks else None  # with the initial responses (and shipping the models)
         row["iterations"] = int(rounds)
         row["price_updates"] = int(updates[0])
     row["peak_mb"] = _peak_mb()
     row["peak_mb_scope"] = scope  # "run": since this method started; "process": since start-up
-    if method in NASH and row["first_round_s"] is not None:  # later rounds: models compiled, workers warm
+    if method in NASH and row["first_round_s"] is not None:  # later rounds: models shipped, proximal problems built
         later = row["iterations"] - 1
         row["seconds_per_round"] = (row["seconds"] - row["first_round_s"]) / later if later else row["seconds"]
     row["price_gap"] = None
@@ -212,8 +212,8 @@ def combine(results: list[dict]) -> dict:
     rows = [r for res in results for r in res["rows"]]
     fits = exponents([r for r in rows if r["executor"] in ("serial", None)])
     for executor in dict.fromkeys(r["executor"] for r in rows if r["executor"] not in ("serial", None)):
-        more = exponents([r for r in rows if r["executor"] == executor])
-        for key, values in more.items():
+        executor_fits = exponents([r for r in rows if r["executor"] == executor])
+        for key, values in executor_fits.items():
             fits[key].update({f"{m} ({executor})": b for m, b in values.items()})
     return {"rows": rows, "setup": [s for res in results for s in res["setup"]], **fits}
 

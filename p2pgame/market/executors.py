@@ -1,11 +1,12 @@
-"""Where a Jacobi round's best responses run: in this process, on a process pool, or on Dask.
+"""Where a round of best responses runs: in this process, on a process pool, or on Dask.
 
 `solve_nash` calls `executor.map(models, prices, weights, centres, exact)` and expects,
 in order, what `respond(model, prices, weight, centre, exact)` returns for each model
 (`weights`: one proximal weight per model, one for all, or None for plain best
 responses). The parallel executors ship each compiled model once (it pickles its
 arrays without the Pyomo model or solver state, so a worker does not compile it
-again) and keep that worker-local copy between rounds. Every agent always goes to
+again; an agent with nonlinear terms ships its definition and is compiled on the
+worker) and keep that worker-local copy between rounds. Every agent always goes to
 the same worker (fixed contiguous chunks, one task per worker and round). A worker
 receives an agent's envelope and warm start whenever the main-process model's
 differ from what it last saw, and the main-process model takes the worker's warm
@@ -82,7 +83,7 @@ def _forget(token: str) -> None:
 
 
 def _warm_up() -> int:
-    """Worker side: import what a best response needs (the solvers), so round one does not pay for it."""
+    """Worker side: import what a best response needs (Pyomo, the solvers), so round one does not pay for it."""
     import p2pgame.agents.model  # noqa: F401
 
     return os.getpid()
@@ -138,12 +139,14 @@ class _PinnedExecutor(ABC):
         chunks: list[list[_Item]] = [[] for _ in range(self.n_workers)]
         where: list[list[int]] = [[] for _ in range(self.n_workers)]
         slots = []
-        plain = weights is None
-        weights = [None] * len(models) if plain else np.broadcast_to(np.asarray(weights, float), (len(models),))
-        centres = [None] * len(models) if plain else centres
-        for i, (model, centre) in enumerate(zip(models, centres)):
+        if weights is None:  # plain best responses
+            weights, centres = [None] * len(models), [None] * len(models)
+        else:
+            weights = [float(w) for w in np.broadcast_to(np.asarray(weights, float), (len(models),))]
+            centres = [np.asarray(c, float) for c in centres]
+        for i, (model, centre, weight) in enumerate(zip(models, centres, weights)):
             s = self._slot(model, i, len(models))
-            item = _Item(s.slot, None if plain else np.asarray(centre, float), None if plain else float(weights[i]))
+            item = _Item(s.slot, centre, weight)
             if not s.shipped:
                 item.model = model
             elif model.box is not s.box:
@@ -250,12 +253,14 @@ class DaskExecutor(_PinnedExecutor):
     def _payload(self, items: list[_Item], addr: str):
         """`items` pickled into one buffer (and the answers come back as one). Dask's own
         serialisation makes a frame of every array: a round of 1,000 responses with their
-        sensitivities cost about a second more that way. Compiled models (first contact) go
-        straight to the worker that needs them instead of through the scheduler."""
+        sensitivities cost about a second more that way. Compiled models (first contact) are
+        scattered to the worker that needs them instead of riding in the task."""
         payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
         if not any(it.model is not None for it in items):
             return payload
-        return self.client.scatter([payload], workers=[addr], direct=True, hash=False)[0]
+        # straight to the worker on a LocalCluster; a remote one may only be reachable through its scheduler
+        direct = self._cluster is not None
+        return self.client.scatter([payload], workers=[addr], direct=direct, hash=False)[0]
 
     def close(self) -> None:
         if self._cluster is None:

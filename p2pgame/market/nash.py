@@ -152,7 +152,8 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled.
 
     `executor.map(models, prices, weights, centres, exact)` computes the first responses,
-    each Jacobi round's and those of the gap checks (default: serially in this process).
+    each Jacobi round's and those of the gap checks (default: serially in this process);
+    Gauss-Seidel sweeps always run here, one player after another.
     """
     executor = executor or SerialExecutor()
     T, dt = game.T, game.dt_h
@@ -301,7 +302,8 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         # proximal terms could gain the players (concavity: rho |P - centre| x the reach of P)
         operator_gain = dt * float(np.abs(z[mask]).sum())
         proximal_gain = float(np.sum(weights() * np.linalg.norm((net - centre)[:, mask], axis=1) * reach))
-        if imbalance <= settings.tol_imbalance_kw and operator_gain <= 0.5 * budget and pull <= settings.tol_price_per_kwh:
+        settled = imbalance <= settings.tol_imbalance_kw and pull <= settings.tol_price_per_kwh
+        if settled and operator_gain <= 0.5 * budget:
             if proximal_gain <= 0.25 * budget:
                 converged = True
                 break
@@ -309,14 +311,13 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 # the bound is loose: measure the players' gains from dropping the proximal terms
                 next_gap_check = iteration + 5
                 prices = game.prices(price)
-                plain = executor.map(models, prices, None, None, False)
-                gains = [b.payoff - m.payoff(r.x, prices) for m, r, (b, _) in zip(models, responses, plain)]
+                answers = executor.map(models, prices, None, None, False)
+                gains = [b.payoff - m.payoff(r.x, prices) for m, r, (b, _) in zip(models, responses, answers)]
                 if max(gains) <= 0.5 * budget:
                     converged = True
                     break
         # only the price player's gain is left: clear this regularised market exactly before moving on
-        finishing = (imbalance <= settings.tol_imbalance_kw and pull <= settings.tol_price_per_kwh
-                     and operator_gain > 0.5 * budget)
+        finishing = settled and operator_gain > 0.5 * budget
         # the regularised market has cleared to within a tenth of the players' total move from their centres
         moved = float(np.max(np.abs(net - centre).sum(axis=0)[mask]))
         cleared = imbalance <= max(settings.tol_imbalance_kw, 0.1 * moved)

@@ -213,8 +213,8 @@ class CompiledProblem:
     def __getstate__(self) -> dict:
         """Pickle the arrays only: a worker process solves without the Pyomo model.
 
-        Variables and constraints become anonymous placeholders, the solvers' state is
-        rebuilt on demand; `load` and `linear_map` need the original. A problem with
+        Variables and constraints become anonymous placeholders and the copy's solvers start
+        cold (no HiGHS basis or Ipopt instance travels); `load` and `linear_map` need the original. A problem with
         nonlinear terms evaluates Pyomo expressions and does not pickle: compile it again.
         """
         if self.nonlinear:
