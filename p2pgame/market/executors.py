@@ -212,8 +212,9 @@ class DaskExecutor(_PinnedExecutor):
 
     Without an address a LocalCluster of `n_workers` processes with one thread each
     is started (and closed by `close`), with Dask's statistical profiler off: sampling the
-    task thread every 10 ms made the pure-Python best responses 10-45 % slower. With an
-    address, the workers connected at start-up are used (start them with
+    task thread every 10 ms made the pure-Python best responses of a round 10-30 % slower
+    (proximal) and up to twice as slow (plain) at N = 1,000. With an address, the
+    workers connected at start-up are used (start them with
     DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False for the same reason); each agent
     stays on its worker for the executor's lifetime.
     """
