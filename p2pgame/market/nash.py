@@ -260,7 +260,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
                 rejected, forced = 0, False
         else:
             for i in range(M):
-                r, s = proximal_response(models[i], game.prices(price), rho * factor[i] / scales[i], centre[i],
+                r, s = proximal_response(models[i], game.prices(price), weights()[i], centre[i],
                                           settings.exact_sensitivities)
                 accept(i, r, s, price)
                 price = price + damping * newton_step(settings.max_price_step)
