@@ -29,7 +29,10 @@ class Feeder:
     `x_pu >= 0` and `r_pu + x_pu > 0` (negative values are data errors and series
     capacitors are out of scope; a zero impedance means the two buses are one and should
     be merged), ratings > 0 (`np.inf` when unrated), all values finite,
-    `0 < vmin_pu < vmax_pu`. `load_kvar` is net of fixed capacitors (positive =
+    `0 < vmin_pu < vmax_pu`. `ratio` is None (every line nominal) or one off-nominal voltage
+    ratio per line (an ideal transformer at the sending end, secondary pu / primary pu, > 0).
+    `coords` optionally maps nodes (the substation included) to drawing coordinates
+    `(x, y)` taken from the data (OpenDSS BusCoords, pandapower geodata). `load_kvar` is net of fixed capacitors (positive =
     consumption). `load_profile` is None (constant load) or a `(T,)` multiplier applied
     to both `load_kw` and `load_kvar`. Arrays are stored read-only; derive changed
     feeders with `dataclasses.replace` or `with_limits`.
@@ -50,6 +53,8 @@ class Feeder:
     v0_pu: float
     vmin_pu: float = 0.95
     vmax_pu: float = 1.05
+    ratio: np.ndarray | None = None
+    coords: Mapping[str, tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         where = f"feeder {self.name}"
@@ -90,6 +95,19 @@ class Feeder:
             problem = _line_problem(self.r_pu[k], self.x_pu[k], self.rating_kva[k])
             if problem:
                 raise InputError(f"{where}: line into node {nodes[k]}: {problem}")
+
+        if self.ratio is not None:
+            ratio = np.asarray(self.ratio, dtype=float)
+            if ratio.shape != (n,):
+                raise InputError(f"{where}: ratio must have one value per line ({n}), got shape {ratio.shape}")
+            bad = ~(np.isfinite(ratio) & (ratio > 0))
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise InputError(f"{where}: voltage ratio of the line into node {nodes[k]} is {ratio[k]}, expected > 0")
+            object.__setattr__(self, "ratio", _frozen(ratio))
+        if self.coords is not None:
+            coords = {str(node): (float(x), float(y)) for node, (x, y) in self.coords.items()}
+            object.__setattr__(self, "coords", coords)
 
         if self.load_profile is not None:
             profile = np.asarray(self.load_profile, dtype=float)

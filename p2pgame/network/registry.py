@@ -8,7 +8,7 @@ from pathlib import Path
 from p2pgame.errors import InputError
 from p2pgame.network.feeder import Feeder
 
-FEEDERS_DIR = Path(__file__).resolve().parents[2] / "feeders"
+FEEDERS_DIR = Path(__file__).resolve().parents[1] / "feeders"  # package data (pyproject.toml)
 IEEE13_DSS = FEEDERS_DIR / "ieee13" / "ieee13.dss"
 
 

@@ -1,0 +1,1 @@
+"""Built-in feeder data files (package data; see network/registry.py)."""
