@@ -7,6 +7,9 @@ the scenario's DOE policy applied; then each method runs on the same game:
 executor, Gauss-Seidel is sequential by nature and always runs here). Per run: wall
 time, rounds (Ipopt iterations for `centralized`), price updates, peak resident
 memory of this process, and the largest price difference to the centralised prices.
+With the optional `bench` extra installed, an independent cvxpy + Clarabel formulation of
+the same welfare problem (`p2pgame.bench.reference`) is solved on each instance too: every
+row gets its time ratio to it and its welfare and price differences to it.
 The exponent b of `seconds ~ a N^b` is fitted by least squares on log-log axes.
 """
 
@@ -69,8 +72,12 @@ def nash_settings(scenario, method: str, max_iterations: int | None):
     return NashSettings(**values)
 
 
-def _run_method(game, scenario, method: str, executor, max_iterations, central, bar) -> tuple[dict, object]:
-    """Time one method on a built game: its row (without n) and, for `centralized`, the outcome."""
+def _run_method(game, scenario, method: str, executor, max_iterations, central, bar,
+                reference=None) -> tuple[dict, object]:
+    """Time one method on a built game: its row (without n) and, for `centralized`, the outcome.
+
+    `reference`: the cvxpy + Clarabel solve of the same instance (`_run_reference`), or None.
+    """
     from p2pgame.market import centralized, solve_nash
 
     row = {"method": method, "converged": True, "status": "converged", "error": None, "first_round_s": None,
@@ -112,10 +119,36 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
         later = row["iterations"] - 1
         row["seconds_per_round"] = (row["seconds"] - row["first_round_s"]) / later if later else row["seconds"]
     row["price_gap"] = None
+    row["welfare"] = None
+    if prices is not None:
+        responses = outcome.x if method == "centralized" else [r.x for r in outcome.responses]
+        row["welfare"] = float(sum(m.own_value(x) for m, x in zip(game.players, responses)))
     if central is not None and prices is not None:
         mask = game.traded
         row["price_gap"] = float(np.max(np.abs(prices[mask] - central.prices.stacked()[mask])))
+    if reference is not None and prices is not None:
+        mask = game.traded
+        row["x_reference"] = row["seconds"] / reference["seconds"]
+        row["welfare_diff_reference"] = abs(row["welfare"] - reference["welfare"]) / max(abs(reference["welfare"]), 1e-9)
+        row["price_diff_reference"] = float(np.max(np.abs(prices[mask] - reference["prices"][mask])))
     return row, (outcome if method == "centralized" else None)
+
+
+def reference_available() -> bool:
+    """Whether the optional cvxpy + Clarabel reference can run here."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("cvxpy", "clarabel"))
+
+
+def _run_reference(scenario, envelopes) -> dict:
+    """Time the independent cvxpy + Clarabel solve of the instance (model building included)."""
+    from p2pgame.bench.reference import solve_reference
+
+    start = time.perf_counter()
+    outcome = solve_reference(scenario, envelopes)
+    return {"seconds": time.perf_counter() - start, "solve_seconds": outcome.solve_seconds,
+            "iterations": outcome.iterations, "welfare": outcome.welfare, "prices": outcome.stacked()}
 
 
 def _executor_of(method: str, executor: str) -> str | None:
@@ -133,11 +166,13 @@ def run_scaling(
     max_iterations: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    reference: bool | None = None,
 ) -> dict:
-    """Run every method at every size; `{"rows": [...], "setup": [...], "exponents": {...}, ...}`.
+    """Run every method at every size; `{"rows": [...], "setup": [...], "reference": [...], "exponents": ...}`.
 
     `max_iterations` caps the Nash rounds (default: the scenario's); a run that hits
     the cap is reported with `converged: false` and the time of the capped run.
+    `reference`: also solve each instance with cvxpy + Clarabel (default: when installed).
     """
     from tqdm import tqdm
 
@@ -154,11 +189,13 @@ def run_scaling(
         raise InputError(f"scaling: sizes must be positive integers, got {sizes}")
     # the centralised solve first: the Nash rows are compared with its prices
     order = sorted(methods, key=lambda m: m != "centralized")
-    rows, setup = [], []
+    if reference is None:
+        reference = reference_available()
+    rows, setup, references = [], [], []
     start = time.perf_counter()
     with open_executor(executor, scheduler) as ex:
         startup = time.perf_counter() - start
-        bar = tqdm(total=len(sizes) * (len(order) + 1), desc="scaling", unit="run", file=sys.stderr,
+        bar = tqdm(total=len(sizes) * (len(order) + 1 + bool(reference)), desc="scaling", unit="run", file=sys.stderr,
                    disable=not progress, leave=False)
         try:
             for n in sizes:
@@ -171,10 +208,16 @@ def run_scaling(
                 setup.append({"n": n, "seconds": time.perf_counter() - t0, "nodes": len(scenario.feeder.nodes),
                               "doe_policy": scenario.settings.doe_policy})
                 bar.update(1)
+                ref = None
+                if reference:
+                    bar.set_postfix(n=n, method="cvxpy+clarabel")
+                    ref = _run_reference(scenario, envelopes)
+                    references.append({"n": n, **{k: v for k, v in ref.items() if k != "prices"}})
+                    bar.update(1)
                 central = None
                 for method in order:
                     bar.set_postfix(n=n, method=method)
-                    row, outcome = _run_method(game, scenario, method, ex, max_iterations, central, bar)
+                    row, outcome = _run_method(game, scenario, method, ex, max_iterations, central, bar, ref)
                     central = outcome if outcome is not None else central
                     rows.append({"n": n, **row, "executor": _executor_of(method, executor)})
                     bar.update(1)
@@ -187,6 +230,7 @@ def run_scaling(
         "max_iterations": max_iterations,
         "rows": rows,
         "setup": setup,
+        "reference": references,
         **exponents(rows),
     }
 
@@ -215,17 +259,25 @@ def combine(results: list[dict]) -> dict:
         executor_fits = exponents([r for r in rows if r["executor"] == executor])
         for key, values in executor_fits.items():
             fits[key].update({f"{m} ({executor})": b for m, b in values.items()})
-    return {"rows": rows, "setup": [s for res in results for s in res["setup"]], **fits}
+    return {"rows": rows, "setup": [s for res in results for s in res["setup"]],
+            "reference": [r for res in results for r in res.get("reference", [])], **fits}
 
 
 def table(result: dict) -> str:
-    """The rows as a markdown table, with each Nash method's time relative to `centralized` at the same N."""
+    """The rows as a markdown table, with each Nash method's time relative to `centralized` at the same N,
+    and every method's time, welfare and prices against the cvxpy + Clarabel reference where it ran."""
     central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
     lines = [
         "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | status | first round s |"
-        " s / later round | peak MB | x centralized | price gap $/kWh |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " s / later round | peak MB | x centralized | price gap $/kWh | x cvxpy | welfare diff to cvxpy (rel) |"
+        " price diff to cvxpy $/kWh |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for ref in result.get("reference", []):
+        lines.append(
+            f"| {ref['n']} | cvxpy+clarabel | serial | {ref['seconds']:.1f} | {ref['iterations']} | - | reference |"
+            " - | - | - | - | - | 1.0 | 0 | 0 |"
+        )
     for r in result["rows"]:
         ratio = r["seconds"] / central[r["n"]] if r["method"] != "centralized" and r["n"] in central else None
         lines.append(
@@ -233,6 +285,8 @@ def table(result: dict) -> str:
             f" {r['price_updates']} | {r['status']} | {_fmt(r['first_round_s'], '.1f')} |"
             f" {_fmt(r['seconds_per_round'], '.2f')} |"
             f" {r['peak_mb']:.0f} | {_fmt(ratio, '.1f')} | {_fmt(r['price_gap'], '.1e')} |"
+            f" {_fmt(r.get('x_reference'), '.1f')} | {_fmt(r.get('welfare_diff_reference'), '.1e')} |"
+            f" {_fmt(r.get('price_diff_reference'), '.1e')} |"
         )
     fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
     lines.append("")

@@ -37,6 +37,8 @@ def register(sub) -> None:
                    help="comma-separated methods (default jacobi,gauss-seidel,centralized)")
     s.add_argument("--max-iterations", type=int, metavar="N", help="cap on Nash rounds (default: the scenario's)")
     s.add_argument("--seed", type=int, default=0, help="seed of the synthetic networks and customers")
+    s.add_argument("--no-reference", action="store_true",
+                   help="skip the independent cvxpy + Clarabel solve (run by default when the bench extra is installed)")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=run_scaling)
@@ -84,6 +86,7 @@ def run_scaling(args) -> int:
         max_iterations=args.max_iterations,
         seed=args.seed,
         progress=not (args.quiet or args.json),
+        reference=False if args.no_reference else None,
     )
     if args.json:
         print(json.dumps(result))
