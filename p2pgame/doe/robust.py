@@ -1,7 +1,7 @@
 """Robust LinDistFlow envelope constraints: limits that hold for every point of every box.
 
 LinDistFlow gives squared voltages `w = w0 + 2 R p_pu + 2 X q_pu` with `R, X >= 0` on a
-radial feeder, so a node's voltage is highest with every customer at the top corner of
+radial feeder (`lindistflow.linear_map`, off-nominal voltage ratios included), so a node's voltage is highest with every customer at the top corner of
 its box (`pmax`, `qmax`) and lowest at the bottom corner (`pmin`, `qmin`). The flow into
 node j, `P_j = -(net injections in the subtree of j)`, is largest with the subtree at its
 minima and smallest at its maxima (the same for `Q_j`). The limits at these corners are
@@ -10,7 +10,8 @@ corners. Customers at one node enter only through the node totals of their bound
 `s = [P+, P-, Q+, Q-]` (kW, kvar: sums of `pmax`, `pmin`, `qmax`, `qmin` over each
 node's customers). The rows are written on the subtree totals `f = D s` (the same sums
 over everything below each line): a voltage row then sums `r_l F+_l + x_l FQ+_l` over
-the lines l on the path to its node (`R = D' diag(r) D`) and a thermal row touches one
+the lines l on the path to its node, each scaled by the voltage ratios between line and
+node (`R = diag(g) D' diag(r / g) D`, `lindistflow.path_factors`) and a thermal row touches one
 line, so the rows stay sparse on feeders with thousands of nodes.
 
 Thermal limit. `P_j^2 + Q_j^2 <= S_j^2` must hold at the four corners of the rectangle
@@ -34,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from p2pgame.errors import InputError
+from p2pgame.network import lindistflow
 
 THERMAL_SIDES = 16
 """Sides of the polygon that replaces each line's thermal disc (inner approximation)."""
@@ -49,8 +51,10 @@ class NetworkArrays:
     Line k is the line into node k, with impedance `r_pu[k] + j x_pu[k]` and rating
     `rating_kva[k]` (inf if unrated); `parent` (n,) gives each node's parent (-1: the
     substation), parents first. `load_kw`, `load_kvar` (T, n) are the passive
-    (non-participating) consumption per period. `subtree` (D) and the LinDistFlow
-    sensitivities `r_sens_pu = D' diag(r) D`, `x_sens_pu` are derived.
+    (non-participating) consumption per period. `ratio` is None or each line's
+    off-nominal voltage ratio (as `Feeder.ratio`). `subtree` (D), the no-load squared
+    voltages `w0_pu2` and the LinDistFlow sensitivities `r_sens_pu`, `x_sens_pu` are
+    derived by `lindistflow.linear_map`.
     """
 
     name: str
@@ -65,7 +69,9 @@ class NetworkArrays:
     rating_kva: np.ndarray
     load_kw: np.ndarray
     load_kvar: np.ndarray
+    ratio: np.ndarray | None = None
     subtree: np.ndarray = field(init=False, repr=False)
+    w0_pu2: np.ndarray = field(init=False, repr=False)
     r_sens_pu: np.ndarray = field(init=False, repr=False)
     x_sens_pu: np.ndarray = field(init=False, repr=False)
 
@@ -89,9 +95,10 @@ class NetworkArrays:
                     f"feeder {self.name}: line into node {self.nodes[j]} has {label} {values[j]}; robust envelopes "
                     "need non-negative line impedances (no series capacitors), so that R, X >= 0"
                 )
+        if self.ratio is not None:
+            self.ratio = np.asarray(self.ratio, dtype=float)
         self.subtree = subtree_matrix(self.parent)
-        self.r_sens_pu = self.subtree.T @ (self.r_pu[:, None] * self.subtree)
-        self.x_sens_pu = self.subtree.T @ (self.x_pu[:, None] * self.subtree)
+        self.w0_pu2, self.r_sens_pu, self.x_sens_pu = lindistflow.linear_map(self)
 
     @classmethod
     def from_feeder(cls, feeder, periods: int) -> NetworkArrays:
@@ -110,6 +117,7 @@ class NetworkArrays:
             rating_kva=feeder.rating_kva,
             load_kw=load_kw,
             load_kvar=load_kvar,
+            ratio=feeder.ratio,
         )
 
     @property
@@ -117,12 +125,17 @@ class NetworkArrays:
         return len(self.nodes)
 
     @property
+    def downstream(self) -> np.ndarray:
+        """The subtree matrix under the name `Feeder` gives it (for `lindistflow.linear_map`)."""
+        return self.subtree
+
+    @property
     def periods(self) -> int:
         return self.load_kw.shape[0]
 
     def voltage_pu(self, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) -> np.ndarray:
         """LinDistFlow voltage magnitudes for node injections `(..., n)` (customers minus passive)."""
-        w = self.v0_pu**2 + 2.0 * (p_inj_kw @ self.r_sens_pu.T + q_inj_kvar @ self.x_sens_pu.T) / self.base_kva
+        w = self.w0_pu2 + 2.0 * (p_inj_kw @ self.r_sens_pu.T + q_inj_kvar @ self.x_sens_pu.T) / self.base_kva
         return np.sqrt(np.maximum(w, 0.0))
 
     def flow(self, inj: np.ndarray) -> np.ndarray:
@@ -168,14 +181,16 @@ class RobustRows:
     def build(cls, net: NetworkArrays) -> RobustRows:
         n = net.n
         d = sp.csr_matrix(net.subtree)
-        paths_r, paths_x = d.T @ sp.diags(net.r_pu), d.T @ sp.diags(net.x_pu)  # voltage rows: sums along paths
+        gain, r_path, x_path = lindistflow.path_factors(net)
+        # voltage rows: sums along paths
+        paths_r, paths_x = (sp.diags(gain) @ d.T @ sp.diags(r_path)).tocsr(), (sp.diags(gain) @ d.T @ sp.diags(x_path)).tocsr()
         load_term = net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T  # (T, n), kW pu
         half_base = net.base_kva / 2.0
         zero = sp.csr_matrix((n, n))
         blocks = [sp.hstack([paths_r, zero, paths_x, zero]), sp.hstack([zero, -paths_r, zero, -paths_x])]
         rhs = [
-            half_base * (net.vmax_pu**2 - net.v0_pu**2) + load_term,
-            -half_base * (net.vmin_pu**2 - net.v0_pu**2) - load_term,
+            half_base * (net.vmax_pu**2 - net.w0_pu2) + load_term,
+            -half_base * (net.vmin_pu**2 - net.w0_pu2) - load_term,
         ]
         limits = ["vmax"] * n + ["vmin"] * n
         nodes = [np.arange(n), np.arange(n)]

@@ -102,11 +102,11 @@ def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
 
     Nodal prices pi_j(t) = lam(t) - (voltage and flow multipliers) x sensitivities, in $/kWh.
     """
-    from p2pgame.network.lindistflow import sensitivities
+    from p2pgame.network.lindistflow import linear_map
 
     T, dt = game.T, game.dt_h
     game.apply_envelopes(None)
-    R, X = sensitivities(feeder)
+    w0, R, X = linear_map(feeder)
     base = feeder.base_kva
     n = len(feeder.nodes)
     inc = _node_incidence(game, feeder)
@@ -126,15 +126,7 @@ def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
     def offsets(b_attr: str, t: int) -> np.ndarray:
         return inc @ np.array([getattr(m, b_attr)[t] for m in game.customers])
 
-    # subtree incidence: P_j = -(sum of injections below j)
-    parent = np.asarray(feeder.parent)
-    sub = np.zeros((n, n))
-    for k in range(n):
-        j = k
-        while j >= 0:
-            sub[j, k] = 1.0
-            j = parent[j]
-    w0 = feeder.v0_pu**2
+    sub = feeder.downstream  # P_j = -(sum of injections below j)
     rows, lbs, ubs, vrow_index, frow_index = [], [], [], [], []
     rated = np.flatnonzero(np.isfinite(feeder.rating_kva))
     angles = (2 * np.arange(THERMAL_SIDES) + 1) * np.pi / THERMAL_SIDES

@@ -141,7 +141,11 @@ class Feeder:
         """Build a feeder from an edge table.
 
         `lines`: `(from, to, r_pu, x_pu, rating_kva)` in either direction, optionally with a
-        sixth item naming the element in error messages; `rating_kva` None or inf = unrated.
+        sixth item naming the element in error messages and a seventh, the off-nominal
+        voltage ratio (secondary pu / primary pu of an ideal transformer at `from`, then the
+        impedance; 1 = nominal); `rating_kva` None or inf = unrated. A line oriented
+        against its given direction takes ratio `1 / a` and impedance `z / a^2`, the same
+        two-port seen from the other end. The feeder has `ratio` None when every ratio is 1.
         `loads`: `{node: (kw, kvar)}`, consumption positive, kvar net of capacitors.
         Raises InputError for a line with bad values, a loop, a node not connected to the
         substation, or a load at an unknown node or at the substation.
@@ -149,26 +153,34 @@ class Feeder:
         where = f"feeder {name}"
         edges = []
         for item in lines:
-            if len(item) not in (5, 6):
-                raise InputError(f"{where}: a line must be (from, to, r_pu, x_pu, rating_kva[, name]), got {item!r}")
+            if len(item) not in (5, 6, 7):
+                raise InputError(
+                    f"{where}: a line must be (from, to, r_pu, x_pu, rating_kva[, name[, ratio]]), got {item!r}"
+                )
             a, b, r, x, rating = item[:5]
             a, b = str(a), str(b)
-            label = str(item[5]) if len(item) == 6 else f"line {a}-{b}"
+            label = str(item[5]) if len(item) >= 6 else f"line {a}-{b}"
             rating = np.inf if rating is None else rating
+            ratio = item[6] if len(item) == 7 else 1.0
             try:
-                r, x, rating = float(r), float(x), float(rating)
+                r, x, rating, ratio = float(r), float(x), float(rating), float(ratio)
             except (TypeError, ValueError):
-                raise InputError(f"{where}: {label}: r_pu, x_pu and rating_kva must be numbers") from None
+                raise InputError(f"{where}: {label}: r_pu, x_pu, rating_kva and ratio must be numbers") from None
             if a == b:
                 raise InputError(f"{where}: {label} connects node {a} to itself")
             problem = _line_problem(r, x, rating)
             if problem:
                 raise InputError(f"{where}: {label}: {problem}")
-            edges.append((a, b, r, x, rating, label))
+            if not (np.isfinite(ratio) and ratio > 0):
+                raise InputError(f"{where}: {label}: voltage ratio must be a finite number > 0, got {ratio}")
+            edges.append((a, b, r, x, rating, label, ratio))
 
         substation = str(substation)
-        order = radial_order(name, substation, [(a, b, label) for a, b, _, _, _, label in edges])
-        by_pair = {frozenset((a, b)): (r, x, rating) for a, b, r, x, rating, _ in edges}
+        order = radial_order(name, substation, [(a, b, label) for a, b, _, _, _, label, _ in edges])
+        by_pair = {}
+        for a, b, r, x, rating, _, ratio in edges:
+            by_pair[(a, b)] = (r, x, rating, ratio)
+            by_pair[(b, a)] = (r / ratio**2, x / ratio**2, rating, 1.0 / ratio)
         nodes = [child for _, child in order]
         index = {node: k for k, node in enumerate(nodes)}
 
@@ -187,8 +199,9 @@ class Feeder:
             load_kw[index[node]] += kw
             load_kvar[index[node]] += kvar
 
-        data = np.array([by_pair[frozenset((p, c))] for p, c in order])
+        data = np.array([by_pair[(p, c)] for p, c in order])
         parent = np.array([index.get(p, -1) for p, _ in order], dtype=int)
+        ratio = data[:, 3] if (data[:, 3] != 1.0).any() else None
         return cls(
             name=name,
             substation=substation,
@@ -205,6 +218,7 @@ class Feeder:
             v0_pu=v0_pu,
             vmin_pu=vmin_pu,
             vmax_pu=vmax_pu,
+            ratio=ratio,
         )
 
     @property
@@ -232,7 +246,8 @@ class Feeder:
     def graph(self) -> nx.DiGraph:
         """The tree as a networkx DiGraph rooted at the substation (a fresh copy each call).
 
-        Nodes carry `load_kw`, `load_kvar`; edges carry `r_pu`, `x_pu`, `rating_kva`.
+        Nodes carry `load_kw`, `load_kvar`; edges carry `r_pu`, `x_pu`, `rating_kva`, and
+        `ratio` when the feeder has off-nominal ratios.
         """
         graph = nx.DiGraph(name=self.name)
         graph.add_node(self.substation, load_kw=0.0, load_kvar=0.0)
@@ -241,6 +256,8 @@ class Feeder:
             graph.add_edge(
                 frm, node, r_pu=float(self.r_pu[k]), x_pu=float(self.x_pu[k]), rating_kva=float(self.rating_kva[k])
             )
+            if self.ratio is not None:
+                graph.edges[frm, node]["ratio"] = float(self.ratio[k])
         return graph
 
     @cached_property
