@@ -1,0 +1,275 @@
+"""The phase-aware radial feeder: the three-phase data behind a single-phase equivalent.
+
+A `PhaseFeeder` keeps what the balanced reduction (`reduction`) averages away: the
+phases present at each node, each line's 3x3 series impedance matrix in the phase
+frame, per-phase voltage ratios (the regulators of IEEE 13 are three single-phase
+units with different taps) and the passive load per node and phase. Arrays are
+indexed `[node, phase]` with phases a, b, c in that order; absent phases carry zeros
+(impedance, load) and are masked out of every result.
+
+Per unit: the power base `base_kva` is three-phase, so a phase carries `base_kva / 3`
+at 1 pu; voltages are line-to-neutral on `base_kv / sqrt(3)`.
+
+Loads are taken as constant power at nominal voltage, wye loads spread equally over
+their phases. A delta element between phases phi and psi drawing S becomes the wye
+injections `S alpha_phi / (alpha_phi - alpha_psi)` at phi and `-S alpha_psi / (alpha_phi
+- alpha_psi)` at psi, which is exact at balanced nominal voltages (`alpha` the phase
+rotations); capacitors and line charging are reactive injections at nominal voltage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from p2pgame.errors import InputError
+from p2pgame.network.feeder import radial_order
+
+PHASES = "abc"
+ALPHA = np.exp(-2j * np.pi / 3 * np.arange(3))  # phase rotations of a, b, c: 1, e^{-j 2pi/3}, e^{+j 2pi/3}
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseFeeder:
+    """A radial feeder in the phase frame; line `k` is the line into `nodes[k]` (parents first)."""
+
+    name: str
+    substation: str
+    nodes: list[str]
+    parent: np.ndarray  # (n,) index of the parent in nodes, -1 for the substation
+    phases: list[str]  # phases present at each node, e.g. "abc", "bc", "c"
+    z_pu: np.ndarray  # (n, 3, 3) complex series impedance of the line into each node
+    ratio: np.ndarray  # (n, 3) off-nominal voltage ratio per phase (ideal transformer at the sending end)
+    rating_kva: np.ndarray  # (n, 3) per-phase rating of the line into each node (inf when unrated or absent)
+    load_kw: np.ndarray  # (n, 3) passive load per phase, consumption positive
+    load_kvar: np.ndarray  # (n, 3) net of capacitors and line charging
+    base_kva: float
+    base_kv: float
+    v0_pu: np.ndarray  # (3,) substation voltage magnitude per phase
+    vmin_pu: float = 0.95
+    vmax_pu: float = 1.05
+
+    @property
+    def n(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """`(n, 3)` True where the node has the phase."""
+        return np.array([[ph in present for ph in PHASES] for present in self.phases])
+
+    @property
+    def downstream(self) -> np.ndarray:
+        """`(n, n)` 0/1: `downstream[k, j] = 1` when node j is in the subtree of line k."""
+        m = np.eye(self.n)
+        for k in range(self.n - 1, -1, -1):
+            if self.parent[k] >= 0:
+                m[self.parent[k]] += m[k]
+        return m
+
+    def index(self, node: str) -> int:
+        try:
+            return self.nodes.index(str(node))
+        except ValueError:
+            raise InputError(f"feeder {self.name}: unknown node {node}") from None
+
+
+def from_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0) -> PhaseFeeder:
+    """Read a radial OpenDSS feeder into the phase frame (lines, two-winding transformers, loads, capacitors).
+
+    Regulator taps are the file's (fixed); the feeder starts at the source bus.
+    """
+    import opendssdirect as dss
+
+    from p2pgame.network.opendss import _compiled, _spelling
+
+    path = Path(path)
+    with _compiled(path):
+        spelling = _spelling(path)
+        dss.Solution.Solve()
+        dss.Vsources.First()
+        dss.Circuit.SetActiveElement(f"Vsource.{dss.Vsources.Name()}")
+        source = dss.CktElement.BusNames()[0].split(".")[0].lower()
+        v0 = float(dss.Vsources.PU())
+        kv_ln = {}
+        for bus in dss.Circuit.AllBusNames():
+            dss.Circuit.SetActiveBus(bus)
+            if dss.Bus.kVBase() <= 0:
+                raise InputError(f"{path}: bus {bus} has no voltage base; add Set VoltageBases=[...] and CalcVoltageBases")
+            kv_ln[bus] = dss.Bus.kVBase()
+        base_kv = kv_ln[source] * math.sqrt(3)
+        series = _series(path, kv_ln, base_kva)
+        loads = _loads(kv_ln, base_kva)
+        circuit = dss.Circuit.Name()
+    feeder = _assemble(name or circuit, source, series, loads, base_kva, base_kv, v0)
+    return dataclasses.replace(
+        feeder, substation=spelling.get(source, source), nodes=[spelling.get(node, node) for node in feeder.nodes]
+    )
+
+
+def _terminal_phases(conductors: int) -> list[list[int]]:
+    """Phase indices (0, 1, 2) of the first `conductors` conductors of each terminal of the active element."""
+    import opendssdirect as dss
+
+    order = list(dss.CktElement.NodeOrder())
+    nc = dss.CktElement.NumConductors()
+    return [[node - 1 for node in order[t * nc: t * nc + conductors]] for t in range(len(order) // nc)]
+
+
+def _series(path: Path, kv_ln: dict[str, float], base_kva: float) -> dict[frozenset, dict]:
+    """Lines and transformers merged per bus pair: `{pair: {from, to, z (3,3), ratio (3,), phases, rating, charging}}`."""
+    import opendssdirect as dss
+
+    from p2pgame.network.opendss import _series_elements
+
+    out: dict[frozenset, dict] = {}
+    for element in _series_elements():
+        dss.Circuit.SetActiveElement(element)
+        buses = [b.split(".")[0].lower() for b in dss.CktElement.BusNames()[:2]]
+        m = dss.CktElement.NumPhases()
+        phases = _terminal_phases(m)[0]
+        if any(not 0 <= ph <= 2 for ph in phases):
+            raise InputError(f"{path}: {element}: phase conductors must be nodes 1-3, got {[p + 1 for p in phases]}")
+        z_base = kv_ln[buses[0]] ** 2 * 1000 / (base_kva / 3)
+        item = out.setdefault(frozenset(buses), {
+            "from": buses[0], "to": buses[1], "z": np.zeros((3, 3), complex), "ratio": np.ones(3),
+            "phases": set(), "rating": np.full(3, np.inf), "charging": {buses[0]: np.zeros(3, complex), buses[1]: np.zeros(3, complex)},
+            "elements": [],
+        })
+        if item["from"] != buses[0]:
+            raise InputError(f"{path}: {element}: elements between {buses[0]} and {buses[1]} point both ways")
+        item["elements"].append(element)
+        ix = np.ix_(phases, phases)
+        if element.lower().startswith("line."):
+            nc = dss.CktElement.NumConductors()
+            y = np.asarray(dss.CktElement.YPrim())
+            y = (y[0::2] + 1j * y[1::2]).reshape(2 * nc, 2 * nc)
+            z = np.linalg.inv(-y[:nc, nc:])
+            if nc > m:  # neutral conductors in the data: Kron-reduce them (grounded at both ends)
+                z = z[:m, :m] - z[:m, m:] @ np.linalg.solve(z[m:, m:], z[m:, :m])
+            item["z"][ix] += z[:m, :m] / z_base
+            y_half = (y[:nc, :nc] + y[:nc, nc:])[:m, :m]
+            v = kv_ln[buses[0]] * ALPHA[phases]
+            consumed_kva = v * np.conj(y_half @ v) * 1000  # at nominal balanced voltages, each end
+            for bus in buses:
+                item["charging"][bus][phases] += consumed_kva
+            amps = dss.CktElement.NormalAmps()
+            if amps > 0:
+                item["rating"][phases] = kv_ln[buses[0]] * amps
+        else:
+            z_pu, ratio, kva = _transformer(path, element, buses, kv_ln, base_kva, m)
+            item["z"][ix] += z_pu * np.eye(m)
+            item["ratio"][phases] = ratio
+            item["rating"][phases] = kva / m
+        item["phases"].update(phases)
+    return out
+
+
+def _transformer(path: Path, element: str, buses: list[str], kv_ln: dict[str, float], base_kva: float, m: int):
+    """Per-phase series impedance (pu on the system base), voltage ratio and rating (kVA, all phases) of a two-winding unit."""
+    import opendssdirect as dss
+
+    dss.Transformers.Name(element.split(".", 1)[1])
+    if dss.Transformers.NumWindings() != 2:
+        raise InputError(f"{path}: {element}: {dss.Transformers.NumWindings()} windings; two are supported")
+    kv, kva, r_pct, tap, delta = [], [], [], [], []
+    for winding in (1, 2):
+        dss.Transformers.Wdg(winding)
+        kv.append(dss.Transformers.kV())
+        kva.append(dss.Transformers.kVA())
+        r_pct.append(dss.Transformers.R())
+        tap.append(dss.Transformers.Tap())
+        delta.append(dss.Transformers.IsDelta())
+    # winding kV is line-to-line except for a single-phase unit connected line-to-neutral
+    rated_ln = [k if (m == 1 and not d) else k / math.sqrt(3) for k, d in zip(kv, delta)]
+    z_own = (r_pct[0] + r_pct[1] + 1j * dss.Transformers.Xhl()) / 100
+    per_phase_kva = kva[0] / m
+    z_pu = z_own * (base_kva / 3) / per_phase_kva * (rated_ln[0] / kv_ln[buses[0]]) ** 2
+    ratio = (tap[1] * rated_ln[1] / kv_ln[buses[1]]) / (tap[0] * rated_ln[0] / kv_ln[buses[0]])
+    return z_pu, ratio, kva[0]
+
+
+def _loads(kv_ln: dict[str, float], base_kva: float) -> dict[str, np.ndarray]:
+    """Passive complex load per bus and phase (kVA, consumption positive), capacitors subtracted."""
+    import opendssdirect as dss
+
+    out: dict[str, np.ndarray] = {}
+    mult = dss.Solution.LoadMult()
+    for load in dss.Loads.AllNames():
+        if load == "none":
+            continue
+        dss.Circuit.SetActiveElement(f"Load.{load}")
+        if not dss.CktElement.Enabled():
+            continue
+        dss.Loads.Name(load)
+        bus = dss.CktElement.BusNames()[0].split(".")[0].lower()
+        s = (dss.Loads.kW() + 1j * dss.Loads.kvar()) * mult
+        m = dss.CktElement.NumPhases()
+        nodes = _terminal_phases(dss.CktElement.NumConductors())[0]
+        total = out.setdefault(bus, np.zeros(3, complex))
+        total += _spread(s, nodes, m, dss.Loads.IsDelta())
+    for cap in dss.Capacitors.AllNames():
+        if cap == "none":
+            continue
+        dss.Circuit.SetActiveElement(f"Capacitor.{cap}")
+        if not dss.CktElement.Enabled():
+            continue
+        dss.Capacitors.Name(cap)
+        bus = dss.CktElement.BusNames()[0].split(".")[0].lower()
+        states = dss.Capacitors.States()
+        s = -1j * dss.Capacitors.kvar() * sum(states) / len(states)
+        m = dss.CktElement.NumPhases()
+        nodes = _terminal_phases(dss.CktElement.NumConductors())[0]
+        out.setdefault(bus, np.zeros(3, complex))
+        out[bus] += _spread(s, nodes, m, dss.Capacitors.IsDelta())
+    return out
+
+
+def _spread(s: complex, nodes: list[int], m: int, delta: bool) -> np.ndarray:
+    """Wye-equivalent per-phase share of an element drawing `s` over its phases (see the module docstring)."""
+    out = np.zeros(3, complex)
+    if not delta or len(nodes) < 2:
+        ph = [n for n in nodes[:m] if 0 <= n <= 2]
+        out[ph] += s / len(ph)
+        return out
+    pairs = [(nodes[0], nodes[1])] if m == 1 else [(nodes[k], nodes[(k + 1) % m]) for k in range(m)]
+    for phi, psi in pairs:
+        share = s / len(pairs)
+        d = ALPHA[phi] - ALPHA[psi]
+        out[phi] += share * ALPHA[phi] / d
+        out[psi] -= share * ALPHA[psi] / d
+    return out
+
+
+def _assemble(name, source, series, loads, base_kva, base_kv, v0) -> PhaseFeeder:
+    labels = [(it["from"], it["to"], ", ".join(it["elements"])) for it in series.values()]
+    order = radial_order(name, source, labels)
+    nodes = [child for _, child in order]
+    index = {node: k for k, node in enumerate(nodes)}
+    n = len(nodes)
+    z, ratio, rating = np.zeros((n, 3, 3), complex), np.ones((n, 3)), np.full((n, 3), np.inf)
+    load = np.zeros((n, 3), complex)
+    phases = []
+    for k, (par, child) in enumerate(order):
+        item = series[frozenset((par, child))]
+        z[k], ratio[k], rating[k] = item["z"], item["ratio"], item["rating"]
+        phases.append("".join(PHASES[p] for p in sorted(item["phases"])))
+        for bus, s in item["charging"].items():
+            if bus in index:
+                load[index[bus]] += s
+    for bus, s in loads.items():
+        if bus == source:
+            continue
+        if bus not in index:
+            raise InputError(f"feeder {name}: load at bus {bus}, which no line or transformer connects")
+        load[index[bus]] += s
+    parent = np.array([index.get(p, -1) for p, _ in order], dtype=int)
+    return PhaseFeeder(
+        name=name, substation=source, nodes=nodes, parent=parent, phases=phases, z_pu=z, ratio=ratio,
+        rating_kva=rating, load_kw=load.real, load_kvar=load.imag,
+        base_kva=float(base_kva), base_kv=float(base_kv), v0_pu=np.full(3, v0),
+    )
