@@ -8,7 +8,7 @@ import numpy as np
 
 from p2pgame.doe.envelopes import Envelopes
 from p2pgame.doe.policies import check_policy
-from p2pgame.doe.problem import Box, EnvelopeProblem, zero_width
+from p2pgame.doe.problem import Box, EnvelopeProblem, reference_operation, zero_width
 from p2pgame.doe.robust import NetworkArrays, RobustRows, check_passive
 from p2pgame.errors import InputError
 
@@ -22,6 +22,7 @@ def assign(
     *,
     reactive: bool = True,
     q_range_kvar: tuple[float, float] | None = None,
+    progress=None,
     **options,
 ) -> Envelopes:
     """Box envelopes for `customers` on `feeder` over `periods` periods of `dt_h` hours, by `policy`.
@@ -30,8 +31,10 @@ def assign(
     Q range per customer: `q_range_kvar=(qmin, qmax)` (scalars, or arrays broadcastable to
     `(N, T)`), or by default each customer's reactive export without reactive trading
     (`reactive_without_trading`, unity power factor; zero for a customer object without
-    that method). `options` go to the policy (see `POLICIES`). Boxes lie inside each
-    customer's capability, contain its reference operation (see `_reference_operation`)
+    that method). `options` go to the policy (see `POLICIES`). `progress`, if given, is
+    called as `progress(stage, done, total)` while a long policy works (`fair`, `welfare`,
+    `ac-validated`, `p-first`). Boxes lie inside each
+    customer's capability, contain its reference operation (see `problem.reference_operation`)
     and are checked with `customer.check_envelope`.
 
     Raises InputError for an unknown policy or option, a customer at an unknown node, bad
@@ -57,7 +60,7 @@ def assign(
     check_passive(net)
     node_idx = np.array([_node_index(feeder, c) for c in customers])
     capability = _capabilities(customers, periods, dt_h, reactive, q_range_kvar)
-    reference = zero_width(capability, reactive, *_reference_operation(customers, capability, periods, dt_h))
+    reference = zero_width(capability, reactive, *reference_operation(customers, capability, periods, dt_h))
     problem = EnvelopeProblem(
         net=net,
         rows=RobustRows.build(net),
@@ -67,6 +70,9 @@ def assign(
         reference=reference,
         reactive=reactive,
         feeder=feeder,
+        dt_h=float(dt_h),
+        q_fixed_kvar=np.array([_reactive_without_trading(c, periods, dt_h) for c in customers]) if reactive else None,
+        progress=progress,
     )
     box = policy_fn(problem, **options)
     for i, customer in enumerate(customers):
@@ -83,30 +89,6 @@ def assign(
         vmax_pu=net.vmax_pu,
         reactive=reactive,
     )
-
-
-REFERENCE_RHO = 10.0
-"""Weight ($ per kW^2) of the charge on exchange that defines the reference operation."""
-
-
-def _reference_operation(customers, capability: Box, periods: int, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each customer's reference operation `(p_kw, q_kvar)`, `(N, T)`: a feasible trajectory close to zero exchange.
-
-    The customer's best response at zero prices, inside its range (q fixed without
-    reactive envelopes), with a steep quadratic charge `REFERENCE_RHO / 2 * (p^2 + q^2)`
-    on its exchange with the feeder: in effect the feasible operation with the least
-    squared exchange (its own value only breaks ties). Envelopes are grown around it,
-    so each box contains an operation that meets the customer's own constraints over
-    the whole horizon (battery energy, demand), which a point chosen period by period
-    would not.
-    """
-    zero = np.zeros(periods)
-    p_kw, q_kvar = np.empty_like(capability.pmin_kw), np.empty_like(capability.qmin_kvar)
-    for i, customer in enumerate(customers):
-        box = Box(*(side[i] for side in capability))
-        response = customer.best_response((zero, zero), box, dt_h=dt_h, proximal=(REFERENCE_RHO, np.zeros(2 * periods)))
-        p_kw[i], q_kvar[i] = response.p_kw, response.q_kvar
-    return p_kw, q_kvar
 
 
 def _node_index(feeder, customer) -> int:

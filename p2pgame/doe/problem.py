@@ -11,8 +11,8 @@ anchor is, and shrinking a box towards its anchor never breaks a limit;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -53,6 +53,9 @@ class EnvelopeProblem:
     `reference` is the zero-width box at each customer's reference operation (a
     feasible trajectory close to zero exchange; q keeps the fixed range without
     reactive envelopes). `feeder` is the `Feeder` for policies that run the AC power flow.
+    `q_fixed_kvar` `(N, T)` is each customer's reactive export without reactive trading
+    (None: zero), from which `without_q_trading` builds the P-only problem. `progress`, if
+    set, is called as `progress(stage, done, total)` by policies that take long.
     """
 
     net: NetworkArrays
@@ -63,6 +66,10 @@ class EnvelopeProblem:
     reference: Box
     reactive: bool
     feeder: Any = None
+    dt_h: float = 1.0
+    q_fixed_kvar: np.ndarray | None = None
+    progress: Callable[[str, int, int], None] | None = None
+    _p_only: EnvelopeProblem | None = field(default=None, init=False, repr=False)
 
     @property
     def n_customers(self) -> int:
@@ -71,6 +78,30 @@ class EnvelopeProblem:
     @property
     def periods(self) -> int:
         return self.capability.pmin_kw.shape[1]
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        """Report progress (`done` of `total` steps of `stage`) to the caller's callback, if any."""
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+    def without_q_trading(self) -> EnvelopeProblem:
+        """The same assignment without reactive trading: q fixed at `q_fixed_kvar`, its own reference operation.
+
+        It is the problem `assign(..., reactive=False)` solves with the default Q range, so a
+        policy run on it gives that assignment's boxes. Built once.
+        """
+        if not self.reactive:
+            return self
+        if self._p_only is None:
+            cap = self.capability
+            q = np.zeros_like(cap.qmin_kvar) if self.q_fixed_kvar is None else self.q_fixed_kvar
+            q = np.clip(q, cap.qmin_kvar, cap.qmax_kvar)
+            capability = Box(cap.pmin_kw, cap.pmax_kw, q, q.copy())
+            operation = reference_operation(self.customers, capability, self.periods, self.dt_h)
+            self._p_only = replace(
+                self, capability=capability, reactive=False, reference=zero_width(capability, False, *operation)
+            )
+        return self._p_only
 
     def anchored(self, p_kw: np.ndarray, q_kvar: np.ndarray | None = None) -> Box:
         """Zero-width box at the operation `(p_kw, q_kvar)` (N, T); see `zero_width`."""
@@ -116,6 +147,30 @@ class EnvelopeProblem:
             ratio = np.where(over & (growth > 0), np.maximum(slack, 0.0) / growth, np.inf)
         alpha = np.minimum(ratio.min(axis=1), 1.0)[None, :]
         return Box(*(a + alpha * (b - a) for a, b in zip(anchor, box)))
+
+
+REFERENCE_RHO = 10.0
+"""Weight ($ per kW^2) of the charge on exchange that defines the reference operation."""
+
+
+def reference_operation(customers, capability: Box, periods: int, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's reference operation `(p_kw, q_kvar)`, `(N, T)`: a feasible trajectory close to zero exchange.
+
+    The customer's best response at zero prices, inside its range (q fixed without
+    reactive envelopes), with a steep quadratic charge `REFERENCE_RHO / 2 * (p^2 + q^2)`
+    on its exchange with the feeder: in effect the feasible operation with the least
+    squared exchange (its own value only breaks ties). Envelopes are grown around it,
+    so each box contains an operation that meets the customer's own constraints over
+    the whole horizon (battery energy, demand), which a point chosen period by period
+    would not.
+    """
+    zero = np.zeros(periods)
+    p_kw, q_kvar = np.empty_like(capability.pmin_kw), np.empty_like(capability.qmin_kvar)
+    for i, customer in enumerate(customers):
+        box = Box(*(side[i] for side in capability))
+        response = customer.best_response((zero, zero), box, dt_h=dt_h, proximal=(REFERENCE_RHO, np.zeros(2 * periods)))
+        p_kw[i], q_kvar[i] = response.p_kw, response.q_kvar
+    return p_kw, q_kvar
 
 
 def zero_width(capability: Box, reactive: bool, p_kw: np.ndarray, q_kvar: np.ndarray | None) -> Box:

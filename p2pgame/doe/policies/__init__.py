@@ -13,6 +13,7 @@ from p2pgame.doe.policies.ac_validated import ac_validated
 from p2pgame.doe.policies.equal import equal
 from p2pgame.doe.policies.fair import fair
 from p2pgame.doe.policies.max_total import max_total
+from p2pgame.doe.policies.p_first import p_first
 from p2pgame.doe.policies.proportional import proportional
 from p2pgame.doe.policies.welfare import welfare
 from p2pgame.doe.problem import Box, EnvelopeProblem
@@ -25,6 +26,7 @@ POLICIES: dict[str, Callable[..., Box]] = {
     "fair": fair,
     "welfare": welfare,
     "ac-validated": ac_validated,
+    "p-first": p_first,
 }
 
 

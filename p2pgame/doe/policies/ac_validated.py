@@ -48,8 +48,13 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
 def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str) -> np.ndarray:
     """Per period, the largest factor in [0, 1] keeping the AC power flow of `corner` within limits."""
     net = problem.net
+    stage, total = f"ac-validated: {corner} corner power flows", 2 + int(np.ceil(np.log2(1.0 / SCALE_TOL)))
+    done = 0
 
     def check(scale: np.ndarray):
+        nonlocal done
+        problem.step(stage, done, total)
+        done += 1
         scaled = Box(*(a + scale[None, :] * (b - a) for a, b in zip(anchor, box)))
         v, loading = ac_corner(problem.feeder, problem.node_idx, scaled, corner)
         high, low, hot = ~(v <= net.vmax_pu), ~(v >= net.vmin_pu), loading > 1.0
@@ -83,4 +88,5 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
         ok, _ = check(mid)
         lo = np.where(open_ & ok, mid, lo)
         hi = np.where(open_ & ~ok, mid, hi)
+    problem.step(stage, total, total)
     return lo[None, :]

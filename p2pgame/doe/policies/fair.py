@@ -56,12 +56,13 @@ class _LogWidths:
         return obj_factor / self._width(x) ** 2
 
 
-def log_widths(problem: EnvelopeProblem, anchor: Box) -> Box:
+def log_widths(problem: EnvelopeProblem, anchor: Box, stage: str = "fair: periods") -> Box:
     """Boxes around the zero-width `anchor` maximising the sum over customers and sides of log(width).
 
     The sides are the export width `pmax - anchor` and the import width `anchor - pmin`
     (and the same for q with reactive envelopes). Ipopt solves each period; the result is
     clipped to the ranges and pulled back onto the robust rows against Ipopt's tolerance.
+    Each period is one `stage` step of the problem's progress.
     """
     big_n, n, rows = problem.n_customers, problem.net.n, problem.rows
     incidence = sp.csr_matrix((np.ones(big_n), (problem.node_idx, np.arange(big_n))), shape=(n, big_n))
@@ -72,6 +73,7 @@ def log_widths(problem: EnvelopeProblem, anchor: Box) -> Box:
     cl = np.concatenate([np.full(rows.G.shape[0], -_INF), np.zeros(4 * n)])
     result = [np.empty_like(side) for side in anchor.sides()]
     for t in range(problem.periods):
+        problem.step(stage, t, problem.periods)
         start = np.concatenate([side[:, t] for side in anchor.sides()])
         limit = np.concatenate([side[:, t] for side in problem.capability.sides()])
         lb = np.concatenate([np.minimum(start, limit), np.full(4 * n, -_INF)])
@@ -91,6 +93,7 @@ def log_widths(problem: EnvelopeProblem, anchor: Box) -> Box:
         x = np.clip(x, lb, ub)  # Ipopt relaxes bounds by a hair
         for k in range(4):
             result[k][:, t] = x[k * big_n : (k + 1) * big_n]
+    problem.step(stage, problem.periods, problem.periods)
     return problem.shrink_to_limits(Box.from_sides(result), anchor)
 
 

@@ -7,10 +7,11 @@ import scipy.sparse as sp
 
 from p2pgame.doe.lp import PeriodLP
 from p2pgame.doe.problem import Box, EnvelopeProblem
+from p2pgame.errors import InputError
 
 
-def max_total(problem: EnvelopeProblem) -> Box:
-    """Maximise the total width `sum_i (pmax_i - pmin_i) + (qmax_i - qmin_i)` in every period.
+def max_total(problem: EnvelopeProblem, *, q_weight: float = 1.0) -> Box:
+    """Maximise the total width `sum_i (pmax_i - pmin_i) + q_weight (qmax_i - qmin_i)` in every period.
 
     An LP (HiGHS, hot-started from period to period) on the node totals of the bounds,
     each between the totals of its customers' reference operations and of their ranges.
@@ -19,15 +20,34 @@ def max_total(problem: EnvelopeProblem) -> Box:
     same fraction of its range). Across nodes the
     policy is purely efficient: customers where the network is weak (large R, X) may get
     nothing.
+
+    `q_weight` is what the operator gives a kvar of reactive width against a kW of active
+    width. The default 1 counts them alike; then Q width takes voltage headroom from P
+    wherever it is cheaper per unit, although a market mostly values active room more
+    (`p-first` gives P its room first). Without reactive envelopes it has no effect.
     """
+    if not (np.isfinite(q_weight) and q_weight >= 0):
+        raise InputError(f"DOE policy max-total: q_weight must be a finite number >= 0, got {q_weight!r}")
     ref = problem.reference
-    cap = problem.capability
     problem.require_feasible(ref, "with every customer at its reference operation")
+    return largest_total(problem, ref, q_weight=q_weight)
+
+
+def largest_total(problem: EnvelopeProblem, anchor: Box, *, q_weight: float = 1.0, hold_p: bool = False) -> Box:
+    """Boxes grown from the robustly feasible `anchor` that maximise P width plus `q_weight` times Q width.
+
+    With `hold_p` the anchor's P bounds are kept as they are (they may have width) and
+    only the Q bounds grow, from the anchor's Q bounds towards the customers' ranges.
+    """
+    cap = problem.capability
     n = problem.net.n
-    lo_tot = problem.totals(ref)
+    lo_tot = problem.totals(anchor)
     cap_tot = problem.totals(cap)
+    if hold_p:
+        cap_tot[:, : 2 * n] = lo_tot[:, : 2 * n]
     rows = problem.rows
-    cost = np.concatenate([-np.ones(n), np.ones(n), -np.ones(n), np.ones(n), np.zeros(4 * n)])
+    ones = np.ones(n)
+    cost = np.concatenate([-ones, ones, -q_weight * ones, q_weight * ones, np.zeros(4 * n)])
     # variables: node totals s (bounded) and subtree totals f; rows: G f <= b and s = unlift f
     lp = PeriodLP(cost, sp.bmat([[None, rows.G], [-sp.identity(4 * n), rows.unlift]]))
     free, equal = np.full(4 * n, np.inf), np.zeros(4 * n)
@@ -45,7 +65,9 @@ def max_total(problem: EnvelopeProblem) -> Box:
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(room != 0, (totals - lo_tot) / room, 0.0).clip(0.0, 1.0)  # (T, 4n)
     sides = [
-        anchor + share[:, k * n : (k + 1) * n].T[problem.node_idx] * (limit - anchor)
-        for k, (anchor, limit) in enumerate(zip(ref.sides(), cap.sides()))
+        start + share[:, k * n : (k + 1) * n].T[problem.node_idx] * (limit - start)
+        for k, (start, limit) in enumerate(zip(anchor.sides(), cap.sides()))
     ]
-    return problem.shrink_to_limits(Box.from_sides(sides), ref)
+    if hold_p:
+        sides[:2] = anchor.sides()[:2]
+    return problem.shrink_to_limits(Box.from_sides(sides), anchor)

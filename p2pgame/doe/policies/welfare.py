@@ -34,4 +34,4 @@ def welfare(problem: EnvelopeProblem, *, operating_point) -> Box:
         raise InputError("welfare policy: operating_point contains NaN or inf")
     anchor = problem.anchored(p_kw, q_kvar)
     problem.require_feasible(anchor, "at the operating point")
-    return log_widths(problem, anchor)
+    return log_widths(problem, anchor, "welfare: periods")
