@@ -50,6 +50,7 @@ class PhaseFeeder:
     base_kva: float
     base_kv: float
     v0_pu: np.ndarray  # (3,) substation voltage magnitude per phase
+    node_kv: np.ndarray  # (n,) line-to-line voltage base of each node (transformers change it)
     vmin_pu: float = 0.95
     vmax_pu: float = 1.05
 
@@ -105,7 +106,7 @@ def from_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0
         series = _series(path, kv_ln, base_kva)
         loads = _loads(kv_ln, base_kva)
         circuit = dss.Circuit.Name()
-    feeder = _assemble(name or circuit, source, series, loads, base_kva, base_kv, v0)
+    feeder = _assemble(name or circuit, source, series, loads, base_kva, base_kv, v0, kv_ln)
     return dataclasses.replace(
         feeder, substation=spelling.get(source, source), nodes=[spelling.get(node, node) for node in feeder.nodes]
     )
@@ -245,7 +246,7 @@ def _spread(s: complex, nodes: list[int], m: int, delta: bool) -> np.ndarray:
     return out
 
 
-def _assemble(name, source, series, loads, base_kva, base_kv, v0) -> PhaseFeeder:
+def _assemble(name, source, series, loads, base_kva, base_kv, v0, kv_ln) -> PhaseFeeder:
     labels = [(it["from"], it["to"], ", ".join(it["elements"])) for it in series.values()]
     order = radial_order(name, source, labels)
     nodes = [child for _, child in order]
@@ -272,4 +273,107 @@ def _assemble(name, source, series, loads, base_kva, base_kv, v0) -> PhaseFeeder
         name=name, substation=source, nodes=nodes, parent=parent, phases=phases, z_pu=z, ratio=ratio,
         rating_kva=rating, load_kw=load.real, load_kvar=load.imag,
         base_kva=float(base_kva), base_kv=float(base_kv), v0_pu=np.full(3, v0),
+        node_kv=np.array([kv_ln[node] * math.sqrt(3) for node in nodes]),
     )
+
+
+@dataclass(frozen=True)
+class PhaseCheck:
+    """OpenDSS three-phase solution of an operating point, per period.
+
+    `v_pu` `(T, n, 3)` phase voltage magnitudes (nan where absent), `vuf` `(T, n)` voltage
+    unbalance factor |V2| / |V1| at three-phase nodes (nan elsewhere), `loading` `(T, n)`
+    the largest phase current of the line into each node over its rated current (nan unrated).
+    """
+
+    v_pu: np.ndarray
+    vuf: np.ndarray
+    loading: np.ndarray
+
+    def summary(self) -> dict:
+        return {
+            "vmin_pu": float(np.nanmin(self.v_pu)),
+            "vmax_pu": float(np.nanmax(self.v_pu)),
+            "vuf_max": float(np.nanmax(self.vuf)) if np.isfinite(self.vuf).any() else None,
+            "max_loading": float(np.nanmax(self.loading)) if np.isfinite(self.loading).any() else None,
+        }
+
+
+def injection_commands(feeder: PhaseFeeder, p_kw: np.ndarray, q_kvar: np.ndarray, load_mult: float) -> list[str]:
+    """OpenDSS commands that put one period's injections `(n, 3)` (export positive) onto the compiled feeder:
+    the file's own loads scaled by `load_mult`, one constant-power element per node and phase that injects."""
+    commands = [f"Set LoadMult={load_mult:.12g}"]
+    for k, node in enumerate(feeder.nodes):
+        for ph in range(3):
+            if feeder.mask[k, ph] and (p_kw[k, ph] or q_kvar[k, ph]):
+                name = f"p2p_{node}_{PHASES[ph]}"
+                commands.append(
+                    f"New Load.{name} bus1={node}.{ph + 1} phases=1 conn=wye model=1 kV={feeder.node_kv[k] / math.sqrt(3):.10g}"
+                    f" kW={-p_kw[k, ph]:.12g} kvar={-q_kvar[k, ph]:.12g} vminpu=0.5 vmaxpu=2 status=fixed"
+                )
+    return commands
+
+
+
+def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult=None) -> PhaseCheck:
+    """Solve each period's operating point on the three-phase feeder file in OpenDSS.
+
+    `p_kw`, `q_kvar` `(T, n, 3)`: the customers' injections per node and phase (export
+    positive); the file's own loads stay as modelled there, scaled by `load_mult` `(T,)`.
+    """
+    import opendssdirect as dss
+
+    from p2pgame.errors import SolverError
+    from p2pgame.network.opendss import _compiled
+
+    p, q = np.asarray(p_kw, float), np.asarray(q_kvar, float)
+    T = len(p)
+    mult = np.ones(T) if load_mult is None else np.asarray(load_mult, float)
+    v = np.full((T, feeder.n, 3), np.nan)
+    vuf = np.full((T, feeder.n), np.nan)
+    loading = np.full((T, feeder.n), np.nan)
+    lines = {}
+    for t in range(T):
+        with _compiled(Path(path)):
+            for command in injection_commands(feeder, p[t], q[t], mult[t]):
+                dss.Text.Command(command)
+            dss.Solution.Solve()
+            if not dss.Solution.Converged():
+                raise SolverError(f"{path}: OpenDSS did not converge at period {t}'s operating point")
+            for k, node in enumerate(feeder.nodes):
+                dss.Circuit.SetActiveBus(node)
+                values = np.asarray(dss.Bus.PuVoltage())
+                phasors = dict(zip(dss.Bus.Nodes(), values[0::2] + 1j * values[1::2]))
+                for ph in range(3):
+                    if ph + 1 in phasors:
+                        v[t, k, ph] = abs(phasors[ph + 1])
+                if all(ph in phasors for ph in (1, 2, 3)):
+                    a = np.exp(2j * np.pi / 3)
+                    va, vb, vc = phasors[1], phasors[2], phasors[3]
+                    vuf[t, k] = abs(va + a**2 * vb + a * vc) / abs(va + a * vb + a**2 * vc)
+            if not lines:
+                lines = _line_of_node(feeder)
+            for k, element in lines.items():
+                dss.Circuit.SetActiveElement(element)
+                amps = dss.CktElement.NormalAmps()
+                m = dss.CktElement.NumPhases()
+                if amps > 0:
+                    loading[t, k] = max(dss.CktElement.CurrentsMagAng()[0:2 * m:2]) / amps
+    return PhaseCheck(v, vuf, loading)
+
+
+def _line_of_node(feeder: PhaseFeeder) -> dict[int, str]:
+    """The (first) series element into each node of the compiled circuit."""
+    import opendssdirect as dss
+
+    from p2pgame.network.opendss import _series_elements
+
+    index = {node.lower(): k for k, node in enumerate(feeder.nodes)}
+    out = {}
+    for element in _series_elements():
+        dss.Circuit.SetActiveElement(element)
+        buses = [b.split(".")[0].lower() for b in dss.CktElement.BusNames()[:2]]
+        k = index.get(buses[1])
+        if k is not None and k not in out:
+            out[k] = element
+    return out

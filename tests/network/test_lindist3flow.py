@@ -102,3 +102,28 @@ def test_matrix_form_equals_the_recursion(feeder):
         w[k] = feeder.ratio[k] ** 2 * up - 2 * (coupled.real @ flow_p[k] + coupled.imag @ flow_q[k])
     np.testing.assert_allclose(v[feeder.mask], np.sqrt(w[feeder.mask]), atol=1e-12)
     assert np.isnan(v[~feeder.mask]).all()
+
+
+def test_opendss_check_reproduces_the_published_power_flow(feeder):
+    """No customer injections, the file's own loads: IEEE's published phase voltages and their unbalance."""
+    import csv
+    from pathlib import Path
+
+    from p2pgame.network.threephase import opendss_check
+
+    zero = np.zeros((1, feeder.n, 3))
+    check = opendss_check(IEEE13_DSS, feeder, zero, zero)
+    rows = list(csv.DictReader((Path(__file__).parents[1] / "data" / "ieee13_published_voltages.csv").open()))
+    phasors: dict[str, dict[str, complex]] = {}
+    for row in rows:
+        if row["node"] == "650":
+            continue
+        k = feeder.index(row["node"])
+        assert abs(check.v_pu[0, k, "abc".index(row["phase"])] - float(row["v_pu"])) < 0.003, row
+        phasors.setdefault(row["node"], {})[row["phase"]] = float(row["v_pu"]) * np.exp(1j * np.radians(float(row["angle_deg"])))
+    a = np.exp(2j * np.pi / 3)
+    for node, ph in phasors.items():
+        if len(ph) == 3:
+            published = abs(ph["a"] + a**2 * ph["b"] + a * ph["c"]) / abs(ph["a"] + a * ph["b"] + a**2 * ph["c"])
+            assert abs(check.vuf[0, feeder.index(node)] - published) < 0.002, node
+    assert np.isnan(check.vuf[0, feeder.index("611")])
