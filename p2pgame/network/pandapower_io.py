@@ -2,17 +2,30 @@
 
 pandapower nets are balanced already, so the reduction is a change of base: line
 impedances and two-winding transformers (short-circuit impedance; the magnetising
-branch is neglected) become per-unit series impedances on `net.sn_mva`; loads (times
-`scaling`), shunts and line charging (at nominal voltage, half at each end) add to
-the passive load, static generators subtract from it. Closed bus-bus switches merge
-their buses (the feeder keeps the lower bus index); open switches take their line or
-transformer out. Buses are named by their index. The supply-path rule of `reduction` handles a tapped HV/MV
-transformer: the feeder then starts at its MV bus, at the voltage `runpp` gives there.
+branch is neglected) become per-unit series impedances on `net.sn_mva`, as do
+impedance elements with equal impedance both ways and no shunt part. The passive load
+of a bus sums every element there at nominal voltage: loads (constant power whatever
+their `const_z` / `const_i` shares), storage (`p_mw > 0` charging), motors (mechanical
+power over efficiency, reactive power from `cos_phi`), wards' constant-power and
+constant-impedance parts, shunts (rated at their `vn_kv`), line charging (half at each
+end), and asymmetric loads with their three phase powers added; static generators,
+asymmetric ones included, subtract from it. All of these follow their `scaling` (shunts
+their `step`). Closed bus-bus switches merge their buses (the feeder keeps the lower bus
+index); open switches take their line or transformer out; out-of-service buses take
+their branches and elements out. Any other in-service element supplied by the chosen
+external grid (generators, extended wards, three-winding transformers, DC links and
+FACTS devices, another external grid, asymmetric impedances) is refused with one line
+naming it. Buses are named by their index and drawn at their geodata (`geo` column or
+`bus_geodata`) where the net has them. The supply-path rule of `reduction` handles a
+tapped HV/MV transformer: the feeder then starts at its MV bus, at the voltage `runpp`
+gives there.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import math
 import warnings
@@ -22,19 +35,25 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 
 from p2pgame.errors import InputError, SolverError
 from p2pgame.network.feeder import Feeder
 from p2pgame.network.reduction import Branch, build_feeder
 
-UNSUPPORTED = ("gen", "impedance", "trafo3w", "ward", "xward", "dcline", "storage", "svc", "tcsc", "ssc", "vsc")
+# tables the importer reads; any other table with in-service rows at the feeder's buses is refused
+MODELLED = frozenset(
+    ("bus", "ext_grid", "line", "trafo", "switch", "impedance", "load", "sgen", "asymmetric_load",
+     "asymmetric_sgen", "storage", "motor", "ward", "shunt")
+)
+PHASES = ("a", "b", "c")
 
 
 def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
     """The radial feeder supplied by `ext_grid` (the net's only in-service external grid by default).
 
     Buses not connected to that external grid (another substation's area, isolated
-    buses) are left out. Raises InputError for meshed or unsupported nets.
+    buses) are left out. Raises InputError for meshed nets and elements the model cannot hold.
     """
     where = f"pandapower net {name}"
     grids = net.ext_grid[net.ext_grid.in_service]
@@ -50,6 +69,7 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
     bus_of = _merged_buses(net)
     source = bus_of[int(grids.at[ext_grid, "bus"])]
     open_lines, open_trafos = _open_switched(net)
+    dead = set(net.bus.index[~net.bus.in_service.astype(bool)])
     base_mva = float(net.sn_mva)
     vn_kv = {bus_of[b]: float(v) for b, v in net.bus.vn_kv.items()}
 
@@ -57,7 +77,7 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
     loads: dict[str, list[float]] = {}
     omega = 2 * math.pi * float(net.f_hz)
     for idx, line in net.line[net.line.in_service].iterrows():
-        if idx in open_lines:
+        if idx in open_lines or {int(line.from_bus), int(line.to_bus)} & dead:
             continue
         frm, to = bus_of[int(line.from_bus)], bus_of[int(line.to_bus)]
         z_base = vn_kv[frm] ** 2 / base_mva
@@ -73,35 +93,28 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
             total[0] += half_mva * line.g_us_per_km * 1e-6 * 1000
             total[1] -= half_mva * omega * line.c_nf_per_km * 1e-9 * 1000
     for idx, trafo in net.trafo[net.trafo.in_service].iterrows():
-        if idx not in open_trafos:
+        if idx not in open_trafos and not {int(trafo.hv_bus), int(trafo.lv_bus)} & dead:
             branches.append(_trafo_branch(where, idx, trafo, bus_of, vn_kv, base_mva))
-    branches += _switch_branches(net, bus_of, vn_kv, base_mva)
+    branches += _impedance_branches(where, net, bus_of, base_mva, dead)
+    branches += _switch_branches(net, bus_of, vn_kv, base_mva, dead)
 
     graph = nx.Graph([(b.from_bus, b.to_bus) for b in branches])
     graph.add_node(source)
     area = nx.node_connected_component(graph, source)
     branches = [b for b in branches if b.from_bus in area]
-    for table in UNSUPPORTED:
-        frame = getattr(net, table, None)
-        if frame is not None and len(frame) and "in_service" in frame:
-            buses = [c for c in ("bus", "hv_bus", "from_bus") if c in frame]
-            active = frame[frame.in_service]
-            if buses and any(bus_of[int(b)] in area for b in active[buses[0]]):
-                raise InputError(f"{where}: in-service {table} elements are not supported by the feeder model")
+    _refuse_unmodelled(where, net, bus_of, area, dead, ext_grid)
 
-    def add(table, sign: float, scaled: bool) -> None:
-        frame = getattr(net, table)
-        for _, row in frame[frame.in_service].iterrows():
-            bus = bus_of[int(row.bus)]
-            if bus in area:
-                factor = sign * 1000 * (row.scaling if scaled else row.step)
-                total = loads.setdefault(bus, [0.0, 0.0])
-                total[0] += factor * row.p_mw
-                total[1] += factor * row.q_mvar
-
-    add("load", 1.0, True)
-    add("sgen", -1.0, True)
-    add("shunt", 1.0, False)
+    for table, idx, bus, mw, mvar in _bus_powers(net):
+        if bus in dead:
+            continue
+        node = bus_of[bus]
+        if node in area:
+            if table == "shunt":  # rated at its own voltage: scale to the bus's nominal one
+                ratio = (vn_kv[node] / float(net.shunt.at[idx, "vn_kv"])) ** 2
+                mw, mvar = mw * ratio, mvar * ratio
+            total = loads.setdefault(node, [0.0, 0.0])
+            total[0] += 1000 * mw
+            total[1] += 1000 * mvar
 
     def solved_v_pu(bus: str) -> float:
         import pandapower as pp
@@ -114,7 +127,7 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
             raise SolverError(f"{where}: pandapower runpp failed ({exc}); needed for the substation voltage") from None
         return float(solved.res_bus.vm_pu[int(bus)])
 
-    return build_feeder(
+    feeder = build_feeder(
         name,
         source,
         float(grids.at[ext_grid, "vm_pu"]),
@@ -124,6 +137,100 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
         base_kv_of=vn_kv.__getitem__,
         solved_v_pu=solved_v_pu,
     )
+    coords = _bus_coords(net, bus_of)
+    drawn = [feeder.substation, *feeder.nodes]
+    if all(node in coords for node in drawn):
+        feeder = dataclasses.replace(feeder, coords={node: coords[node] for node in drawn})
+    return feeder
+
+
+def _rows(net, table: str):
+    """The in-service rows of a table (empty when the net has no such table)."""
+    frame = net[table] if table in net else None
+    if frame is None or not len(frame):
+        return []
+    return frame[frame.in_service.astype(bool)].iterrows()
+
+
+def _bus_powers(net) -> Iterator[tuple[str, int, int, float, float]]:
+    """(table, index, bus, MW, Mvar) consumed by each in-service bus element, at nominal voltage."""
+    for table, sign in (("load", 1.0), ("storage", 1.0), ("sgen", -1.0)):
+        for idx, row in _rows(net, table):
+            yield table, idx, int(row.bus), sign * row.scaling * row.p_mw, sign * row.scaling * row.q_mvar
+    for table, sign in (("asymmetric_load", 1.0), ("asymmetric_sgen", -1.0)):
+        for idx, row in _rows(net, table):
+            mw = sum(row[f"p_{phase}_mw"] for phase in PHASES)
+            mvar = sum(row[f"q_{phase}_mvar"] for phase in PHASES)
+            yield table, idx, int(row.bus), sign * row.scaling * mw, sign * row.scaling * mvar
+    for idx, row in _rows(net, "motor"):
+        mw = row.pn_mech_mw * row.loading_percent / 100 / (row.efficiency_percent / 100) * row.scaling
+        yield "motor", idx, int(row.bus), mw, mw * math.tan(math.acos(row.cos_phi))
+    for idx, row in _rows(net, "ward"):
+        yield "ward", idx, int(row.bus), row.ps_mw + row.pz_mw, row.qs_mvar + row.qz_mvar
+    for idx, row in _rows(net, "shunt"):
+        yield "shunt", idx, int(row.bus), row.step * row.p_mw, row.step * row.q_mvar
+
+
+def _refuse_unmodelled(where, net, bus_of, area, dead, ext_grid) -> None:
+    """InputError naming the first in-service element of the feeder's area that the importer does not model."""
+    for idx, grid in _rows(net, "ext_grid"):
+        if idx != ext_grid and int(grid.bus) not in dead and bus_of[int(grid.bus)] in area:
+            raise InputError(f"{where}: external grid {idx} at bus {grid.bus} also supplies the feeder of external grid"
+                             f" {ext_grid}; a feeder has one source")
+    for table in sorted(net.keys()):
+        frame = net[table]
+        if table in MODELLED or table.startswith("res_") or not isinstance(frame, pd.DataFrame):
+            continue
+        bus_columns = [c for c in frame.columns if "bus" in c]
+        if "in_service" not in frame or not bus_columns:
+            continue  # controllers, groups, costs, measurements: not part of the power flow
+        ac_columns = [c for c in bus_columns if c == "bus" or c.endswith("_bus")]
+        for idx, row in _rows(net, table):
+            buses = [int(row[c]) for c in ac_columns]
+            if not ac_columns or any(bus_of.get(b) in area and b not in dead for b in buses):
+                at = f" at bus {buses[0]}" if buses else ""
+                raise InputError(
+                    f"{where}: in-service {table} {idx}{at} cannot be represented in the single-phase feeder model;"
+                    " take it out of service or replace it by a load or sgen"
+                )
+
+
+def _impedance_branches(where, net, bus_of, base_mva, dead) -> list[Branch]:
+    """Impedance elements with the same series impedance both ways and no shunt part, as unrated branches."""
+    branches = []
+    for idx, imp in _rows(net, "impedance"):
+        if {int(imp.from_bus), int(imp.to_bus)} & dead:
+            continue
+        shunt = [float(imp.get(c, 0.0)) for c in ("gf_pu", "gt_pu", "bf_pu", "bt_pu")]
+        if imp.rft_pu != imp.rtf_pu or imp.xft_pu != imp.xtf_pu or any(v != 0 for v in shunt if not math.isnan(v)):
+            raise InputError(
+                f"{where}: impedance {idx} differs by direction or has a shunt part; the feeder model holds"
+                " only series impedances equal both ways"
+            )
+        scale = base_mva / float(imp.sn_mva)
+        frm, to = bus_of[int(imp.from_bus)], bus_of[int(imp.to_bus)]
+        branches.append(Branch(f"impedance {idx}", frm, to, imp.rft_pu * scale, imp.xft_pu * scale, np.inf))
+    return branches
+
+
+def _bus_coords(net, bus_of) -> dict[str, tuple[float, float]]:
+    """Feeder node -> (x, y) from the net's bus geodata (a merged node at its kept bus where that has them)."""
+    points: dict[int, tuple[float, float]] = {}
+    if "geo" in net.bus:
+        for bus, geo in net.bus.geo.items():
+            shape = json.loads(geo) if isinstance(geo, str) else geo
+            if isinstance(shape, dict) and shape.get("type") == "Point":
+                x, y = shape["coordinates"][:2]
+                points[int(bus)] = (float(x), float(y))
+    geodata = net.get("bus_geodata") if hasattr(net, "get") else None
+    if isinstance(geodata, pd.DataFrame) and {"x", "y"} <= set(geodata.columns):
+        for bus, row in geodata.iterrows():
+            points.setdefault(int(bus), (float(row.x), float(row.y)))
+    coords: dict[str, tuple[float, float]] = {}
+    for bus in sorted(points, key=lambda b: (str(b) != bus_of.get(b), b)):
+        if bus in bus_of:
+            coords.setdefault(bus_of[bus], points[bus])
+    return coords
 
 
 def _merged_buses(net) -> dict[int, str]:
@@ -144,13 +251,13 @@ def _switch_z(switches) -> np.ndarray:
     return switches.z_ohm.fillna(0.0).to_numpy() if "z_ohm" in switches else np.zeros(len(switches))
 
 
-def _switch_branches(net, bus_of, vn_kv, base_mva) -> list[Branch]:
+def _switch_branches(net, bus_of, vn_kv, base_mva, dead) -> list[Branch]:
     """Closed bus-bus switches with an impedance become resistive branches."""
     switches = net.switch
     z = _switch_z(switches)
     branches = []
     for (idx, switch), z_ohm in zip(switches.iterrows(), z):
-        if switch.et == "b" and switch.closed and z_ohm > 0:
+        if switch.et == "b" and switch.closed and z_ohm > 0 and not {int(switch.bus), int(switch.element)} & dead:
             frm, to = bus_of[int(switch.bus)], bus_of[int(switch.element)]
             branches.append(Branch(f"switch {idx}", frm, to, z_ohm * base_mva / vn_kv[frm] ** 2, 0.0, np.inf))
     return branches
