@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 
@@ -21,9 +22,16 @@ def register(sub) -> None:
     p.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
     p.add_argument(
         "--policy", metavar="NAME",
-        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated (default: the scenario's)",
+        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated, p-first "
+        "(default: the scenario's)",
     )
-    p.add_argument("--base", metavar="NAME", help="policy that ac-validated starts from (default max-total)")
+    p.add_argument(
+        "--base", metavar="NAME", help="policy that ac-validated or p-first starts from (default max-total)"
+    )
+    p.add_argument(
+        "--q-weight", type=float, metavar="W",
+        help="max-total (also as --base): weight of a kvar of Q width against a kW of P width (default 1)",
+    )
     p.add_argument(
         "--no-reactive", action="store_true",
         help="P envelopes only, Q fixed (unity power factor, or --q-range); default when the scenario trades P only",
@@ -34,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--vmin", type=float, metavar="PU", help="lower voltage limit (default: the feeder's)")
     p.add_argument("--vmax", type=float, metavar="PU", help="upper voltage limit (default: the feeder's)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument(
         "--export-dss", metavar="DIR",
         help="write export_corner.dss and import_corner.dss for the period with the largest envelope",
@@ -41,23 +50,55 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def envelopes_for(scenario, policy: str, *, reactive: bool, q_range_kvar=None, base: str | None = None):
-    """Assign the envelopes of `scenario`; `welfare` takes its operating point from the market module."""
+def envelopes_for(
+    scenario, policy: str, *, reactive: bool, q_range_kvar=None, base: str | None = None, q_weight=None,
+    progress=None,
+):
+    """Assign the envelopes of `scenario`; `welfare` takes its operating point from the market module.
+
+    `progress` is passed on to `doe.assign`.
+    """
     from p2pgame import doe
 
-    if base is not None and policy != "ac-validated":
-        raise InputError(f"--base applies to --policy ac-validated, not {policy}")
+    if base is not None and policy not in ("ac-validated", "p-first"):
+        raise InputError(f"--base applies to --policy ac-validated or p-first, not {policy}")
     if "welfare" in (policy, base):
-        if policy != "welfare" or q_range_kvar is not None:
-            raise InputError("policy welfare runs from the CLI only on its own, without --base or --q-range")
+        if policy != "welfare" or q_range_kvar is not None or q_weight is not None:
+            raise InputError("policy welfare runs from the CLI only on its own, without --base, --q-range or --q-weight")
         from p2pgame.market import assign_envelopes
 
-        return assign_envelopes(scenario, "welfare", reactive=reactive)
+        return assign_envelopes(scenario, "welfare", reactive=reactive, progress=progress)
     options = {} if base is None else {"base": base}
+    if q_weight is not None:
+        options["q_weight"] = q_weight
     return doe.assign(
         policy, scenario.feeder, scenario.customers, scenario.periods, scenario.dt_h,
-        reactive=reactive, q_range_kvar=q_range_kvar, **options,
+        reactive=reactive, q_range_kvar=q_range_kvar, progress=progress, **options,
     )
+
+
+def progress_printer(quiet: bool):
+    """A `doe.assign` progress callback that shows the stage under way on stderr (tqdm), or None; and a closer."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bars = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, delay=1.0, leave=False)
+        bar = bars[stage]
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return update, close
 
 
 def run(args) -> int:
@@ -70,10 +111,14 @@ def run(args) -> int:
     reactive = scenario.settings.reactive and not args.no_reactive
     if args.q_range and reactive:
         raise InputError("--q-range fixes Q and needs --no-reactive (or a scenario that trades P only)")
-    envelopes = envelopes_for(
-        scenario, args.policy or scenario.settings.doe_policy, reactive=reactive, q_range_kvar=args.q_range,
-        base=args.base,
-    )
+    update, close = progress_printer(args.quiet or args.json)
+    try:
+        envelopes = envelopes_for(
+            scenario, args.policy or scenario.settings.doe_policy, reactive=reactive, q_range_kvar=args.q_range,
+            base=args.base, q_weight=args.q_weight, progress=update,
+        )
+    finally:
+        close()
     report = worst_case_report(scenario.feeder, envelopes)
     if args.export_dss:
         export_dss(scenario.feeder, envelopes, args.export_dss)

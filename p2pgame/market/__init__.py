@@ -23,8 +23,11 @@ __all__ = ["solve", "assign_envelopes", "Game", "centralized", "locational", "so
 NO_ENVELOPE = "none"
 
 
-def assign_envelopes(scenario, policy: str, *, reactive: bool = True, game: Game | None = None):
-    """The operator's envelopes for this scenario (None for policy 'none', a network-blind market)."""
+def assign_envelopes(scenario, policy: str, *, reactive: bool = True, game: Game | None = None, progress=None):
+    """The operator's envelopes for this scenario (None for policy 'none', a network-blind market).
+
+    `progress` goes to `doe.assign` (called as `progress(stage, done, total)`).
+    """
     if policy == NO_ENVELOPE:
         return None
     from p2pgame import doe
@@ -38,7 +41,8 @@ def assign_envelopes(scenario, policy: str, *, reactive: bool = True, game: Game
         nets = [m.net(x) for m, x in zip(game.customers, optimum.x)]
         options["operating_point"] = (np.array([p for p, _ in nets]), np.array([q for _, q in nets]))
     return doe.assign(
-        policy, scenario.feeder, scenario.customers, scenario.periods, scenario.dt_h, reactive=reactive, **options
+        policy, scenario.feeder, scenario.customers, scenario.periods, scenario.dt_h, reactive=reactive,
+        progress=progress, **options,
     )
 
 
