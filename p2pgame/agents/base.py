@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -61,9 +62,34 @@ class Agent(ABC):
     Subclasses implement `build`; they may override `validate` (checks of their
     own parameters), `capability` (a tight box of their feasible net exports) and
     `der_rating_kw` (used by proportional envelope policies).
+
+    Class attributes a type may set:
+    - `kind`: its short name in summaries (default: the class name in lower case);
+    - `result_columns`: decision variable -> column of `customers.csv`, unit included
+      (`{"g": "pv_used_kw"}`). A column ending in `_kwh` is a stored energy at the end of
+      each period (the plots draw every such column as "stored energy", labelled by its
+      name). Undeclared variables are written as `<kind>_<variable>`
+      (`result_column`), so no type's variable is shown under another type's label;
+    - `result_inputs`: attribute holding a per-period input -> its column
+      (`{"pv_kw": "pv_available_kw"}`);
+    - `spec`: an `AgentSpec` subclass validating its parameters in scenario files
+      (default: derived from the constructor, see `p2pgame.agents.registry`).
     """
 
     kind = "agent"
+    result_columns: ClassVar[dict[str, str]] = {}
+    result_inputs: ClassVar[dict[str, str]] = {}
+    spec: ClassVar[type | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind == "agent":
+            cls.kind = cls.__name__.lower()
+
+    @classmethod
+    def result_column(cls, variable: str) -> str:
+        """The `customers.csv` column of a decision variable: declared, or `<kind>_<variable>`."""
+        return cls.result_columns.get(variable, f"{cls.kind}_{variable}")
 
     def __init__(self, id: str, node: str | None = None):
         if not isinstance(id, str) or not id:

@@ -21,6 +21,7 @@ class EVCharger(Agent):
     """A smart EV charger with an energy deadline and reactive support."""
 
     kind = "ev"
+    result_columns = {"ch": "ev_charge_kw", "s": "inverter_q_kvar"}
 
     def __init__(self, id: str, node: str, *, arrival: int, departure: int, energy_kwh: float,
                  charger_kw: float, charger_kva: float | None = None, efficiency: float = 0.92,

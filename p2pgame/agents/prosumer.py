@@ -27,6 +27,15 @@ class Prosumer(Agent):
     """A customer with PV, battery, flexible demand and an inverter (MODEL.md §2)."""
 
     kind = "prosumer"
+    result_columns = {
+        "g": "pv_used_kw",
+        "c": "battery_charge_kw",
+        "d": "battery_discharge_kw",
+        "e": "soc_kwh",
+        "l": "consumption_kw",
+        "s": "inverter_q_kvar",
+    }
+    result_inputs = {"pv_kw": "pv_available_kw"}
 
     def __init__(
         self,

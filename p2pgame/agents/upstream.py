@@ -23,6 +23,14 @@ class UpstreamGrid(Agent):
     """The wholesale/retail side of the substation."""
 
     kind = "upstream"
+    result_columns = {
+        "p_imp": "import_kw",
+        "p_exp": "export_kw",
+        "q_imp": "import_kvar",
+        "q_exp": "export_kvar",
+        "p0": "supply_kw",
+        "q0": "supply_kvar",
+    }
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ drew.
 
 Files (one row per customer or node and period; `time_h` is the start of the period):
     summary.json   the `p2pgame solve --json` object (`MarketResult.to_dict()`)
-    customers.csv  net exports, PV available, decisions (PV used, battery, SoC, consumption,
-                   ...), market revenue per period and the customer's payoff over the horizon
+    customers.csv  net exports, inputs and decisions under each agent type's own column names
+                   (`Agent.result_columns`), market revenue per period and the payoff over the horizon
     prices.csv     uniform (and locational) prices, market imbalances, upstream exchange
     voltages.csv   LinDistFlow and AC voltages, AC line flows and passive loads per node,
                    with each node's parent and electrical distance from the substation
@@ -39,18 +39,6 @@ CSV_FILES = {
     "envelopes": "envelopes.csv",
 }
 PLOTS_DIR = "plots"
-
-# Decision variables of the built-in agents (Prosumer, EVCharger) and their column names;
-# other agents' decisions keep their variable names.
-DECISION_COLUMNS = {
-    "g": "pv_used_kw",
-    "c": "battery_charge_kw",
-    "d": "battery_discharge_kw",
-    "e": "soc_kwh",
-    "l": "consumption_kw",
-    "ch": "ev_charge_kw",
-    "s": "inverter_q_kvar",
-}
 
 # Columns each table must have (reading a results folder checks them); text columns are read as strings.
 REQUIRED = {
@@ -105,7 +93,12 @@ def _time(result) -> np.ndarray:
 
 
 def customer_table(result) -> pd.DataFrame:
-    """Per customer and period: net exports, decisions, revenue ($ in the period) and total payoff ($)."""
+    """Per customer and period: net exports, decisions, revenue ($ in the period) and total payoff ($).
+
+    Decisions and inputs are named by each agent type's `result_columns` and `result_inputs`
+    (`p2pgame.agents.base.Agent`); a column ending in `_kwh` is a stored energy at the end of
+    the period. Customers of other types have empty cells in a type's columns.
+    """
     frames = []
     time_h = _time(result)
     for agent, r, node in zip(_case(result).customers, result.customers, result.customer_nodes):
@@ -121,17 +114,28 @@ def customer_table(result) -> pd.DataFrame:
             "p_kw": r.p_kw,
             "q_kvar": r.q_kvar,
         }
-        if getattr(agent, "pv_kw", None) is not None:
-            columns["pv_available_kw"] = np.broadcast_to(np.asarray(agent.pv_kw, dtype=float), (result.periods,))
+        for attribute, column in type(agent).result_inputs.items():
+            _add_column(columns, agent, column, attribute,
+                        np.broadcast_to(np.asarray(getattr(agent, attribute), dtype=float), (result.periods,)))
         for name, values in r.decisions.items():
             if np.ndim(values) == 1 and len(values) == result.periods:
-                columns[DECISION_COLUMNS.get(name, name)] = values
+                _add_column(columns, agent, type(agent).result_column(name), name, values)
         columns["revenue_usd"] = revenue
         columns["payoff_total_usd"] = float(r.payoff)
         frames.append(pd.DataFrame(columns))
     table = pd.concat(frames, ignore_index=True)
     money = ["revenue_usd", "payoff_total_usd"]
     return table[[c for c in table.columns if c not in money] + money]
+
+
+def _add_column(columns: dict, agent, column: str, source: str, values) -> None:
+    """Add one of an agent's columns to its rows; InputError if that name is already one of them."""
+    if column in columns or column in ("revenue_usd", "payoff_total_usd"):
+        raise InputError(
+            f"agent {agent.id!r} ({type(agent).__name__}): result column {column!r} of {source!r} is already"
+            " a column of its rows; give it another name in result_columns"
+        )
+    columns[column] = values
 
 
 def price_table(result) -> pd.DataFrame:

@@ -1,17 +1,27 @@
 """New agent types defined here, outside the framework: their best responses match closed forms."""
 
+import dataclasses
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyomo.environ as pyo
 import pytest
 
+import p2pgame
 from p2pgame.agents.base import Agent
+from p2pgame.agents.ev import EVCharger
 from p2pgame.agents.model import Box, Prices
+from p2pgame.agents.prosumer import Prosumer
+from p2pgame.agents.upstream import UpstreamGrid
 from p2pgame.errors import InputError
+from p2pgame.network import load_feeder
+from p2pgame.results.writers import customer_table, write_results
+from p2pgame.scenario import MarketSettings, Scenario
+from tests.agents.conftest import prosumer_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 24
@@ -120,3 +130,77 @@ def test_example_runs():
                           text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "p_kw" in done.stdout and "payoff" in done.stdout
+
+
+class Tank(Agent):
+    """A hot-water tank: heater input h (kW) stores energy e (kWh) that the household draws at draw_kw."""
+
+    result_columns = {"h": "heater_kw", "e": "tank_energy_kwh"}
+
+    def __init__(self, id, node, *, capacity_kwh, heater_kw, draw_kw):
+        super().__init__(id, node)
+        self.capacity_kwh, self.heater_kw, self.draw_kw = capacity_kwh, heater_kw, draw_kw
+
+    def build(self, blk, T, dt_h):
+        blk.h = pyo.Var(range(T), bounds=(0.0, self.heater_kw))
+        blk.e = pyo.Var(range(T), bounds=(0.0, self.capacity_kwh))
+        blk.store = pyo.Constraint(range(T), rule=lambda _, t: blk.e[t] == (0.5 * self.capacity_kwh if t == 0
+                                                                             else blk.e[t - 1])
+                                   + dt_h * (blk.h[t] - self.draw_kw))
+        blk.p = pyo.Expression(range(T), rule=lambda _, t: -blk.h[t])
+        blk.q = pyo.Expression(range(T), rule=lambda _, t: 0.0)
+        blk.value = pyo.Expression(expr=-sum(dt_h * 0.001 * blk.h[t] ** 2 for t in range(T)))
+
+
+def small_market(customers, periods=4):
+    """The IEEE 13-node feeder at 40 % load with the given customers, a tariff grid and no envelopes."""
+    feeder = load_feeder("ieee13")
+    feeder = dataclasses.replace(feeder, load_kw=0.4 * feeder.load_kw, load_kvar=0.4 * feeder.load_kvar)
+    grid = UpstreamGrid(import_price_per_kwh=[0.2, 0.2, 0.3, 0.3][:periods], export_price_per_kwh=0.05)
+    return Scenario("custom", feeder, customers, grid, periods,
+                    settings=MarketSettings(method="centralized", doe_policy="none"))
+
+
+def test_custom_agents_get_their_own_result_columns_never_another_types(tmp_path):
+    """A generator's g is not "PV used" and a tank's energy e is not a battery's state of charge (issue 13, 8)."""
+    house = Prosumer("house", "671", **{k: (v[:4] if np.ndim(v) else v) for k, v in prosumer_kwargs(24).items()})
+    gen = Generator("diesel", "675", pmax_kw=50.0, qmax_kvar=20.0, a=0.12, b=0.004)
+    tank = Tank("boiler", "692", capacity_kwh=12.0, heater_kw=4.0, draw_kw=1.0)
+    result = p2pgame.solve(small_market([house, gen, tank]))
+    assert result.certificate.imbalance_kw < 1e-6 and result.certificate.imbalance_kvar < 1e-6
+    table = pd.read_csv(write_results(result, tmp_path / "out", plots=False) / "customers.csv")
+    rows = {cid: table[table["customer"] == cid].reset_index(drop=True) for cid in ("house", "diesel", "boiler")}
+    by_id = {r.agent_id: r for r in result.customers}
+    np.testing.assert_allclose(rows["diesel"]["generator_g"], by_id["diesel"].decisions["g"], atol=1e-9)
+    np.testing.assert_allclose(rows["diesel"]["generator_r"], by_id["diesel"].decisions["r"], atol=1e-9)
+    np.testing.assert_allclose(rows["boiler"]["tank_energy_kwh"], by_id["boiler"].decisions["e"], atol=1e-9)
+    np.testing.assert_allclose(rows["boiler"]["heater_kw"], -by_id["boiler"].p_kw, atol=1e-9)
+    np.testing.assert_allclose(rows["house"]["soc_kwh"], by_id["house"].decisions["e"], atol=1e-9)
+    np.testing.assert_allclose(rows["house"]["pv_used_kw"], by_id["house"].decisions["g"], atol=1e-9)
+    prosumer_only = ["pv_available_kw", "pv_used_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh",
+                     "consumption_kw", "inverter_q_kvar"]
+    for cid in ("diesel", "boiler"):
+        assert rows[cid][prosumer_only].isna().all().all(), cid
+    assert rows["house"][["generator_g", "tank_energy_kwh", "heater_kw"]].isna().all().all()
+    stored = [c for c in table.columns if c.endswith("_kwh")]  # what the plots draw as stored energy
+    assert stored == ["soc_kwh", "tank_energy_kwh"]
+
+
+def test_result_columns_are_declared_per_type_and_inherited():
+    class BigProsumer(Prosumer):
+        pass
+
+    assert Generator.kind == "generator" and Generator.result_column("g") == "generator_g"
+    assert Tank.result_column("e") == "tank_energy_kwh" and Tank.result_column("x") == "tank_x"
+    assert Prosumer.result_column("e") == BigProsumer.result_column("e") == "soc_kwh"
+    assert EVCharger.result_column("ch") == "ev_charge_kw" and EVCharger.result_column("e") == "ev_e"
+    assert UpstreamGrid.result_column("p_imp") == "import_kw"
+
+
+def test_a_result_column_that_clashes_is_one_line(tmp_path):
+    class Clashing(Generator):
+        result_columns = {"g": "p_kw"}
+
+    result = p2pgame.solve(small_market([Clashing("diesel", "675", pmax_kw=50.0, qmax_kvar=20.0, a=0.12, b=0.004)]))
+    with pytest.raises(InputError, match=r"agent 'diesel' \(Clashing\): result column 'p_kw' of 'g' is already"):
+        customer_table(result)
