@@ -22,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
     p.add_argument(
         "--policy", metavar="NAME",
-        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated, p-first "
-        "(default: the scenario's)",
+        help="allocation policy: max-total, equal, proportional, fair, welfare, ac-validated, p-first, "
+        "best-split (default: the scenario's)",
     )
     p.add_argument(
         "--base", metavar="NAME", help="policy that ac-validated or p-first starts from (default max-total)"
@@ -50,11 +50,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+MARKET_POLICIES = ("welfare", "best-split")
+"""Policies that need the market's customers' values, so the market module assigns them."""
+
+
 def envelopes_for(
     scenario, policy: str, *, reactive: bool, q_range_kvar=None, base: str | None = None, q_weight=None,
     progress=None,
 ):
-    """Assign the envelopes of `scenario`; `welfare` takes its operating point from the market module.
+    """Assign the envelopes of `scenario`; `welfare` and `best-split` take what they need from the market module
+    (its optimum, its welfare under candidate boxes).
 
     `progress` is passed on to `doe.assign`.
     """
@@ -62,12 +67,16 @@ def envelopes_for(
 
     if base is not None and policy not in ("ac-validated", "p-first"):
         raise InputError(f"--base applies to --policy ac-validated or p-first, not {policy}")
-    if "welfare" in (policy, base):
-        if policy != "welfare" or q_range_kvar is not None or q_weight is not None:
-            raise InputError("policy welfare runs from the CLI only on its own, without --base, --q-range or --q-weight")
+    for market_policy in MARKET_POLICIES:
+        if market_policy not in (policy, base):
+            continue
+        if policy != market_policy or q_range_kvar is not None or q_weight is not None:
+            raise InputError(
+                f"policy {market_policy} runs from the CLI only on its own, without --base, --q-range or --q-weight"
+            )
         from p2pgame.market import assign_envelopes
 
-        return assign_envelopes(scenario, "welfare", reactive=reactive, progress=progress)
+        return assign_envelopes(scenario, market_policy, reactive=reactive, progress=progress)
     options = {} if base is None else {"base": base}
     if q_weight is not None:
         options["q_weight"] = q_weight

@@ -40,6 +40,12 @@ def assign_envelopes(scenario, policy: str, *, reactive: bool = True, game: Game
         optimum = locational(game, scenario.feeder)
         nets = [m.net(x) for m, x in zip(game.customers, optimum.x)]
         options["operating_point"] = (np.array([p for p, _ in nets]), np.array([q for _, q in nets]))
+    if policy == "best-split":
+        def evaluate(box) -> float:
+            game.apply_envelopes(box)
+            return centralized(game).welfare
+
+        options["evaluate"] = evaluate
     return doe.assign(
         policy, scenario.feeder, scenario.customers, scenario.periods, scenario.dt_h, reactive=reactive,
         progress=progress, **options,

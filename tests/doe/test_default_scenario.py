@@ -36,6 +36,10 @@ def operating_point(sc, reactive: bool):
 @cache
 def envelopes(policy: str, reactive: bool) -> doe.Envelopes:
     sc = scenario()
+    if policy == "best-split":
+        from p2pgame.market import assign_envelopes
+
+        return assign_envelopes(sc, policy, reactive=reactive)
     options = {"operating_point": operating_point(sc, reactive)} if policy == "welfare" else {}
     return doe.assign(policy, sc.feeder, sc.customers, sc.periods, sc.dt_h, reactive=reactive, **options)
 

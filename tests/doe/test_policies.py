@@ -8,7 +8,7 @@ from p2pgame.doe.robust import sample_check, worst_case
 from p2pgame.errors import InputError
 from tests.doe.conftest import synthetic_arrays
 
-LINEARISED = ["max-total", "equal", "proportional", "fair", "welfare"]
+LINEARISED = ["max-total", "equal", "proportional", "fair", "welfare", "p-first"]
 
 
 def _run(name, problem):

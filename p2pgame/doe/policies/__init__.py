@@ -10,6 +10,7 @@ import inspect
 from typing import Callable
 
 from p2pgame.doe.policies.ac_validated import ac_validated
+from p2pgame.doe.policies.best_split import best_split
 from p2pgame.doe.policies.equal import equal
 from p2pgame.doe.policies.fair import fair
 from p2pgame.doe.policies.max_total import max_total
@@ -27,6 +28,7 @@ POLICIES: dict[str, Callable[..., Box]] = {
     "welfare": welfare,
     "ac-validated": ac_validated,
     "p-first": p_first,
+    "best-split": best_split,
 }
 
 
