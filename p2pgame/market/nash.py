@@ -30,6 +30,17 @@ the imbalance and the price player's gain are within tolerance and no proximal t
 pulls any player by more than the price tolerance; otherwise it raises
 ConvergenceError with the last residuals.
 
+Gauss-Seidel's per-player price steps can lock into a limit cycle at a kink (a player's
+reactive answer jumping back and forth with the price posted just before it) or stall.
+After each sweep the residual history is checked: a cycle is the last `cycle_repeats`
+periods of the round residuals (imbalances, largest move, proximal pull) repeating
+within `cycle_rtol` with a period of at most `cycle_max_period` sweeps; a stall is
+`stall_window` sweeps that halve neither the best imbalance nor the best pull so far.
+Either switches the rest of the run to Jacobi price steps (all players answer one
+posted price, one damped Newton step per round, whose line search cannot cycle), from
+the state reached. Jacobi runs are checked the same way, for the message only: a run
+that still fails names the cycle (period, sweeps, residuals) in its ConvergenceError.
+
 Price updates (`NashOutcome.price_updates`, `price_updates` in the history rows)
 count the prices posted to players: one per Jacobi round (rejected trials
 included), one per player in a Gauss-Seidel sweep (plus one when a sweep ends
@@ -63,6 +74,10 @@ class NashSettings:
     exact_sensitivities: bool = True
     gauss_seidel_damping: float = 0.5
     rho_decay: float = 0.85
+    cycle_max_period: int = 4  # longest cycle (rounds) the residual check looks for
+    cycle_repeats: int = 3  # periods the residuals must repeat before a cycle is declared
+    cycle_rtol: float = 0.02  # relative match of repeated residuals (absolute floor: the tolerances)
+    stall_window: int = 30  # rounds without halving the best imbalance or pull that count as a stall
 
 
 @dataclass
@@ -74,6 +89,54 @@ class NashOutcome:
     seconds: float
     price_updates: int = 0  # prices posted to players: one per Jacobi round, one per player in a Gauss-Seidel sweep
     history: list[dict] = field(default_factory=list)
+    fallback: str | None = None  # why and from which sweep Gauss-Seidel switched to Jacobi price steps
+
+
+_CYCLE_KEYS = ("imbalance_kw", "imbalance_kvar", "max_move", "proximal_pull")
+
+
+def find_cycle(history: list[dict], settings: NashSettings) -> int | None:
+    """The shortest period (rounds) with which the last rounds' residuals repeat, none of them
+    within the imbalance and price tolerances, or None."""
+    floors = np.array([settings.tol_imbalance_kw] * 3 + [settings.tol_price_per_kwh])
+    for period in range(1, settings.cycle_max_period + 1):
+        rows = (settings.cycle_repeats + 1) * period
+        if len(history) < rows:
+            break
+        recent = np.array([[row[k] for k in _CYCLE_KEYS] for row in history[-rows:]])
+        if not np.all((recent[:, :2] > floors[:2]).any(axis=1) | (recent[:, 3] > floors[3])):
+            continue  # a round within the tolerances: the run is finishing, not cycling
+        later, earlier = recent[period:], recent[:-period]
+        if np.all(np.abs(later - earlier) <= settings.cycle_rtol * np.maximum(np.abs(later), floors)):
+            return period
+    return None
+
+
+def is_stalled(history: list[dict], settings: NashSettings) -> bool:
+    """True when the last `stall_window` rounds halved neither the best imbalance nor the best pull before them."""
+    window = settings.stall_window
+    if len(history) <= window:
+        return False
+
+    def best(rows, key):
+        return min(max(r["imbalance_kw"], r["imbalance_kvar"]) if key == "imbalance" else r[key] for r in rows)
+
+    before, recent = history[:-window], history[-window:]
+    return all(best(recent, key) > 0.5 * best(before, key) for key in ("imbalance", "proximal_pull"))
+
+
+def describe_cycle(history: list[dict], period: int | None, settings: NashSettings) -> str:
+    """'cycle of period p over rounds a-b (imbalance x / y kvar, ...)' or a stall's window, for messages."""
+    if period is None:
+        a = history[-settings.stall_window]["iteration"]
+        return f"stall: rounds {a}-{history[-1]['iteration']} halved neither the imbalance nor the proximal pull"
+    rows = history[-period:]
+    kw = " / ".join(f"{r['imbalance_kw']:.3g}" for r in rows)
+    kvar = " / ".join(f"{r['imbalance_kvar']:.3g}" for r in rows)
+    pull = " / ".join(f"{r['proximal_pull']:.3g}" for r in rows)
+    a = history[-(settings.cycle_repeats + 1) * period]["iteration"]
+    return (f"cycle of period {period} over rounds {a}-{history[-1]['iteration']} (imbalance {kw} kW,"
+            f" {kvar} kvar; proximal pull {pull} $/kWh)")
 
 
 class _Totals:
@@ -225,9 +288,11 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     best_sweep, stalled = np.inf, 0
     next_gap_check = 0
     rejected, forced = 0, False  # Jacobi: consecutive rejected Newton trials; accept the next trial as it comes
+    method = settings.method  # Gauss-Seidel turns to Jacobi price steps when its sweeps cycle or stall
+    fallback = cycle = None
     for iteration in range(1, settings.max_iterations + 1):
         before = net.copy()
-        if settings.method == "jacobi":
+        if method == "jacobi":
             trial = (accepted[0] if accepted else price) + step
             prices = game.prices(trial)
             answers = executor.map(models, prices, weights(), centre, settings.exact_sensitivities)
@@ -296,6 +361,15 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         history.append(row)
         if progress is not None:
             progress(row)
+        if cycle is None:
+            period = find_cycle(history, settings)
+            if period is not None or is_stalled(history, settings):
+                cycle = describe_cycle(history, period, settings)
+                if method == "gauss-seidel":
+                    method = "jacobi"
+                    fallback = f"gauss-seidel {cycle}: Jacobi price steps from round {iteration + 1}"
+                    accepted, rejected, forced = None, 0, False
+                    step = newton_step(settings.max_price_step)
         imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
         budget = settings.tol_nash_rel * max(abs(sum(m.own_value(r.x) for m, r in zip(models, responses))), 1.0)
         # the price player's possible gain (price range 1 $/kWh) and a bound on what dropping the
@@ -335,12 +409,14 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
             totals = _Totals(net, sens, seen)
             centre = net.copy()
             accepted = None  # a new regularised game: its first round is accepted as it comes
-            if settings.method == "jacobi":
+            if method == "jacobi":
                 step = newton_step(settings.max_price_step)
     if not converged:
         last = history[-1]
+        seen_cycle = f" after a {cycle}" if fallback is None and cycle is not None else ""
+        switched = f" ({fallback})" if fallback is not None else ""
         raise ConvergenceError(
-            f"{settings.method} did not converge in {settings.max_iterations} rounds: last imbalance"
+            f"{settings.method} did not converge in {settings.max_iterations} rounds{seen_cycle}{switched}: last imbalance"
             f" {last['imbalance_kw']:.3g} kW / {last['imbalance_kvar']:.3g} kvar, proximal pull"
             f" {last['proximal_pull']:.3g} $/kWh (tolerances {settings.tol_imbalance_kw:g} kW,"
             f" {settings.tol_price_per_kwh:g} $/kWh); raise max_iterations or check the scenario"
@@ -353,4 +429,5 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         converged=converged,
         seconds=time.perf_counter() - start,
         history=history,
+        fallback=fallback,
     )

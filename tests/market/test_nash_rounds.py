@@ -59,3 +59,80 @@ def test_running_totals_match_the_sums():
     np.testing.assert_allclose(totals.net, fresh.net)
     np.testing.assert_allclose(totals.sens, fresh.sens)
     np.testing.assert_allclose(totals.reaction, fresh.reaction)
+
+
+def _rows(values):
+    return [
+        {"iteration": k + 1, "imbalance_kw": kw, "imbalance_kvar": kvar, "max_move": move, "proximal_pull": pull}
+        for k, (kw, kvar, move, pull) in enumerate(values)
+    ]
+
+
+def test_residual_check_finds_a_two_round_cycle_and_a_stall_but_not_convergence():
+    from p2pgame.market.nash import NashSettings, describe_cycle, find_cycle, is_stalled
+
+    settings = NashSettings()
+    # the limit cycle seen on the Kerber net: the reactive imbalance alternates
+    cycling = _rows([(1e-8, 0.903 if k % 2 else 0.0674, 0.927, 1.3e-4 if k % 2 else 1.24e-4) for k in range(12)])
+    assert find_cycle(cycling, settings) == 2
+    message = describe_cycle(cycling, 2, settings)
+    assert "cycle of period 2 over rounds 5-12" in message and "0.0674 / 0.903 kvar" in message
+    assert find_cycle(cycling[:7], settings) is None  # three repeats needed
+    # geometric convergence repeats nothing, and its residuals keep halving
+    converging = _rows([(0.5**k, 0.3 * 0.6**k, 0.4**k, 1e-3 * 0.7**k) for k in range(40)])
+    assert find_cycle(converging, settings) is None and not is_stalled(converging, settings)
+    # a wandering run that never improves on its best is a stall once the window has passed
+    rng = np.random.default_rng(0)
+    wandering = _rows([(0.01, 0.05, 1.0, 1e-4)] + [tuple(rng.uniform(0.5, 2.0, 4) * (0.1, 0.5, 1.0, 1e-3))
+                                                      for _ in range(settings.stall_window)])
+    assert find_cycle(wandering, settings) is None and is_stalled(wandering, settings)
+    assert "stall: rounds 2-31" in describe_cycle(wandering, None, settings)
+
+
+@pytest.fixture(scope="module")
+def kerber_game():
+    """pandapower's Kerber Landnetz (cable 1), customers at its 8 load buses, 8 periods of 3 h: where
+    Gauss-Seidel's sweeps lock into a two-round cycle of the reactive imbalance (0.903 / 0.0674 kvar)."""
+    pn = pytest.importorskip("pandapower.networks")
+    from p2pgame.market import Game, assign_envelopes
+    from p2pgame.network.pandapower_io import from_pandapower
+    from p2pgame.scenario.populate import at_load_buses
+
+    feeder = from_pandapower(pn.create_kerber_landnetz_kabel_1(), "kerber_landnetz_kabel_1")
+    scenario = at_load_buses(feeder, periods=8, dt_h=3.0)
+
+    def build():
+        game = Game(scenario, reactive=True)
+        game.apply_envelopes(assign_envelopes(scenario, "max-total", game=game))
+        return game
+
+    return build
+
+
+@pytest.mark.slow
+def test_gauss_seidel_leaves_a_limit_cycle_for_jacobi_price_steps(kerber_game):
+    from p2pgame.market.nash import NashSettings, solve_nash
+
+    game = kerber_game()
+    outcome = solve_nash(game, NashSettings(method="gauss-seidel"))
+    assert outcome.converged and outcome.iterations < 60
+    assert outcome.fallback.startswith("gauss-seidel cycle of period 2")
+    assert "Jacobi price steps from round" in outcome.fallback
+    # Jacobi rounds post one price each: the updates after the switch grow by one a round
+    switch = int(outcome.fallback.rsplit(" ", 1)[1])
+    tail = [row["price_updates"] for row in outcome.history[switch - 1:]]
+    assert np.all(np.diff(tail) == 1)
+    z = sum(np.concatenate([r.p_kw, r.q_kvar]) for r in outcome.responses)
+    assert np.abs(z[game.traded]).max() <= 1e-3
+
+
+@pytest.mark.slow
+def test_a_run_that_still_fails_names_the_cycle(kerber_game):
+    from p2pgame.errors import ConvergenceError
+    from p2pgame.market.nash import NashSettings, solve_nash
+
+    with pytest.raises(ConvergenceError) as failure:
+        solve_nash(kerber_game(), NashSettings(method="gauss-seidel", max_iterations=28))
+    message = str(failure.value)
+    assert "did not converge in 28 rounds (gauss-seidel cycle of period 2 over rounds" in message
+    assert "kvar; proximal pull" in message and "Jacobi price steps from round" in message
