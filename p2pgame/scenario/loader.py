@@ -3,8 +3,10 @@
 Every failure is an `InputError` with one line naming the file, then the field
 path (`customers[3].battery_kwh`) or the line and column of a TOML syntax
 error, then what is expected. Checks run in the order a user would fix them:
-reading the file, TOML syntax, the schema (`schema.py`), the feeder, the
-customers' nodes and ids, and finally each agent's own validation.
+reading the file, TOML syntax, the schema (`schema.py`, which also imports the
+agent class a customer's `type` names), the feeder, the customers' nodes and ids,
+and finally each agent's construction and own validation (a custom class's
+exception is reported as one line too).
 """
 
 from __future__ import annotations
@@ -17,14 +19,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from p2pgame.agents.ev import EVCharger
-from p2pgame.agents.prosumer import Prosumer
+from p2pgame.agents.registry import BUILTIN, one_line
 from p2pgame.agents.upstream import UpstreamGrid
 from p2pgame.errors import InputError
 from p2pgame.scenario.model import MarketSettings, Scenario
-from p2pgame.scenario.schema import FeederSpec, ScenarioSpec, describe, given
+from p2pgame.scenario.schema import CustomerEntry, FeederSpec, ScenarioSpec, describe, given
 
-AGENTS = {"prosumer": Prosumer, "ev": EVCharger}
 MAX_BYTES = 50_000_000
 
 
@@ -101,14 +101,7 @@ def build(spec: ScenarioSpec, path: Path) -> Scenario:
                 f" below its substation ({_listing(feeder.nodes)})"
             )
     T, dt_h = spec.horizon.periods, spec.horizon.dt_h
-    customers = []
-    for i, c in enumerate(spec.customers):
-        try:
-            agent = AGENTS[c.type](c.id, c.node, **given(c, exclude=("id", "node", "type")))
-            agent.validate(T, dt_h)
-        except InputError as exc:
-            raise InputError(f"{where}: customers[{i}]: {exc}") from None
-        customers.append(agent)
+    customers = [_agent(c, f"{where}: customers[{i}]", T, dt_h) for i, c in enumerate(spec.customers)]
     up = spec.upstream
     try:
         upstream = UpstreamGrid(**given(up))
@@ -129,6 +122,22 @@ def build(spec: ScenarioSpec, path: Path) -> Scenario:
         settings=settings,
         source=where,
     )
+
+
+def _agent(c: CustomerEntry, where: str, T: int, dt_h: float):
+    """The agent of a checked [[customers]] table, built and validated; any failure of a custom class is one line."""
+    try:
+        agent = c.build()
+        if not isinstance(getattr(agent, "id", None), str) or (agent.id, agent.node) != (c.id, c.node):
+            raise InputError(f"agent {c.id!r}: {c.agent.cls.__qualname__} must pass id and node on to Agent.__init__")
+        agent.validate(T, dt_h)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    except Exception as exc:
+        if c.type in BUILTIN:
+            raise
+        raise InputError(f"{where} (customer {c.id}): {c.agent.cls.__qualname__} raised {one_line(exc)}") from None
+    return agent
 
 
 def build_feeder(spec: FeederSpec, path: Path, periods: int):

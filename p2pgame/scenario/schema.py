@@ -1,31 +1,28 @@
 """The TOML scenario schema (pydantic v2) and its one-line error messages.
 
 Key names are the keyword names of the constructors they feed (`Prosumer`,
-`EVCharger`, `UpstreamGrid`, `MarketSettings`), units included (`pv_kw`,
-`battery_kwh`, `import_price_per_kwh`). Keys a file leaves out take the
-constructor's default, so the schema only checks what a file says: types
-(strict: no string-to-number guessing), finiteness, signs, ranges and unknown
-keys. Per-period values ("profiles") are a number, an inline array or a CSV
-column `{csv = "file.csv", column = "name", scale = 1.0}` relative to the
-scenario file; they are resolved while validating, with the validation context
-`{"base_dir": Path, "periods": int | None, "csv_cache": dict}`.
+`EVCharger`, `UpstreamGrid`, `MarketSettings`, a custom agent class), units
+included (`pv_kw`, `battery_kwh`, `import_price_per_kwh`). Keys a file leaves out
+take the constructor's default, so the schema only checks what a file says: types
+(strict: no string-to-number guessing), finiteness, signs, ranges and unknown keys.
+Each [[customers]] table is checked against the spec of the agent type its `type`
+names (`p2pgame.agents.registry`: the built-in types, "module:Class", "file.py:Class"
+or an entry point). Per-period values ("profiles") are a number, an inline array or a
+CSV column `{csv = "file.csv", column = "name", scale = 1.0}` relative to the
+scenario file (`p2pgame.agents.params`); they are resolved while validating, with the
+validation context `{"base_dir": Path, "periods": int | None, "csv_cache": dict}`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import io
-import math
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     create_model,
@@ -35,144 +32,12 @@ from pydantic import (
 from pydantic.functional_validators import PlainValidator
 from pydantic_core import PydanticCustomError
 
-from p2pgame.agents.prosumer import END_RULES
+from p2pgame.agents.params import NonNegative, NonNegativeProfile, PerUnit, Positive, Profile, Spec, is_number
+from p2pgame.agents.registry import BUILTIN, CLASS_FORMS, RESERVED, AgentType, resolve
+from p2pgame.errors import InputError
 from p2pgame.scenario.model import METHODS, MarketSettings
 
 NO_ENVELOPE = "none"  # doe_policy of a network-blind market (p2pgame.market.NO_ENVELOPE)
-
-CSV_KEYS = ("csv", "column", "scale")
-
-
-class Spec(BaseModel):
-    """Strict, closed tables: unknown keys, NaN/inf and type guessing are errors."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        """Reject an unknown key with the valid ones (and the nearest spelling) in the message."""
-        if isinstance(data, dict):
-            valid = list(cls.model_fields)
-            for key in data:
-                if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), valid, n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
-                    raise PydanticCustomError(
-                        "unknown_key",
-                        "unknown key{hint} (valid keys: {valid})",
-                        {"key": str(key), "hint": hint, "valid": ", ".join(valid)},
-                    )
-        return data
-
-
-NonNegative = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
-Efficiency = Annotated[float, Field(gt=0, le=1)]
-PerUnit = Annotated[float, Field(gt=0, le=2)]
-PeriodIndex = Annotated[int, Field(ge=0)]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _csv_column(ref: dict, ctx: dict) -> np.ndarray:
-    """The numbers of `ref["column"]` in the CSV file `ref["csv"]` (relative to the scenario file), times `scale`."""
-    unknown = [k for k in ref if k not in CSV_KEYS]
-    if unknown:
-        raise ValueError(f"CSV reference: unknown key {unknown[0]!r} (valid keys: {', '.join(CSV_KEYS)})")
-    for key in ("csv", "column"):
-        if not isinstance(ref.get(key), str) or not ref[key]:
-            raise ValueError(
-                f'CSV reference needs {key} = "..." (a string), as in {{csv = "file.csv", column = "name"}}'
-            )
-    scale = ref.get("scale", 1.0)
-    if not _is_number(scale) or not math.isfinite(scale):
-        raise ValueError(f"CSV reference: scale must be a finite number, got {scale!r}")
-    path = Path(ref["csv"])
-    if not path.is_absolute():
-        path = Path(ctx.get("base_dir", ".")) / path
-    cache = ctx.setdefault("csv_cache", {})
-    if path not in cache:
-        cache[path] = _read_csv(path, ref["csv"])
-    table = cache[path]
-    column = ref["column"]
-    if column not in table.columns:
-        raise ValueError(f"{ref['csv']} has no column {column!r} (columns: {', '.join(map(str, table.columns))})")
-    numbers = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if bad.size:
-        row = int(bad[0])
-        raise ValueError(
-            f"{ref['csv']}, column {column!r}, data row {row + 1}: expected a finite number,"
-            f" got {table[column].iloc[row]!r}"
-        )
-    return float(scale) * numbers
-
-
-def _read_csv(path: Path, shown: str) -> pd.DataFrame:
-    """A CSV file as strings; ValueError with what is wrong (missing, folder, binary, empty, malformed)."""
-    if not path.exists():
-        raise ValueError(f"CSV file {shown} does not exist (looked for {path})")
-    if not path.is_file():
-        raise ValueError(f"CSV file {shown} is not a file (a folder?)")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read CSV file {shown}: {exc.strerror or exc}") from None
-    if b"\x00" in raw:
-        raise ValueError(f"CSV file {shown} is a binary file, expected comma-separated text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"CSV file {shown} is not UTF-8 text") from None
-    if not text.strip():
-        raise ValueError(f"CSV file {shown} is empty, expected a header row and one row per period")
-    try:
-        return pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"CSV file {shown} cannot be parsed: {str(exc).strip().splitlines()[0]}") from None
-
-
-def _profile(value: Any, info: ValidationInfo, lower: float | None) -> float | np.ndarray:
-    """A per-period value: a number (same every period), an array of `periods` numbers, or a CSV column."""
-    ctx = info.context if info.context is not None else {}
-    expected = 'a number, an array of numbers or {csv = "file.csv", column = "name"}'
-    if _is_number(value):
-        if not math.isfinite(value):
-            raise ValueError(f"expected a finite number, got {value}")
-        if lower is not None and value < lower:
-            raise ValueError(f"must be >= {lower:g}, got {value:g}")
-        return float(value)
-    if isinstance(value, list):
-        for t, item in enumerate(value):
-            if not _is_number(item):
-                raise ValueError(f"item {t} is {item!r}, expected a number")
-        values = np.array(value, dtype=float)
-    elif isinstance(value, dict):
-        values = _csv_column(value, ctx)
-    else:
-        raise ValueError(f"expected {expected}, got {value!r}")
-    periods = ctx.get("periods")
-    if periods is not None and len(values) != periods:
-        raise ValueError(f"has {len(values)} values, expected {periods} (one per period of the horizon)")
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        raise ValueError(f"value {int(bad[0])} is {values[bad[0]]}, expected a finite number")
-    if lower is not None and (values < lower).any():
-        t = int(np.argmax(values < lower))
-        raise ValueError(f"must be >= {lower:g} in every period, got {values[t]:g} in period {t}")
-    return values
-
-
-def profile(lower: float | None = None):
-    """The annotated type of a per-period value (optionally with a lower bound)."""
-    return Annotated[Any, PlainValidator(lambda v, info: _profile(v, info, lower))]
-
-
-Profile = profile()
-NonNegativeProfile = profile(0.0)
 
 
 def _node_name(value: Any) -> str:
@@ -242,48 +107,55 @@ class HorizonSpec(Spec):
     dt_h: Positive = 1.0
 
 
-class CustomerSpec(Spec):
-    """Keys every customer has: its id, its node and its type."""
+@dataclasses.dataclass(frozen=True)
+class CustomerEntry:
+    """A checked [[customers]] table: id, node, its agent type and the parameters the file set."""
 
-    id: Annotated[str, Field(min_length=1)]
-    node: NodeName
+    id: str
+    node: str
+    type: str
+    agent: AgentType
+    keywords: dict[str, Any]
 
-
-class ProsumerSpec(CustomerSpec):
-    """type = "prosumer": the keyword arguments of `p2pgame.agents.prosumer.Prosumer`."""
-
-    type: Literal["prosumer"]
-    pv_kw: NonNegativeProfile
-    demand_min_kw: NonNegativeProfile
-    demand_max_kw: NonNegativeProfile
-    utility_a_per_kwh: Profile
-    utility_b_per_kw2h: NonNegative
-    q_load_kvar: Profile | None = None
-    battery_kwh: NonNegative | None = None
-    battery_kw: NonNegative | None = None
-    soc_min_kwh: NonNegative | None = None
-    soc_max_kwh: NonNegative | None = None
-    soc0_kwh: NonNegative | None = None
-    eta_charge: Efficiency | None = None
-    eta_discharge: Efficiency | None = None
-    end_rule: Literal[END_RULES] | None = None
-    terminal_value_per_kwh: NonNegative | None = None
-    wear_cost_per_kwh: NonNegative | None = None
-    inverter_kva: NonNegative | None = None
-    reactive_cost_per_kvar2h: NonNegative | None = None
+    def build(self):
+        """The agent: its class called with id, node and the parameters the file set."""
+        return self.agent.cls(id=self.id, node=self.node, **self.keywords)
 
 
-class EVSpec(CustomerSpec):
-    """type = "ev": the keyword arguments of `p2pgame.agents.ev.EVCharger`."""
+@functools.cache
+def customer_spec(params: type[Spec]) -> type[Spec]:
+    """A whole [[customers]] table of one agent type: id, node and type, then its parameters."""
+    return create_model(
+        f"{params.__name__}Customer",
+        __base__=params,
+        id=(Annotated[str, Field(min_length=1)], ...),
+        node=(NodeName, ...),
+        type=(str, ...),
+    )
 
-    type: Literal["ev"]
-    arrival: PeriodIndex
-    departure: PeriodIndex
-    energy_kwh: NonNegative
-    charger_kw: NonNegative
-    charger_kva: NonNegative | None = None
-    efficiency: Efficiency | None = None
-    reactive_cost_per_kvar2h: NonNegative | None = None
+
+def _customer(value: Any, info: ValidationInfo) -> CustomerEntry:
+    """One [[customers]] table, checked against the spec of the agent type it names."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError("dict_type", "expected a table")
+    if "type" not in value:
+        forms = ", ".join(repr(k) for k in BUILTIN)
+        raise PydanticCustomError("agent_type", "missing type (one of {forms}, or a class: {classes})",
+                                  {"forms": forms, "classes": CLASS_FORMS})
+    name = value["type"]
+    if not isinstance(name, str) or not name:
+        raise PydanticCustomError("agent_type", "type must name an agent type (a string), got {v}", {"v": _shown(name)})
+    ctx = info.context if info.context is not None else {}
+    try:
+        agent = resolve(name, ctx.get("base_dir", Path(".")))
+    except InputError as exc:
+        raise PydanticCustomError("agent_type", "{message}", {"message": str(exc)}) from None
+    spec = customer_spec(agent.spec).model_validate(value, context=info.context)
+    keywords = {k: getattr(spec, k) for k in spec.model_fields_set if k not in RESERVED}
+    return CustomerEntry(spec.id, spec.node, name, agent, keywords)
+
+
+Customer = Annotated[Any, PlainValidator(_customer)]
 
 
 class TariffSpec(Spec):
@@ -346,11 +218,10 @@ def _market_spec() -> type[Spec]:
 MarketSpec = _market_spec()
 
 
-Customer = Annotated[ProsumerSpec | EVSpec, Field(discriminator="type")]
 Upstream = Annotated[TariffSpec | QuadraticSpec | IslandedSpec, Field(discriminator="mode")]
 
 # Union tags that pydantic puts into error locations; they are not keys of the file.
-TAGS = {"customers": ("prosumer", "ev"), "upstream": ("tariff", "quadratic", "none")}
+TAGS = {"upstream": ("tariff", "quadratic", "none")}
 
 
 class ScenarioSpec(Spec):
@@ -392,11 +263,10 @@ NO_CUSTOMERS = "no customers: a market needs at least one [[customers]] table"
 
 
 def field_path(loc: tuple) -> str:
-    """`('customers', 3, 'prosumer', 'battery_kwh')` -> `customers[3].battery_kwh` (union tags dropped)."""
+    """`('customers', 3, 'battery_kwh')` -> `customers[3].battery_kwh`, `('upstream', 'tariff', 'id')` -> `upstream.id`
+    (union tags dropped)."""
     parts = list(loc)
-    if len(parts) > 2 and parts[0] == "customers" and parts[2] in TAGS["customers"]:
-        del parts[2]
-    elif len(parts) > 1 and parts[0] == "upstream" and parts[1] in TAGS["upstream"]:
+    if len(parts) > 1 and parts[0] == "upstream" and parts[1] in TAGS["upstream"]:
         del parts[1]
     out = ""
     for part in parts:
@@ -433,7 +303,7 @@ def describe(error: dict, raw: dict) -> str:
         return f"{path}: expected a finite number, got {value}"
     if kind in BOUNDS:
         rel, key = BOUNDS[kind]
-        got = f", got {value:g}" if _is_number(value) else ""
+        got = f", got {value:g}" if is_number(value) else ""
         return f"{path}: must be {rel} {ctx[key]:g}{got}"
     if kind == "literal_error":
         return f"{path}: expected {ctx['expected']}, got {_shown(value)}"

@@ -16,7 +16,8 @@ from p2pgame.agents.upstream import UpstreamGrid
 from p2pgame.cli import main
 from p2pgame.network.registry import IEEE13_DSS
 from p2pgame.scenario import MarketSettings, default_scenario, load_scenario
-from p2pgame.scenario.schema import EVSpec, MarketSpec, ProsumerSpec, QuadraticSpec, TariffSpec
+from p2pgame.agents.registry import BUILTIN
+from p2pgame.scenario.schema import MarketSpec, QuadraticSpec, TariffSpec
 
 ROOT = Path(__file__).parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -158,8 +159,8 @@ def keywords(cls) -> set[str]:
 
 
 def test_schema_keys_are_the_constructor_keywords():
-    assert set(ProsumerSpec.model_fields) - {"id", "node", "type"} == keywords(Prosumer)
-    assert set(EVSpec.model_fields) - {"id", "node", "type"} == keywords(EVCharger)
+    for entry in BUILTIN.values():
+        assert set(entry.spec.model_fields) == keywords(entry.cls), entry.cls
     upstream = keywords(UpstreamGrid) - {"mode", "node"}
     assert (set(TariffSpec.model_fields) | set(QuadraticSpec.model_fields)) - {"mode", "id"} == upstream
     assert set(MarketSpec.model_fields) == {f.name for f in dataclasses.fields(MarketSettings)}
