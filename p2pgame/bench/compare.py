@@ -224,6 +224,8 @@ def plot_voltages(comparison: Comparison):
 def plot_profiles(comparison: Comparison):
     """AC voltage against electrical distance from the substation, every line drawn, at the periods
     of the highest and of the lowest voltage of the network-blind market (else of the last case)."""
+    from p2pgame.results.plots import profile_segments
+
     fig = _figure(figsize=(15, 5.5))
     axes = fig.subplots(1, 2, sharey=True)
     styles = _styles(comparison)
@@ -235,16 +237,15 @@ def plot_profiles(comparison: Comparison):
     periods = [(int(v_blind.max(axis=1).argmax()), "highest"), (int(v_blind.min(axis=1).argmin()), "lowest")]
     parent = np.asarray(feeder.parent)
     dist = feeder.distance_pu
-    x_from = np.where(parent >= 0, dist[parent], 0.0)
     leaves = np.setdiff1d(np.arange(len(parent)), parent[parent >= 0])
     for ax, (t, what) in zip(axes, periods):
         for case in comparison.cases:
             pf = comparison.results[case.name].network.ac
             v = np.asarray(pf.v_pu)[t]
-            v_from = np.where(parent >= 0, v[parent], pf.v0_pu)
-            xs = np.column_stack([x_from, dist, np.full(dist.size, np.nan)]).ravel()
-            vs = np.column_stack([v_from, v, np.full(v.size, np.nan)]).ravel()
-            ax.plot(xs, vs, marker="o", markersize=3, label=case.name, **styles[case.name])
+            style = styles[case.name]
+            profile_segments(ax, dist, parent, v, pf.v0_pu, colors=style["color"], linestyles=style["linestyle"],
+                             linewidths=style["linewidth"], label=case.name)
+            ax.plot(dist, v, linestyle="none", marker="o", markersize=3, color=style["color"])
         if len(feeder.nodes) <= MAX_LABELLED_NODES:
             for k in leaves:
                 ax.annotate(feeder.nodes[k], (dist[k], v_blind[t, k]), xytext=(3, 3), textcoords="offset points",

@@ -2,26 +2,40 @@
 
 Each function returns a matplotlib `Figure` built without pyplot (on its own Agg
 canvas), so nothing here touches the global backend: the CLI saves PNGs, a
-notebook shows the figure.
-`plot_all` writes every plot of a result to a folder.
+notebook shows the figure. Every figure stays within `MAX_FIGSIZE_IN` whatever the
+number of customers and nodes: plots of many customers show a stated selection, plots
+of many nodes drop node names. `plot_all` writes every plot of a result to a folder.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
+import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from p2pgame.results.writers import ResultTables
 
 DPI = 130
+MAX_FIGSIZE_IN = (16.0, 10.0)  # width, height: at DPI, 2080 x 1300 px at most
 AC_COLOUR, LIN_COLOUR, LIMIT_COLOUR = "tab:blue", "tab:orange", "tab:red"
+P_COLOUR, Q_COLOUR = "tab:green", "tab:purple"
+IMPORT_COLOUR, EXPORT_COLOUR = "tab:red", "tab:blue"
 MAX_LABELLED_NODES = 45
+MAX_ENVELOPE_PANELS = 12
+MAX_LINES_SHOWN = 10
+MAX_NAMED_CUSTOMERS = 10
+MAX_TICK_LABELS = 40
 VOLTAGE_CMAP = "viridis"
 MIN_COLOUR_SPAN = 1.0  # kW or kvar: solver noise around zero stays white
 
@@ -38,9 +52,9 @@ def plot_all(tables: ResultTables, folder: Path) -> list[Path]:
     return paths
 
 
-def _figure(**options) -> Figure:
-    """A figure with its own Agg canvas (no pyplot, no global backend), laid out by matplotlib."""
-    fig = Figure(layout="constrained", **options)
+def _figure(width: float, height: float) -> Figure:
+    """A figure of at most `MAX_FIGSIZE_IN` with its own Agg canvas (no pyplot), laid out by matplotlib."""
+    fig = Figure(layout="constrained", figsize=(min(width, MAX_FIGSIZE_IN[0]), min(height, MAX_FIGSIZE_IN[1])))
     FigureCanvasAgg(fig)
     return fig
 
@@ -54,11 +68,22 @@ def _title(tables: ResultTables) -> str:
     return f"{s.get('scenario', '')}: {s.get('method', '')}, {trading}, {envelopes}"
 
 
+def _dt_h(tables: ResultTables) -> float:
+    return float(tables.summary["dt_h"])
+
+
 def _hour(tables: ResultTables, period: int) -> str:
     """A period with its time span in hours."""
-    dt_h = float(tables.summary["dt_h"])
+    dt_h = _dt_h(tables)
     start = period * dt_h
     return f"period {period} ({start:g}-{start + dt_h:g} h)"
+
+
+def _note(ax, text: str) -> None:
+    """A grey message in the middle of an empty panel."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def peak_periods(tables: ResultTables) -> list[tuple[int, str]]:
@@ -85,33 +110,65 @@ def _limits(ax, tables: ResultTables) -> None:
         ax.axhline(v, color=LIMIT_COLOUR, linestyle=":", linewidth=1.5)
 
 
+def _steps(time_h: np.ndarray, dt_h: float, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Piecewise-constant curve over the periods (for `ax.step(..., where="post")`)."""
+    return np.append(time_h, time_h[-1] + dt_h), np.append(values, values[-1])
+
+
+# --- the feeder's topology ----------------------------------------------------------
+
+
+def _topology(tables: ResultTables) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Nodes (substation first), each node's parent index (-1 for the substation) and electrical distance."""
+    feeder = tables.feeder
+    nodes = feeder["node"].tolist()
+    index = {node: k for k, node in enumerate(nodes)}
+    parent = np.array([index[p] if p else -1 for p in feeder["parent"]], dtype=int)
+    return nodes, parent, feeder["distance_pu"].to_numpy(dtype=float)
+
+
+def profile_segments(ax, distance_pu, parent, v_pu, v0_pu: float, **style) -> LineCollection:
+    """Draw the voltage along the feeder as one segment per line, parent to child.
+
+    Node arrays in `Feeder.nodes` order: `parent[k]` is the parent's index or -1 for the
+    substation (at distance 0 and `v0_pu`). Returns the `LineCollection` (one segment per line).
+    """
+    distance_pu, v_pu, parent = np.asarray(distance_pu, float), np.asarray(v_pu, float), np.asarray(parent, int)
+    x_from = np.where(parent >= 0, distance_pu[np.maximum(parent, 0)], 0.0)
+    v_from = np.where(parent >= 0, v_pu[np.maximum(parent, 0)], v0_pu)
+    segments = np.stack([np.column_stack([x_from, v_from]), np.column_stack([distance_pu, v_pu])], axis=1)
+    lines = LineCollection(segments, **style)
+    ax.add_collection(lines)
+    ax.autoscale_view()
+    return lines
+
+
 def voltage_profile(tables: ResultTables) -> Figure:
     """Voltage against electrical distance from the substation, LinDistFlow and AC, at the two peak periods."""
     volt = tables.voltages
-    fig = _figure(figsize=(12, 5.2))
+    nodes, parent, distance = _topology(tables)
+    fig = _figure(12, 5.2)
     axes = fig.subplots(1, 2, sharey=True)
-    small = volt["node"].nunique() <= 20
-    for ax, (period, label) in zip(axes, peak_periods(tables)):
-        rows = volt[volt["period"] == period].set_index("node")
+    small = len(nodes) <= 20
+    many = len(nodes) > 200
+    peaks = peak_periods(tables)
+    for ax, (period, label) in zip(axes, peaks):
+        rows = volt[volt["period"] == period].set_index("node").loc[nodes]
         for column, colour, style in (("v_ac_pu", AC_COLOUR, "-"), ("v_lindistflow_pu", LIN_COLOUR, "--")):
-            for node, row in rows.iterrows():
-                if row["parent"]:
-                    parent = rows.loc[row["parent"]]
-                    ax.plot([parent["distance_pu"], row["distance_pu"]], [parent[column], row[column]],
-                            color=colour, linestyle=style, linewidth=1.6)
-            ax.plot(rows["distance_pu"], rows[column], "o", color=colour, markersize=4)
+            v = rows[column].to_numpy()
+            profile_segments(ax, distance[1:], parent[1:] - 1, v[1:], v[0], colors=colour, linestyles=style,
+                             linewidths=1.0 if many else 1.6)
+            ax.plot(distance, v, "o", color=colour, markersize=1.5 if many else 4)
         _limits(ax, tables)
         ax.set_title(f"{label}: {_hour(tables, period)}")
         ax.set_xlabel("electrical distance from the substation, sum of |z| (pu)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("voltage magnitude (pu)")
     vmin, vmax = tables.limits_pu
-    span = [vmin, vmax, volt["v_ac_pu"].min(), volt["v_ac_pu"].max()]
-    pad = 0.1 * (max(span) - min(span))
-    axes[0].set_ylim(min(span) - pad, max(span) + pad)
+    axes[0].set_ylim(*_voltage_view(volt, vmin, vmax))
     if small:
         fig.draw_without_rendering()  # fix the layout, so that label sizes are known
-        for ax, (period, _) in zip(axes, peak_periods(tables)):
+        for ax, (period, _) in zip(axes, peaks):
             rows = volt[volt["period"] == period]
             _label_points(ax, rows["node"].tolist(), rows["distance_pu"].to_numpy(), rows["v_ac_pu"].to_numpy())
     axes[1].legend(
@@ -122,8 +179,22 @@ def voltage_profile(tables: ResultTables) -> Figure:
         ],
         loc="best",
     )
-    fig.suptitle(f"Voltage along the feeder - {_title(tables)}")
+    fig.suptitle(f"Voltage along the feeder, one segment per line - {_title(tables)}")
     return fig
+
+
+def _voltage_view(volt, vmin: float, vmax: float) -> tuple[float, float]:
+    """A voltage range around the data that also shows each limit not far outside it."""
+    values = volt[["v_ac_pu", "v_lindistflow_pu"]].to_numpy()
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    pad = max(0.1 * (hi - lo), 0.002)
+    lo, hi = lo - pad, hi + pad
+    reach = hi - lo
+    if lo - reach <= vmin:
+        lo = min(lo, vmin - pad)
+    if vmax <= hi + reach:
+        hi = max(hi, vmax + pad)
+    return lo, hi
 
 
 LABEL_BOX = {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7}
@@ -146,35 +217,126 @@ def _label_points(ax, labels: list[str], xs: np.ndarray, ys: np.ndarray) -> None
             text.remove()
 
 
-def _steps(time_h: np.ndarray, dt_h: float, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Piecewise-constant curve over the periods (for `ax.step(..., where="post")`)."""
-    return np.append(time_h, time_h[-1] + dt_h), np.append(values, values[-1])
+def _node_ticks(ax, labels: list[str], what: str) -> None:
+    """Name the rows of a heat map when there are few, else say what they are."""
+    if len(labels) <= MAX_TICK_LABELS:
+        ax.set_yticks(range(len(labels)), labels, fontsize=8 if len(labels) <= 25 else 6)
+    else:
+        ax.set_yticks([])
+        what = f"{len(labels)} {what}"
+    ax.set_ylabel(what)
+
+
+def voltage_heatmap(tables: ResultTables) -> Figure:
+    """AC and LinDistFlow voltage of every node and period, nodes ordered by electrical distance.
+
+    The colour scale spans the voltages of both models (the limits marked on it when inside);
+    node-periods outside the limits are drawn in red.
+    """
+    volt = tables.voltages
+    dt_h = _dt_h(tables)
+    order = tables.feeder.sort_values("distance_pu", kind="stable")["node"].tolist()
+    T = int(volt["period"].max()) + 1
+    vmin, vmax = tables.limits_pu
+    values = volt[["v_ac_pu", "v_lindistflow_pu"]].to_numpy()
+    pad = max(1e-3, 0.02 * (np.nanmax(values) - np.nanmin(values)))
+    norm = Normalize(float(np.nanmin(values)) - pad, float(np.nanmax(values)) + pad)
+    red = ListedColormap([LIMIT_COLOUR])
+    fig = _figure(14, 7)
+    axes = fig.subplots(1, 2, sharey=True)
+    image = None
+    for ax, (column, name) in zip(axes, (("v_lindistflow_pu", "LinDistFlow (market model)"),
+                                         ("v_ac_pu", "AC power flow"))):
+        grid = volt.pivot(index="node", columns="period", values=column).reindex(order).to_numpy()
+        extent = (0, T * dt_h, len(order) - 0.5, -0.5)
+        image = ax.imshow(grid, aspect="auto", cmap=VOLTAGE_CMAP, norm=norm, interpolation="nearest", extent=extent)
+        mask = (grid < vmin) | (grid > vmax)
+        ax.imshow(np.ma.masked_where(~mask, np.ones_like(grid)), aspect="auto", cmap=red, interpolation="nearest",
+                  extent=extent)
+        outside = int(mask.sum())
+        ax.set_title(f"{name}: {np.nanmin(grid):.3f}-{np.nanmax(grid):.3f} pu, "
+                     f"{outside} node-periods outside the limits")
+        ax.set_xlabel("time (h)")
+    _node_ticks(axes[0], order, "nodes, by electrical distance from the substation (top)")
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.01)
+    for limit in (vmin, vmax):
+        if norm.vmin <= limit <= norm.vmax:
+            bar.ax.axhline(limit, color=LIMIT_COLOUR, linewidth=2)
+    bar.set_label(f"voltage (pu); red: outside the limits {vmin:g}-{vmax:g} pu")
+    fig.suptitle(f"Node voltages over the day - {_title(tables)}")
+    return fig
+
+
+def line_loading(tables: ResultTables) -> Figure:
+    """AC loading (percent of rating) over the day of the most loaded lines; the others' highest as one curve."""
+    lines = tables.lines
+    dt_h = _dt_h(tables)
+    fig = _figure(12, 6)
+    ax = fig.subplots()
+    rated = lines.dropna(subset=["loading_pct"])
+    if rated.empty:
+        _note(ax, "no line of this feeder has a rating")
+        ax.set_title(f"Line loading - {_title(tables)}")
+        return fig
+    rated = rated.assign(line=rated["from_node"] + " - " + rated["to_node"])
+    grid = rated.pivot(index="period", columns="line", values="loading_pct")
+    peak = grid.max().sort_values(ascending=False)
+    top = peak.index[:MAX_LINES_SHOWN]
+    t = np.sort(rated["time_h"].unique())
+    colours = colormaps["tab10"].colors
+    for k, line in enumerate(top):
+        ax.step(*_steps(t, dt_h, grid[line].to_numpy()), where="post", color=colours[k % 10], linewidth=1.8,
+                label=f"{line} (peak {peak[line]:.0f} %)")
+    rest = grid.drop(columns=top)
+    if not rest.empty:
+        ax.step(*_steps(t, dt_h, rest.max(axis=1).to_numpy()), where="post", color="0.5", linestyle="--",
+                label=f"highest of the other {rest.shape[1]} rated lines")
+    ax.axhline(100.0, color=LIMIT_COLOUR, linestyle=":", linewidth=1.5, label="rating (100 %)")
+    ax.set_ylim(bottom=0.0, top=max(110.0, 1.05 * float(peak.iloc[0])))
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("AC loading, |S| / rating (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(title=f"{len(top)} most loaded of {grid.shape[1]} rated lines", fontsize=8, loc="center left",
+              bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(f"Line loading over the day - {_title(tables)}")
+    return fig
+
+
+# --- market ----------------------------------------------------------------------------
 
 
 def prices(tables: ResultTables) -> Figure:
-    """Active ($/kWh) and reactive ($/kvarh) prices per period; the locational range when there is one."""
-    p = tables.prices
-    dt_h = float(tables.summary["dt_h"])
+    """Active ($/kWh) and reactive ($/kvarh) prices with the upstream tariffs; under lmp, one line per node."""
+    p, tariffs, nodal = tables.prices, tables.tariffs, tables.nodal_prices
+    dt_h = _dt_h(tables)
     t = p["time_h"].to_numpy()
-    fig = _figure(figsize=(10, 6.5))
+    fig = _figure(12, 7)
     top, bottom = fig.subplots(2, 1, sharex=True)
-    lmp = [c for c in p.columns if c.startswith("locational_per_kwh_")]
-    top.step(*_steps(t, dt_h, p["active_per_kwh"].to_numpy()), where="post", color="tab:green", linewidth=2,
-             label="price at the substation" if lmp else "uniform active price")
-    if lmp:
-        lo, hi = p[lmp].min(axis=1).to_numpy(), p[lmp].max(axis=1).to_numpy()
-        top.fill_between(*_steps(t, dt_h, lo), _steps(t, dt_h, hi)[1], step="post", color="tab:green", alpha=0.2,
-                         label="range of locational prices")
+    if nodal.empty:
+        top.step(*_steps(t, dt_h, p["active_per_kwh"].to_numpy()), where="post", color=P_COLOUR, linewidth=2,
+                 label="uniform active price")
+    else:
+        _nodal_lines(fig, top, tables)
+    if not tariffs.empty:
+        tt = tariffs["time_h"].to_numpy()
+        for column, colour, label in (("import_per_kwh", IMPORT_COLOUR, "upstream import tariff"),
+                                      ("export_per_kwh", EXPORT_COLOUR, "upstream export (feed-in) tariff")):
+            top.step(*_steps(tt, dt_h, tariffs[column].to_numpy()), where="post", color=colour, linestyle="--",
+                     linewidth=1.4, label=label)
     top.set_ylabel("active price ($/kWh)")
     top.set_title("Active power")
-    top.legend(loc="best")
+    top.legend(loc="best", fontsize=8)
     if "reactive_per_kvarh" in p:
-        bottom.step(*_steps(t, dt_h, p["reactive_per_kvarh"].to_numpy()), where="post", color="tab:purple",
-                    linewidth=2)
+        bottom.step(*_steps(t, dt_h, p["reactive_per_kvarh"].to_numpy()), where="post", color=Q_COLOUR,
+                    linewidth=2, label="uniform reactive price")
+        if not tariffs.empty:
+            for column, colour, label in (("reactive_import_per_kvarh", IMPORT_COLOUR, "upstream import tariff"),
+                                          ("reactive_export_per_kvarh", EXPORT_COLOUR, "upstream export tariff")):
+                bottom.step(*_steps(tt, dt_h, tariffs[column].to_numpy()), where="post", color=colour,
+                            linestyle="--", linewidth=1.4, label=label)
+        bottom.legend(loc="best", fontsize=8)
     else:
-        bottom.text(0.5, 0.5, "reactive power is not traded in this market", transform=bottom.transAxes,
-                    ha="center", va="center", fontsize=12, color="0.3")
-        bottom.set_yticks([])
+        _note(bottom, "reactive power is not traded in this market")
     bottom.set_ylabel("reactive price ($/kvarh)")
     bottom.set_title("Reactive power")
     bottom.set_xlabel("time (h)")
@@ -185,46 +347,191 @@ def prices(tables: ResultTables) -> Figure:
     return fig
 
 
-def _customer_colours(n: int):
-    from matplotlib import colormaps
+def _nodal_lines(fig, ax, tables: ResultTables) -> None:
+    """One price line per node coloured by electrical distance, the substation's labelled, the extremes named."""
+    nodal = tables.nodal_prices
+    dt_h = _dt_h(tables)
+    distance = tables.feeder.set_index("node")["distance_pu"]
+    grid = nodal.pivot(index="period", columns="node", values="price_per_kwh")
+    t = np.sort(nodal["time_h"].unique())
+    substation = nodal.loc[nodal["substation"].astype(bool), "node"].iloc[0]
+    others = [node for node in grid.columns if node != substation]
+    norm = Normalize(0.0, max(float(distance.reindex(others).max()), 1e-12))
+    cmap = colormaps["plasma"]
+    width = 1.2 if len(others) <= 20 else 0.6
+    for node in others:
+        ax.step(*_steps(t, dt_h, grid[node].to_numpy()), where="post", color=cmap(norm(distance[node])),
+                linewidth=width, alpha=0.8)
+    ax.step(*_steps(t, dt_h, grid[substation].to_numpy()), where="post", color="black", linewidth=2.4,
+            label=f"substation ({substation})")
+    spread = grid[others].max(axis=1) - grid[others].min(axis=1)
+    period = int(spread.idxmax())
+    x = (period + 0.5) * dt_h
+    for node, va in ((grid.loc[period, others].idxmax(), "bottom"), (grid.loc[period, others].idxmin(), "top")):
+        ax.annotate(f"node {node}", (x, grid.loc[period, node]), xytext=(0, 6 if va == "bottom" else -6),
+                    textcoords="offset points", ha="center", va=va, fontsize=8, bbox=LABEL_BOX)
+    ax.plot([], [], color=cmap(0.5), linewidth=width, label=f"locational price of each of {len(others)} nodes")
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
+    bar.set_label("node's electrical distance (pu)")
 
+
+def convergence(tables: ResultTables) -> Figure:
+    """The Nash dynamics round by round: market imbalance and the largest dispatch move (kW, kvar), and the
+    proximal terms' pull ($/kWh), on log scales."""
+    history = tables.history
+    fig = _figure(12, 5.5)
+    left, right = fig.subplots(1, 2)
+    if history.empty:
+        _note(left, f"method {tables.summary.get('method', '')}: one solve, no rounds")
+        right.set_visible(False)
+        fig.suptitle(f"Convergence - {_title(tables)}")
+        return fig
+    rounds = history["iteration"].to_numpy()
+    power = [("imbalance_kw", "active imbalance (kW)"), ("imbalance_kvar", "reactive imbalance (kvar)"),
+             ("max_move", "largest dispatch move (kW, kvar)")]
+    for column, label in power:
+        if column in history and (history[column] > 0).any():
+            left.semilogy(rounds, history[column].where(history[column] > 0), marker=".", label=label)
+    left.set_ylabel("kW / kvar (log)")
+    left.set_title("Market imbalance and dispatch moves per round")
+    left.legend(fontsize=8)
+    prices_ = [c for c in history.columns if c == "proximal_pull" or c.endswith("_per_kwh")]
+    drawn = False
+    for column in prices_:
+        if (history[column] > 0).any():
+            right.semilogy(rounds, history[column].where(history[column] > 0), marker=".",
+                           label=column.replace("_", " "))
+            drawn = True
+    if drawn:
+        right.set_ylabel("$/kWh (log)")
+        right.set_title("Price pull of the proximal terms per round")
+        right.legend(fontsize=8)
+    else:
+        _note(right, "no price terms recorded")
+    for ax in (left, right):
+        ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"Convergence of the Nash dynamics ({len(history)} rounds) - {_title(tables)}")
+    return fig
+
+
+def _customer_colours(n: int):
     cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"]
     return [cmap(i if n <= 20 else i / max(n - 1, 1)) for i in range(n)]
 
 
-def battery_soc(tables: ResultTables) -> Figure:
-    """State of charge (kWh, at the end of each period) of every customer with a battery."""
+def stored_energy(tables: ResultTables) -> Figure:
+    """Stored energy (kWh, at the end of each period) per customer, one panel per `*_kwh` column of the
+    customer table; with many customers the largest are named and the others drawn thin."""
     cust = tables.customers
-    dt_h = float(tables.summary["dt_h"])
-    fig = _figure(figsize=(10, 5.5))
-    ax = fig.subplots()
-    soc = cust.dropna(subset=["soc_kwh"]) if "soc_kwh" in cust else cust.iloc[0:0]
-    ids = [c for c in soc["customer"].unique() if soc.loc[soc["customer"] == c, "soc_kwh"].abs().max() > 0]
-    for colour, cid in zip(_customer_colours(len(ids)), ids):
-        rows = soc[soc["customer"] == cid]
-        ax.plot(rows["time_h"] + dt_h, rows["soc_kwh"], marker=".", color=colour, label=cid)
-    if ids:
-        ax.set_ylim(bottom=0.0)
-        ax.legend(title="customer", ncol=1 if len(ids) <= 12 else 2, fontsize=8, loc="center left",
-                  bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.text(0.5, 0.5, "no batteries in this scenario", transform=ax.transAxes, ha="center", va="center",
-                fontsize=12, color="0.3")
-    ax.set_xlabel("time (h, end of period)")
-    ax.set_ylabel("state of charge (kWh)")
-    ax.grid(alpha=0.3)
-    ax.set_title(f"Battery state of charge - {_title(tables)}")
+    dt_h = _dt_h(tables)
+    columns = [c for c in cust.columns if c.endswith("_kwh")]
+    fig = _figure(12, min(1.5 + 4.0 * max(len(columns), 1), MAX_FIGSIZE_IN[1]))
+    axes = np.atleast_1d(fig.subplots(max(len(columns), 1), 1, sharex=True, squeeze=False)[:, 0])
+    if not columns:
+        _note(axes[0], "no stored energy in this scenario")
+    for ax, column in zip(axes, columns):
+        rows = cust.dropna(subset=[column])
+        peak = rows.groupby("customer", sort=False)[column].apply(lambda s: s.abs().max())
+        ids = peak[peak > 0].sort_values(ascending=False).index.tolist()
+        named = ids[:MAX_NAMED_CUSTOMERS]
+        for cid in ids[MAX_NAMED_CUSTOMERS:]:
+            own = rows[rows["customer"] == cid]
+            ax.plot(own["time_h"] + dt_h, own[column], color="0.7", linewidth=0.7)
+        for colour, cid in zip(_customer_colours(len(named)), named):
+            own = rows[rows["customer"] == cid]
+            ax.plot(own["time_h"] + dt_h, own[column], marker=".", color=colour, label=cid)
+        if ids:
+            ax.set_ylim(bottom=min(0.0, float(rows[column].min())))
+            title = "customer" if len(ids) <= MAX_NAMED_CUSTOMERS else \
+                f"{len(named)} largest of {len(ids)}\n(others grey)"
+            ax.legend(title=title, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        else:
+            _note(ax, f"{column}: zero for every customer")
+        ax.set_ylabel(f"{column} (kWh)")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("time (h, end of period)")
+    fig.suptitle(f"Stored energy - {_title(tables)}")
+    return fig
+
+
+def _select_customers(tables: ResultTables) -> tuple[list[str], str]:
+    """The customers drawn in the envelope plot and a sentence saying which they are."""
+    env = tables.envelopes
+    ids = list(dict.fromkeys(env["customer"]))
+    if len(ids) <= MAX_ENVELOPE_PANELS:
+        return ids, f"all {len(ids)} customers"
+    merged = env.merge(tables.customers[["customer", "period", "p_kw", "q_kvar"]], on=["customer", "period"])
+    tol = 1e-3 * np.maximum(1.0, (merged["pmax_kw"] - merged["pmin_kw"]).abs())
+    at_limit = ((merged["p_kw"] - merged["pmin_kw"]).abs() <= tol) | ((merged["pmax_kw"] - merged["p_kw"]).abs() <= tol)
+    score = at_limit.groupby(merged["customer"], sort=False).sum()
+    width = (merged["pmax_kw"] - merged["pmin_kw"]).groupby(merged["customer"], sort=False).mean()
+    ranked = pd.DataFrame({"at": score, "width": width}).sort_values(["at", "width"], ascending=[False, True])
+    chosen = set(ranked.index[:MAX_ENVELOPE_PANELS])
+    return [c for c in ids if c in chosen], (
+        f"{MAX_ENVELOPE_PANELS} of {len(ids)} customers: those whose dispatch is at an envelope bound "
+        "in the most periods"
+    )
+
+
+def envelopes(tables: ResultTables) -> Figure:
+    """Each customer's operating envelope (pmin..pmax, and qmin..qmax when reactive power is traded) with its
+    dispatch inside, one small panel per customer (a stated selection when there are many)."""
+    env, cust = tables.envelopes, tables.customers
+    dt_h = _dt_h(tables)
+    if env.empty:
+        fig = _figure(10, 4)
+        _note(fig.subplots(), "no operating envelopes in this market (DOE policy none)")
+        fig.suptitle(f"Operating envelopes - {_title(tables)}")
+        return fig
+    ids, which = _select_customers(tables)
+    reactive = bool(tables.summary.get("reactive_trading"))
+    ncols = min(4, len(ids))
+    nrows = math.ceil(len(ids) / ncols)
+    fig = _figure(4.0 * ncols, 1.6 + 2.6 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, squeeze=False)).ravel()
+    for ax, cid in zip(axes, ids):
+        box = env[env["customer"] == cid].sort_values("period")
+        own = cust[cust["customer"] == cid].set_index("period").loc[box["period"]]
+        t = box["time_h"].to_numpy()
+        sides = [("pmin_kw", "pmax_kw", "p_kw", P_COLOUR)]
+        if reactive:
+            sides.append(("qmin_kvar", "qmax_kvar", "q_kvar", Q_COLOUR))
+        for lo, hi, value, colour in sides:
+            ax.fill_between(*_steps(t, dt_h, box[lo].to_numpy()), _steps(t, dt_h, box[hi].to_numpy())[1],
+                            step="post", color=colour, alpha=0.22, linewidth=0)
+            ax.step(*_steps(t, dt_h, own[value].to_numpy()), where="post", color=colour, linewidth=1.5)
+        ax.axhline(0.0, color="0.5", linewidth=0.6)
+        ax.set_title(f"{cid} (node {box['node'].iloc[0]})", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(ids):]:
+        ax.set_visible(False)
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("time (h)", fontsize=8)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("kW / kvar" if reactive else "kW", fontsize=8)
+    handles = [Patch(color=P_COLOUR, alpha=0.3, label="active envelope pmin..pmax (kW)"),
+               Line2D([], [], color=P_COLOUR, label="active dispatch p (kW, > 0 export)")]
+    if reactive:
+        handles += [Patch(color=Q_COLOUR, alpha=0.3, label="reactive envelope qmin..qmax (kvar)"),
+                    Line2D([], [], color=Q_COLOUR, label="reactive dispatch q (kvar)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9)
+    fig.suptitle(f"Operating envelopes and dispatch, {which} - {_title(tables)}", fontsize=11)
     return fig
 
 
 def exchanges(tables: ResultTables) -> Figure:
     """Net active and reactive exports per customer and period as two heat maps (export > 0, red)."""
     cust = tables.customers
-    dt_h = float(tables.summary["dt_h"])
+    dt_h = _dt_h(tables)
     order = list(dict.fromkeys(cust["customer"]))
     n, T = len(order), int(cust["period"].max()) + 1
-    fig = _figure(figsize=(12, 1.2 + max(2.5, 0.22 * n) * 2))
+    fig = _figure(12, 1.2 + max(2.5, 0.22 * n) * 2)
     axes = fig.subplots(2, 1, sharex=True)
+    nodes = cust.drop_duplicates("customer").set_index("customer").loc[order, "node"]
+    labels = [f"{c} ({node})" for c, node in nodes.items()]
     for ax, column, label in ((axes[0], "p_kw", "net active export p (kW)"),
                               (axes[1], "q_kvar", "net reactive export q (kvar)")):
         grid = cust.pivot(index="customer", columns="period", values=column).reindex(order)
@@ -232,10 +539,13 @@ def exchanges(tables: ResultTables) -> Figure:
         span = max(float(np.nanmax(np.abs(values))), MIN_COLOUR_SPAN)
         image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-span, vmax=span, interpolation="nearest",
                           extent=(0, T * dt_h, n - 0.5, -0.5))
-        ax.set_yticks(range(n), [f"{c} ({node})" for c, node in
-                                 cust.drop_duplicates("customer").set_index("customer").loc[order, "node"].items()],
-                      fontsize=8 if n <= 30 else 6)
-        ax.set_ylabel("customer (node)")
+        if n <= MAX_TICK_LABELS:
+            ax.set_yticks(range(n), labels, fontsize=8 if n <= 20 else 6)
+            ax.set_ylabel("customer (node)")
+        else:
+            step = math.ceil(n / MAX_TICK_LABELS)
+            ax.set_yticks(range(0, n, step), labels[::step], fontsize=6)
+            ax.set_ylabel(f"{n} customers (one in {step} named)")
         fig.colorbar(image, ax=ax, label=f"{label}\n> 0 export, < 0 import", pad=0.01)
         ax.set_title(label[0].upper() + label[1:])
     axes[1].set_xlabel("time (h)")
@@ -243,10 +553,13 @@ def exchanges(tables: ResultTables) -> Figure:
     return fig
 
 
-def tree_layout(nodes: list[str], parents: list[str]) -> dict[str, tuple[float, float]]:
-    """Hierarchical positions from the parent list: x = depth (lines from the substation), y = leaf order.
+# --- the feeder drawn ---------------------------------------------------------------------
 
-    Leaves take consecutive rows in depth-first order; a node sits at the mean row of its children.
+
+def tree_layout(nodes: list[str], parents: list[str]) -> dict[str, tuple[float, float]]:
+    """Layered positions from the parent list: y = minus depth (lines from the substation), x = leaf order.
+
+    Leaves take consecutive columns in depth-first order; a node sits at the mean column of its children.
     """
     children: dict[str, list[str]] = {node: [] for node in nodes}
     root = None
@@ -262,22 +575,30 @@ def tree_layout(nodes: list[str], parents: list[str]) -> dict[str, tuple[float, 
         depth[node] = d
         stack.extend((child, d + 1) for child in reversed(children[node]))
     leaves = [node for node in order if not children[node]]
-    row = {node: float(k) for k, node in enumerate(leaves)}
+    column = {node: float(k) for k, node in enumerate(leaves)}
     for node in reversed(order):  # children before their parents
         if children[node]:
-            row[node] = float(np.mean([row[child] for child in children[node]]))
-    pos = {node: (float(depth[node]), -row[node]) for node in order}
-    return pos
+            column[node] = float(np.mean([column[child] for child in children[node]]))
+    return {node: (column[node], -float(depth[node])) for node in order}
+
+
+def feeder_layout(tables: ResultTables) -> tuple[dict[str, tuple[float, float]], bool]:
+    """Drawing positions of the nodes: the data's bus coordinates when every node has them, else the layered
+    tree; and whether they are the data's coordinates."""
+    feeder = tables.feeder
+    xy = feeder[["x_coord", "y_coord"]].to_numpy(dtype=float)
+    if len(feeder) and np.isfinite(xy).all():
+        return {node: (float(x), float(y)) for node, (x, y) in zip(feeder["node"], xy)}, True
+    return tree_layout(feeder["node"].tolist(), feeder["parent"].tolist()), False
 
 
 def feeder(tables: ResultTables) -> Figure:
-    """The feeder as a tree, nodes coloured by AC voltage at the two peak periods (customers as squares)."""
+    """The feeder at its bus coordinates (else as a layered tree), nodes coloured by AC voltage at the two peak
+    periods (substation a triangle, customers' nodes squares, nodes outside the limits ringed red)."""
     volt = tables.voltages
-    first = volt[volt["period"] == volt["period"].min()]
-    nodes, parents = first["node"].tolist(), first["parent"].tolist()
-    pos = tree_layout(nodes, parents)
-    graph = nx.DiGraph([(p, n) for n, p in zip(nodes, parents) if p])
-    graph.add_nodes_from(nodes)
+    table = tables.feeder
+    nodes, parents = table["node"].tolist(), table["parent"].tolist()
+    pos, geographic = feeder_layout(tables)
     customers = set(tables.customers["node"])
     substation = nodes[parents.index("")]
     vmin, vmax = tables.limits_pu
@@ -286,38 +607,47 @@ def feeder(tables: ResultTables) -> Figure:
     # colours span the voltages shown, so that differences along the feeder stay visible
     pad = max(1e-3, 0.05 * (shown.max() - shown.min()))
     norm = Normalize(vmin=shown.min() - pad, vmax=shown.max() + pad)
-    width = max(pos.values(), key=lambda xy: xy[0])[0] + 1
-    height = -min(pos.values(), key=lambda xy: xy[1])[1] + 1
-    fig = _figure(figsize=(min(7 + 0.35 * width, 16), min(3 + 0.45 * height, 12)))
+    n = len(nodes)
+    scale = float(np.clip(math.sqrt(15.0 / n), 0.1, 1.0))  # marker sizes shrink with the node count
+    fig = _figure(15, 7.5)
     axes = fig.subplots(1, 2)
-    labelled = len(nodes) <= MAX_LABELLED_NODES
+    segments = [(pos[p], pos[node]) for node, p in zip(nodes, parents) if p]
     image = None
     for ax, (period, label) in zip(axes, peaks):
         v = volt[volt["period"] == period].set_index("node")["v_ac_pu"]
-        nx.draw_networkx_edges(graph, pos, ax=ax, arrows=False, edge_color="0.55", width=1.5)
+        ax.add_collection(LineCollection(segments, colors="0.55", linewidths=max(0.5, 1.5 * scale), zorder=1))
         for group, marker, size in (
             ([substation], "^", 260),
-            ([n for n in nodes if n in customers and n != substation], "s", 150),
-            ([n for n in nodes if n not in customers and n != substation], "o", 110),
+            ([m for m in nodes if m in customers and m != substation], "s", 150 * scale),
+            ([m for m in nodes if m not in customers and m != substation], "o", 110 * scale),
         ):
             if not group:
                 continue
-            image = nx.draw_networkx_nodes(graph, pos, nodelist=group, ax=ax, node_shape=marker, node_size=size,
-                                           node_color=[v[n] for n in group], cmap=VOLTAGE_CMAP, vmin=norm.vmin,
-                                           vmax=norm.vmax, edgecolors="0.2", linewidths=0.8)
-            outside = [n for n in group if not vmin <= v[n] <= vmax]
+            xy = np.array([pos[m] for m in group])
+            image = ax.scatter(xy[:, 0], xy[:, 1], s=size, marker=marker, c=[v[m] for m in group], cmap=VOLTAGE_CMAP,
+                               norm=norm, edgecolors="0.2", linewidths=0.8 * scale, zorder=2)
+            outside = [k for k, m in enumerate(group) if not vmin <= v[m] <= vmax]
             if outside:
-                nx.draw_networkx_nodes(graph, pos, nodelist=outside, ax=ax, node_shape=marker, node_size=size * 1.8,
-                                       node_color="none", edgecolors=LIMIT_COLOUR, linewidths=2.0)
-        if labelled:
-            nx.draw_networkx_labels(graph, {n: (x, y + 0.28) for n, (x, y) in pos.items()}, ax=ax, font_size=7)
+                ax.scatter(xy[outside, 0], xy[outside, 1], s=size * 1.8, marker=marker, facecolors="none",
+                           edgecolors=LIMIT_COLOUR, linewidths=2.0 * max(scale, 0.5), zorder=3)
+        if n <= MAX_LABELLED_NODES:
+            for m in nodes:
+                ax.annotate(m, pos[m], xytext=(7, 0), textcoords="offset points", ha="left", va="center",
+                            fontsize=7, bbox=LABEL_BOX)
         ax.set_title(f"{label}: {_hour(tables, period)}\nAC voltage {v.min():.3f}-{v.max():.3f} pu")
-        ax.set_xlabel("lines from the substation")
-        ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)
-        ax.set_xticks(range(int(width)))
-        ax.margins(0.08)
-        for side in ("top", "right", "left"):
-            ax.spines[side].set_visible(False)
+        ax.autoscale_view()
+        ax.margins(0.05)
+        if geographic:
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xlabel("x (bus coordinates of the feeder data)")
+            ax.tick_params(labelsize=7)
+        else:
+            ax.set_ylabel("lines from the substation")
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))
+            ax.yaxis.set_major_formatter(lambda y, _: f"{abs(y):g}")
+            ax.tick_params(bottom=False, labelbottom=False)
+            for side in ("top", "right", "bottom"):
+                ax.spines[side].set_visible(False)
     bar = fig.colorbar(image, ax=list(axes), label="AC voltage (pu)", shrink=0.8)
     for limit in (vmin, vmax):
         if norm.vmin <= limit <= norm.vmax:
@@ -337,14 +667,19 @@ def feeder(tables: ResultTables) -> Figure:
         ncol=4,
         frameon=False,
     )
-    fig.suptitle(f"Feeder voltages - {_title(tables)}")
+    drawn = "at its bus coordinates" if geographic else "as a tree (no bus coordinates in the data)"
+    fig.suptitle(f"Feeder voltages, {n} nodes drawn {drawn} - {_title(tables)}")
     return fig
 
 
 PLOTS = {
     "voltage_profile": voltage_profile,
+    "voltage_heatmap": voltage_heatmap,
+    "line_loading": line_loading,
     "prices": prices,
-    "battery_soc": battery_soc,
+    "convergence": convergence,
+    "envelopes": envelopes,
+    "stored_energy": stored_energy,
     "exchanges": exchanges,
     "feeder": feeder,
 }

@@ -207,8 +207,8 @@ class MarketResult:
         return self._plot("prices")
 
     def plot_battery_soc(self):
-        """Battery state of charge per customer (matplotlib Figure)."""
-        return self._plot("battery_soc")
+        """Stored energy per customer, from the customer table's `*_kwh` columns (matplotlib Figure)."""
+        return self._plot("stored_energy")
 
     def plot_exchanges(self):
         """Net active and reactive exports per customer and period (matplotlib Figure)."""

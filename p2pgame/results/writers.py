@@ -1,4 +1,4 @@
-"""A market result as tables and files: summary.json and four CSV files, written atomically.
+"""A market result as tables and files: summary.json and nine CSV files, written atomically.
 
 The tables are the one description of a result that both the files and the plots
 use: `result_tables(result)` builds them from a `MarketResult` in memory,
@@ -14,6 +14,15 @@ Files (one row per customer or node and period; `time_h` is the start of the per
     voltages.csv   LinDistFlow and AC voltages, AC line flows and passive loads per node,
                    with each node's parent and electrical distance from the substation
     envelopes.csv  the operator's box envelopes (header only when the market had none)
+    lines.csv      AC flow, rating and loading (percent) of each line (the line into a node) per period
+    nodal_prices.csv  per node and period the locational price, the substation's included
+                   (header only unless the method is lmp)
+    tariffs.csv    the upstream grid's import and export prices per period (header only unless it
+                   trades at a tariff)
+    history.csv    one row per round of the Nash dynamics (header only for one-shot methods)
+    feeder.csv     each node's parent, electrical distance, line data and drawing coordinates
+                   (empty where the feeder data carry none)
+A folder without one of these files was written by an older p2pgame and is refused in one line.
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ CSV_FILES = {
     "prices": "prices.csv",
     "voltages": "voltages.csv",
     "envelopes": "envelopes.csv",
+    "lines": "lines.csv",
+    "nodal_prices": "nodal_prices.csv",
+    "tariffs": "tariffs.csv",
+    "history": "history.csv",
+    "feeder": "feeder.csv",
 }
 PLOTS_DIR = "plots"
 
@@ -47,19 +61,31 @@ REQUIRED = {
     "voltages": ["period", "time_h", "node", "parent", "distance_pu", "v_lindistflow_pu", "v_ac_pu",
                  "passive_load_kw", "passive_load_kvar"],
     "envelopes": ["customer", "node", "period", "time_h", "pmin_kw", "pmax_kw", "qmin_kvar", "qmax_kvar"],
+    "lines": ["period", "time_h", "from_node", "to_node", "p_flow_kw", "q_flow_kvar", "s_kva", "rating_kva",
+              "loading_pct"],
+    "nodal_prices": ["period", "time_h", "node", "substation", "price_per_kwh"],
+    "tariffs": ["period", "time_h", "import_per_kwh", "export_per_kwh", "reactive_import_per_kvarh",
+                "reactive_export_per_kvarh"],
+    "history": ["iteration", "imbalance_kw", "imbalance_kvar"],
+    "feeder": ["node", "parent", "distance_pu", "r_pu", "x_pu", "rating_kva", "x_coord", "y_coord"],
 }
-TEXT_COLUMNS = {"customer": str, "node": str, "parent": str}
+TEXT_COLUMNS = {"customer": str, "node": str, "parent": str, "from_node": str, "to_node": str}
 
 
 @dataclass
 class ResultTables:
-    """A result as plain data: the JSON summary and four DataFrames (the contents of a results folder)."""
+    """A result as plain data: the JSON summary and one DataFrame per CSV file (the contents of a results folder)."""
 
     summary: dict
     customers: pd.DataFrame
     prices: pd.DataFrame
     voltages: pd.DataFrame
     envelopes: pd.DataFrame
+    lines: pd.DataFrame
+    nodal_prices: pd.DataFrame
+    tariffs: pd.DataFrame
+    history: pd.DataFrame
+    feeder: pd.DataFrame
 
     @property
     def limits_pu(self) -> tuple[float, float]:
@@ -78,6 +104,11 @@ def result_tables(result) -> ResultTables:
         prices=price_table(result),
         voltages=voltage_table(result),
         envelopes=envelope_table(result),
+        lines=line_table(result),
+        nodal_prices=nodal_price_table(result),
+        tariffs=tariff_table(result),
+        history=history_table(result),
+        feeder=feeder_table(result),
     )
 
 
@@ -185,11 +216,16 @@ def voltage_table(result) -> pd.DataFrame:
     return pd.DataFrame({k: np.ravel(v) for k, v in columns.items()})
 
 
+def _empty(key: str) -> pd.DataFrame:
+    """A table of `key` with its required columns and no rows."""
+    return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in REQUIRED[key]})
+
+
 def envelope_table(result) -> pd.DataFrame:
     """Per customer and period: the envelope `[pmin_kw, pmax_kw] x [qmin_kvar, qmax_kvar]` (empty without envelopes)."""
     env = result.envelopes
     if env is None:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in REQUIRED["envelopes"]})
+        return _empty("envelopes")
     N, T = env.pmin_kw.shape
     return pd.DataFrame(
         {
@@ -201,6 +237,106 @@ def envelope_table(result) -> pd.DataFrame:
             "pmax_kw": env.pmax_kw.ravel(),
             "qmin_kvar": env.qmin_kvar.ravel(),
             "qmax_kvar": env.qmax_kvar.ravel(),
+        }
+    )
+
+
+def _parents(feeder) -> list[str]:
+    return [feeder.substation if p < 0 else feeder.nodes[p] for p in feeder.parent]
+
+
+def line_table(result) -> pd.DataFrame:
+    """Per line (named by its ends) and period: AC flow into the receiving node, rating, loading in percent.
+
+    Unrated lines have an empty rating and loading.
+    """
+    feeder = _case(result).feeder
+    ac = result.network.ac
+    T, n = result.periods, feeder.n
+    p_kw = np.reshape(ac.p_flow_kw, (T, n))
+    q_kvar = np.reshape(ac.q_flow_kvar, (T, n))
+    rating = np.where(np.isfinite(feeder.rating_kva), feeder.rating_kva, np.nan)
+    s_kva = np.hypot(p_kw, q_kvar)
+    return pd.DataFrame(
+        {
+            "period": np.repeat(np.arange(T), n),
+            "time_h": np.repeat(_time(result), n),
+            "from_node": np.tile(_parents(feeder), T),
+            "to_node": np.tile(feeder.nodes, T),
+            "p_flow_kw": p_kw.ravel(),
+            "q_flow_kvar": q_kvar.ravel(),
+            "s_kva": s_kva.ravel(),
+            "rating_kva": np.tile(rating, T),
+            "loading_pct": (100.0 * s_kva / rating).ravel(),
+        }
+    )
+
+
+def nodal_price_table(result) -> pd.DataFrame:
+    """Per node and period the locational active price ($/kWh), the substation's flagged (empty unless lmp)."""
+    if result.locational is None:
+        return _empty("nodal_prices")
+    substation = _case(result).feeder.substation
+    prices = dict(result.locational)
+    prices.setdefault(substation, result.price_active)
+    nodes = [substation, *(node for node in prices if node != substation)]
+    T = result.periods
+    return pd.DataFrame(
+        {
+            "period": np.tile(np.arange(T), len(nodes)),
+            "time_h": np.tile(_time(result), len(nodes)),
+            "node": np.repeat(nodes, T),
+            "substation": np.repeat([node == substation for node in nodes], T),
+            "price_per_kwh": np.concatenate([np.asarray(prices[node], dtype=float) for node in nodes]),
+        }
+    )
+
+
+def tariff_table(result) -> pd.DataFrame:
+    """Per period the upstream grid's import and export prices (empty unless it trades at a tariff)."""
+    upstream = _case(result).upstream
+    band = None
+    if upstream is not None and getattr(upstream, "active", True) and hasattr(upstream, "price_band"):
+        band = upstream.price_band(result.periods)
+    if band is None:
+        return _empty("tariffs")
+    T = result.periods
+    export, imports = (np.asarray(side, dtype=float) for side in band)
+    return pd.DataFrame(
+        {
+            "period": np.arange(T),
+            "time_h": _time(result),
+            "import_per_kwh": imports[:T],
+            "export_per_kwh": export[:T],
+            "reactive_import_per_kvarh": imports[T:],
+            "reactive_export_per_kvarh": export[T:],
+        }
+    )
+
+
+def history_table(result) -> pd.DataFrame:
+    """One row per round of the Nash dynamics as `result.history` holds it (empty for one-shot methods)."""
+    if not result.history:
+        return _empty("history")
+    return pd.DataFrame(result.history)
+
+
+def feeder_table(result) -> pd.DataFrame:
+    """Per node (substation first): parent, electrical distance, line into it, drawing coordinates (if any)."""
+    feeder = _case(result).feeder
+    nodes = [feeder.substation, *feeder.nodes]
+    coords = feeder.coords or {}
+    xy = np.array([coords.get(node, (np.nan, np.nan)) for node in nodes], dtype=float)
+    return pd.DataFrame(
+        {
+            "node": nodes,
+            "parent": ["", *_parents(feeder)],
+            "distance_pu": [0.0, *feeder.distance_pu],
+            "r_pu": [np.nan, *feeder.r_pu],
+            "x_pu": [np.nan, *feeder.x_pu],
+            "rating_kva": [np.nan, *np.where(np.isfinite(feeder.rating_kva), feeder.rating_kva, np.nan)],
+            "x_coord": xy[:, 0],
+            "y_coord": xy[:, 1],
         }
     )
 
@@ -332,7 +468,10 @@ def read_results(directory: str | Path) -> ResultTables:
                 path, dtype=TEXT_COLUMNS, keep_default_na=False, na_values=[""], float_precision="round_trip"
             )
         except FileNotFoundError:
-            raise InputError(f"{path}: missing from the results folder") from None
+            raise InputError(
+                f"{path}: missing; this results folder is incomplete or from an older p2pgame, "
+                "write it again with p2pgame solve --out"
+            ) from None
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise InputError(f"{path}: cannot be read as CSV: {str(exc).strip().splitlines()[0]}") from None
         missing = [c for c in REQUIRED[key] if c not in table.columns]

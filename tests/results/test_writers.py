@@ -114,7 +114,7 @@ def test_plot_methods_return_titled_figures_with_units(result):
     assert fig.axes[0].get_ylabel() == "voltage magnitude (pu)"
     prices = result.plot_prices()
     assert [ax.get_ylabel() for ax in prices.axes] == ["active price ($/kWh)", "reactive price ($/kvarh)"]
-    assert result.plot_battery_soc().axes[0].get_ylabel() == "state of charge (kWh)"
+    assert result.plot_battery_soc().axes[0].get_ylabel().endswith("_kwh (kWh)")
     assert "(kW)" in result.plot_exchanges().axes[0].get_title()
     assert "AC voltage (pu)" in [ax.get_ylabel() for ax in result.plot_feeder().axes]
 
