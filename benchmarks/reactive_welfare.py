@@ -82,8 +82,9 @@ def main(argv=None) -> int:
         for policy in args.policies.split(","):
             p_w, p_pw, _, p_lo, p_hi = row(sc, policy, False)
             q_w, q_pw, q_qw, q_lo, q_hi = row(sc, policy, True)
+            gain = round(q_w - p_w, 2) + 0.0  # no "-0.00" for a tie within the solver's tolerance
             print(
-                f"| {feeder} | {policy} | {p_w:,.2f} | {q_w:,.2f} | {q_w - p_w:+,.2f} | {p_pw:,.0f} / {q_pw:,.0f} "
+                f"| {feeder} | {policy} | {p_w:,.2f} | {q_w:,.2f} | {gain:+,.2f} | {p_pw:,.0f} / {q_pw:,.0f} "
                 f"| {q_qw:,.0f} | {p_lo:.4f}-{p_hi:.4f} | {q_lo:.4f}-{q_hi:.4f} |",
                 flush=True,
             )
