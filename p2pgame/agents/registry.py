@@ -193,7 +193,8 @@ def _import_module(module: str, name: str):
 
 
 def _import_file(shown: str, base_dir: Path, name: str):
-    """The module in a Python file (relative to the scenario file), imported once under its file name's stem."""
+    """The module in a Python file (relative to the scenario file), imported once under its file name's stem;
+    its folder joins the end of `sys.path`, so that spawned worker processes import it by that name too."""
     path = Path(shown)
     path = (path if path.is_absolute() else base_dir / path).resolve()
     if not path.is_file():
@@ -209,12 +210,14 @@ def _import_file(shown: str, base_dir: Path, name: str):
     if spec is None or spec.loader is None:
         raise InputError(f"type {name!r}: {shown} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # classes pickle by module name (process executors)
+    sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
         raise InputError(f"type {name!r}: importing {shown} raised {one_line(exc)}") from None
+    if str(path.parent) not in sys.path:  # agents pickle by module name: worker processes import it from there
+        sys.path.append(str(path.parent))
     return module
 
 

@@ -148,3 +148,18 @@ def test_the_example_agent_solves_from_its_scenario_file(tmp_path, monkeypatch):
     assert rows["heat_pump_kw"].between(-1e-9, 160.0 + 1e-9).all()
     assert rows["indoor_temp_degc"].between(18.0 - 1e-7, 24.0 + 1e-7).all()
     assert rows[["soc_kwh", "pv_used_kw"]].isna().all().all()
+
+
+def test_a_class_from_a_file_reaches_spawned_worker_processes():
+    """Worker processes unpickle agents by module name: the file's folder is on the path they inherit."""
+    from p2pgame.market.executors import ProcessExecutor
+    from p2pgame.market.game import Game
+    from p2pgame.market.nash import NashSettings, solve_nash
+
+    game = Game(load_scenario(ROOT / "scenarios" / "custom_agent.toml"))
+    settings = NashSettings(method="jacobi")
+    serial = solve_nash(game, settings)
+    with ProcessExecutor(1) as workers:
+        parallel = solve_nash(game, settings, executor=workers)
+    assert serial.converged and parallel.converged and parallel.iterations == serial.iterations
+    np.testing.assert_allclose(parallel.prices, serial.prices, rtol=0, atol=1e-9)
