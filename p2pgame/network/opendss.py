@@ -1,6 +1,19 @@
 """OpenDSS bridge (through opendssdirect.py): import radial .dss feeders, solve them in
 three phases, and write a single-phase feeder back as a .dss script.
 
+Any script a user has compiles: master files and run scripts alike. OpenDSS's editor is
+switched off (`Show`, `Plot` and `Export` commands do nothing) and its console output is
+kept off ours; elements defined after the script's last `Solve` or `CalcVoltageBases`
+get their voltage bases recomputed (`CalcVoltageBases`), as OpenDSS needs before a solve.
+
+Regulators (`RegControl`) are read, with a choice of taps (`regulators=`):
+`"solved"` (default) takes the taps OpenDSS itself settles on at the script's operating
+point (a `Solve` with the script's control mode, the way OpenDSS users read a feeder's
+state) and fixes them; `"fixed"` takes the taps the script states, with controls off.
+Why taps and not a regulator model in our power flow: the market and its envelopes
+rest on a fixed linear network (LinDistFlow); taps that move with the operating point
+would make every voltage row piecewise. The solved taps hold at the file's load.
+
 opendssdirect drives one global OpenDSS engine per process; every function here
 clears it, compiles its own circuit and holds a lock while it works, so calls from
 several threads do not mix circuits.
@@ -8,9 +21,13 @@ several threads do not mix circuits.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import json
 import math
+import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +40,16 @@ import opendssdirect as dss
 from p2pgame.errors import InputError, SolverError
 from p2pgame.network.feeder import Feeder
 from p2pgame.network.powerflow import injections_pu
-from p2pgame.network.reduction import Branch, build_feeder, phase_average, single_phase_impedance
+from p2pgame.network.reduction import RATIO_TOL, Branch, build_feeder, phase_average, single_phase_impedance
 
 PHASES = "abc"
 SUPPORTED = {"vsource", "line", "transformer", "load", "capacitor"}
 # Controls and meters do not change the network a power flow sees.
+REGULATORS = ("solved", "fixed")
+DEFAULT_NORMAMPS = 400.0  # OpenDSS's rating of a line or linecode that states none
 IGNORED = {"regcontrol", "capcontrol", "energymeter", "monitor", "fuse", "recloser", "relay", "swtcontrol", "sensor"}
 _ENGINE = threading.Lock()
+_libc = ctypes.CDLL(None)
 
 
 @dataclass(frozen=True)
@@ -53,17 +73,23 @@ class ThreePhaseResult:
     losses_kw: float
 
 
-def load_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0) -> Feeder:
+def load_dss(
+    path: str | Path, name: str | None = None, base_kva: float = 1000.0, *, regulators: str = "solved"
+) -> Feeder:
     """Import a radial OpenDSS feeder as its balanced single-phase equivalent (see `reduction`).
 
-    The feeder is named after the file unless `name` is given; the power base is
-    `base_kva`, the voltage base that of the substation bus. Raises InputError naming
-    the file and element for anything the reduction cannot represent.
+    The feeder is named after the circuit (`New Circuit.<name>`) unless `name` is given;
+    the power base is `base_kva`, the voltage base that of the substation bus.
+    `regulators`: `"solved"` or `"fixed"` taps (module docstring); every transformer
+    with an off-nominal ratio, wherever it sits, becomes a line with that ratio.
+    Bus coordinates (`BusCoords`) fill `Feeder.coords` where the script gives them.
+    Raises InputError naming the file and element for anything the reduction cannot
+    represent, among them loops (with their elements) and buses cut off by open switches.
     """
     path = Path(path)
-    name = name or path.stem
-    with _compiled(path):
+    with _compiled(path, regulators):
         _check_classes(path)
+        name = name or dss.Circuit.Name()
         spelling = _spelling(path)
         source, v_source_pu = _source(path)
         kv_base = {bus: _kv_base_ll(path, bus) for bus in dss.Circuit.AllBusNames()}
@@ -72,6 +98,7 @@ def load_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0
             total = loads.setdefault(bus, [0.0, 0.0])
             total[0] += kw
             total[1] += kvar
+        coords = _coords()
 
         def solved_v_pu(bus: str) -> float:
             _solve(path)
@@ -89,14 +116,32 @@ def load_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0
                 solved_v_pu=solved_v_pu,
             )
         except InputError as exc:
-            raise InputError(f"{path}: {exc}") from None
-    return _respelled(feeder, spelling)
+            opened = _open_elements()
+            hint = f" (open: {', '.join(opened)})" if opened and "connect" in str(exc) else ""
+            raise InputError(f"{path}: {exc}{hint}") from None
+    return _respelled(feeder, spelling, coords)
 
 
-def solve_three_phase(path: str | Path) -> ThreePhaseResult:
-    """Solve a .dss feeder in OpenDSS: voltages per node and phase, flows per bus pair, losses."""
+def regulator_taps(path: str | Path, *, regulators: str = "solved") -> dict[str, int]:
+    """Tap position (steps from neutral) of each regulated transformer, as `load_dss` uses them."""
     path = Path(path)
-    with _compiled(path):
+    with _compiled(path, regulators):
+        taps = {}
+        i = dss.RegControls.First()
+        while i:
+            taps[dss.RegControls.Transformer()] = int(dss.RegControls.TapNumber())
+            i = dss.RegControls.Next()
+    return taps
+
+
+def solve_three_phase(path: str | Path, *, regulators: str = "solved") -> ThreePhaseResult:
+    """Solve a .dss feeder in OpenDSS: voltages per node and phase, flows per bus pair, losses.
+
+    `regulators` as in `load_dss`: with `"solved"` the script's controls act, with
+    `"fixed"` they are off.
+    """
+    path = Path(path)
+    with _compiled(path, regulators):
         _solve(path)
         spelling = _spelling(path)
         v_pu, angle_deg = {}, {}
@@ -170,19 +215,58 @@ def write_dss(feeder: Feeder, p_kw, q_kvar, path: str | Path) -> Path:
 
 
 @contextmanager
-def _compiled(path: Path) -> Iterator[None]:
-    """Hold the engine with `path` compiled into a fresh circuit."""
+def _compiled(path: Path, regulators: str = "solved") -> Iterator[None]:
+    """Hold the engine with `path` compiled into a fresh circuit, buses initialised and taps chosen."""
+    if regulators not in REGULATORS:
+        raise InputError(f"regulators must be one of {', '.join(REGULATORS)}, got {regulators!r}")
     if not path.is_file():
         raise InputError(f"{path}: no such .dss file")
     with _ENGINE:
         dss.Basic.AllowChangeDir(False)
+        dss.Basic.AllowEditor(False)
         dss.Text.Command("Clear")
         try:
-            dss.Text.Command(f'Compile "{path.resolve()}"')
+            with _quiet():
+                dss.Text.Command(f'Compile "{path.resolve()}"')
             dss.Circuit.Name()
         except dss.DSSException as exc:
             raise InputError(f"{path}: OpenDSS cannot compile it: {_message(exc)}") from None
+        if dss.Circuit.NumBuses() == 0 or dss.Solution.SystemYChanged():
+            # elements after the last Solve / CalcVoltageBases: their buses have no voltage base yet
+            try:
+                dss.Text.Command("CalcVoltageBases")
+            except dss.DSSException as exc:
+                raise InputError(
+                    f"{path}: OpenDSS cannot set the voltage bases of elements defined after the last Solve: "
+                    f"{_message(exc)}"
+                ) from None
+        if regulators == "fixed":
+            dss.Text.Command("Set ControlMode=OFF")
+        elif dss.RegControls.Count() or dss.CapControls.Count():
+            _solve(path)
         yield
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep what OpenDSS prints (`help`, some `Show` commands) off our standard output."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            try:
+                yield
+            finally:
+                _libc.fflush(None)
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def _message(exc: Exception) -> str:
@@ -214,20 +298,57 @@ def _check_classes(path: Path) -> None:
 
 
 def _spelling(path: Path) -> dict[str, str]:
-    """OpenDSS lower-cases bus names; recover how the main file spells them (e.g. RG60)."""
-    text = re.sub(r"(!|//).*", "", path.read_text(errors="replace"))
+    """OpenDSS lower-cases bus names; recover how the script spells them (e.g. RG60).
+
+    Reads the file and the files it compiles or redirects to, first spelling first.
+    """
     spelling: dict[str, str] = {}
-    for token in re.findall(r"[\w\-]+", text):
-        spelling.setdefault(token.lower(), token)
+    todo, seen = [path.resolve()], set()
+    while todo:
+        file = todo.pop(0)
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        text = re.sub(r"(!|//).*", "", file.read_text(errors="replace"))
+        for target in re.findall(r"^\s*(?:compile|redirect)\s+[\"'(\[]?([^\"')\]\s]+)", text, re.I | re.M):
+            todo.append((file.parent / target).resolve())
+        for token in re.findall(r"[\w\-]+", text):
+            spelling.setdefault(token.lower(), token)
     return {bus: spelling.get(bus, bus) for bus in dss.Circuit.AllBusNames()}
 
 
-def _respelled(feeder: Feeder, spelling: dict[str, str]) -> Feeder:
+def _respelled(feeder: Feeder, spelling: dict[str, str], coords: dict[str, tuple[float, float]]) -> Feeder:
+    kept = {feeder.substation, *feeder.nodes}
+    placed = {spelling.get(bus, bus): xy for bus, xy in coords.items() if bus in kept}
     return dataclasses.replace(
         feeder,
         substation=spelling.get(feeder.substation, feeder.substation),
         nodes=[spelling.get(node, node) for node in feeder.nodes],
+        coords=placed if len(placed) == len(kept) else None,
     )
+
+
+def _coords() -> dict[str, tuple[float, float]]:
+    """Bus coordinates the script defines (`BusCoords`), by OpenDSS bus name."""
+    coords = {}
+    for bus in dss.Circuit.AllBusNames():
+        dss.Circuit.SetActiveBus(bus)
+        if dss.Bus.Coorddefined():
+            coords[bus] = (float(dss.Bus.X()), float(dss.Bus.Y()))
+    return coords
+
+
+def _open_elements() -> list[str]:
+    """Enabled lines and transformers with an open terminal (open switches)."""
+    opened = []
+    for cls, names in (("Line", dss.Lines.AllNames()), ("Transformer", dss.Transformers.AllNames())):
+        for element_name in names:
+            if element_name == "none":
+                continue
+            dss.Circuit.SetActiveElement(f"{cls}.{element_name}")
+            if dss.CktElement.Enabled() and (dss.CktElement.IsOpen(1, 0) or dss.CktElement.IsOpen(2, 0)):
+                opened.append(f"{cls}.{element_name}")
+    return opened
 
 
 def _source(path: Path) -> tuple[str, float]:
@@ -322,9 +443,27 @@ def _line_data(kv_base_ll: float, m: int) -> tuple[np.ndarray, np.ndarray, float
     if nc > m:  # neutral conductors not reduced in the data: Kron-reduce them (grounded at both ends)
         z = z[:m, :m] - z[:m, m:] @ np.linalg.solve(z[m:, m:], z[m:, :m])
     y_half = (y[:nc, :nc] + y[:nc, nc:])[:m, :m]
-    amps = dss.CktElement.NormalAmps()
+    amps = dss.CktElement.NormalAmps() if _rated() else 0.0
     rating_kva = m * kv_base_ll / math.sqrt(3) * amps if amps > 0 else np.inf
     return z, y_half, rating_kva
+
+
+def _rated() -> bool:
+    """Whether the script gives the active line a rating (else OpenDSS's default 400 A stands in for none).
+
+    A line takes its rating from its own `normamps` or from its linecode's; OpenDSS lists
+    only the properties a script sets, and copies a linecode's rating, default or not,
+    into the line.
+    """
+    own = json.loads(dss.Element.ToJSON())
+    code = own.get("LineCode")
+    if code is None:
+        return "NormAmps" in own
+    dss.Circuit.SetActiveClass("LineCode")
+    dss.ActiveClass.Name(str(code))
+    listed = "NormAmps" in json.loads(dss.Element.ToJSON())
+    dss.Circuit.SetActiveElement(f"Line.{own['Name']}")
+    return listed or own.get("NormAmps") != DEFAULT_NORMAMPS
 
 
 def _transformer_data(path: Path, element: str, buses: list[str], kv_base: dict[str, float], m: int):
@@ -346,7 +485,10 @@ def _transformer_data(path: Path, element: str, buses: list[str], kv_base: dict[
     z_ohm = z_own * kv_ln[0] ** 2 * 1000 * m / kva[0] * np.eye(m)
     base_ln = [kv_base[bus] / math.sqrt(3) for bus in buses[:2]]
     ratio = (tap[1] * kv_ln[1] / base_ln[1]) / (tap[0] * kv_ln[0] / base_ln[0])
-    return z_ohm, kva[0], ratio
+    if abs(ratio - 1) <= RATIO_TOL:
+        ratio = 1.0
+    # the impedance is referred to winding 1; behind the ideal transformer it is a^2 as large
+    return z_ohm * ratio**2, kva[0], ratio
 
 
 def _loads(path: Path) -> dict[str, list[float]]:

@@ -13,13 +13,16 @@ Shared by the OpenDSS and pandapower importers, which reduce their elements to
   flows on m phases instead of three. Line charging becomes a fixed reactive
   injection at nominal voltage, half at each end.
 - Ratings: the power m phases carry at the rated current, `m * V_phase * I_rated`.
-- Transformers are series impedances at their nominal ratio. A transformer with an
-  off-nominal ratio (a voltage regulator, or a tapped substation transformer) can only
-  sit on the feeder's supply path, the chain from the source before the first branch:
-  the single-phase feeder then starts at its secondary bus, held at the voltage the
-  source model's own power flow gives there (for the IEEE 13 regulator with fixed taps
-  and a stiff source, the mean tap ratio). Elements and loads above that bus are left
-  out. Off-nominal ratios elsewhere raise InputError.
+- Transformers are series impedances behind an ideal transformer with their voltage
+  ratio (secondary pu / primary pu, the mean over the phases of a bank), anywhere on
+  the feeder: regulators and tapped or service transformers alike. Ratios within
+  `RATIO_TOL` of 1 are nominal: real data state winding voltages rounded against the
+  system's bases (a 7.2 kV winding on a 12.47 kV base), which is no tap. On the supply
+  path, the chain from the source before the first branch, an off-nominal ratio instead
+  moves the single-phase feeder's substation to its secondary bus, held at the voltage
+  the source model's own power flow gives there (for the IEEE 13 regulator with fixed
+  taps and a stiff source, the mean tap ratio); elements and loads above that bus are
+  left out.
 - Loads are summed over phases at their nominal kW and kvar (constant impedance and
   constant current loads are taken as constant power at nominal voltage); fixed
   capacitors are subtracted from the kvar at their rated kvar.
@@ -35,7 +38,8 @@ import numpy as np
 from p2pgame.errors import InputError
 from p2pgame.network.feeder import Feeder, radial_order
 
-RATIO_TOL = 1e-6
+RATIO_TOL = 2e-3
+"""Ratios this close to 1 are nominal (voltage bases rounded in the data); below one regulator step."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def build_feeder(
     base_kv_of: Callable[[str], float],
     solved_v_pu: Callable[[str], float],
 ) -> Feeder:
-    """Apply the supply-path rule for off-nominal ratios and build the Feeder.
+    """Apply the supply-path rule for off-nominal ratios and build the Feeder (ratios elsewhere on their lines).
 
     `loads`: `{bus: (kw, kvar)}` net of capacitors. `base_kv_of(bus)`: line-to-line base
     kV of a bus. `solved_v_pu(bus)`: the source model's solved voltage at a bus, asked
@@ -116,18 +120,13 @@ def build_feeder(
         if parent in dropped:
             continue
         branch = by_pair[frozenset((parent, child))]
-        ratio = oriented_ratio(parent, child)
-        if abs(ratio - 1) > RATIO_TOL:
-            raise InputError(
-                f"feeder {name}: {branch.element}: off-nominal voltage ratio {ratio:.5g} away from the feeder's supply path; "
-                "the single-phase model can only hold a regulator before the first branch"
-            )
-        lines.append((parent, child, branch.r_pu, branch.x_pu, branch.rating_kva, branch.element))
+        ratio = 1.0 if abs(branch.ratio - 1) <= RATIO_TOL else branch.ratio
+        lines.append((branch.from_bus, branch.to_bus, branch.r_pu, branch.x_pu, branch.rating_kva, branch.element, ratio))
     connected = {source, *(child for _, child in order)}
     for bus in loads:
         if bus not in connected:
             raise InputError(f"feeder {name}: load at bus {bus}, which no line or transformer connects")
-    kept = {child for _, child, *_ in lines}
+    kept = {child for parent, child in order if parent not in dropped}
     return Feeder.from_lines(
         name,
         substation,

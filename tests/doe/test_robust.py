@@ -128,3 +128,39 @@ def test_envelopes_json_and_per_customer_view():
     assert env.of("b").pmax_kw.tolist() == [2.0] * 3 and env.of("b").periods == 3
     with pytest.raises(InputError, match="no customer 'c'"):
         env.of("c")
+
+
+def test_rows_with_voltage_ratios_are_the_limits_at_the_box_corners():
+    """Regulators and tapped transformers mid-feeder: each voltage row at a corner of the boxes is
+    the node's squared voltage there, from the node-by-node DistFlow recursion."""
+    import dataclasses
+
+    from p2pgame.network import lindistflow
+    from p2pgame.network.feeder import Feeder
+
+    plain, _ = synthetic_arrays(n=12, seed=5)
+    ratio = np.ones(plain.n)
+    ratio[[3, 7]] = 1.05, 0.975
+    net = dataclasses.replace(plain, ratio=ratio)
+    feeder = Feeder(
+        "synthetic", "s", list(net.nodes), net.parent, net.r_pu, net.x_pu, net.rating_kva, net.load_kw[0],
+        net.load_kvar[0], None, net.base_kva, 12.47, net.v0_pu, ratio=ratio,
+    )
+    rows = RobustRows.build(net)
+    rng = np.random.default_rng(8)
+    n, half_base = net.n, net.base_kva / 2
+    for t in range(net.periods):
+        p_lo, q_lo = -rng.uniform(0, 80, n), -rng.uniform(0, 40, n)
+        p_hi, q_hi = p_lo + rng.uniform(0, 150, n), q_lo + rng.uniform(0, 80, n)
+        s = np.concatenate([p_hi, p_lo, q_hi, q_lo])[None, :]
+        excess = rows.violation(np.repeat(s, net.periods, axis=0))[t]
+        w_top = lindistflow.recursion(feeder, p_hi - net.load_kw[t], q_hi - net.load_kvar[t])[0]
+        w_bottom = lindistflow.recursion(feeder, p_lo - net.load_kw[t], q_lo - net.load_kvar[t])[0]
+        assert np.allclose(excess[:n], half_base * (w_top - net.vmax_pu**2), atol=1e-9)
+        assert np.allclose(excess[n : 2 * n], -half_base * (w_bottom - net.vmin_pu**2), atol=1e-9)
+        # and no point inside the boxes beats the corners
+        inside_p = p_lo + rng.random((200, n)) * (p_hi - p_lo)
+        inside_q = q_lo + rng.random((200, n)) * (q_hi - q_lo)
+        v = net.voltage_pu(inside_p - net.load_kw[t], inside_q - net.load_kvar[t])
+        assert (v**2 <= w_top + 1e-12).all() and (v**2 >= w_bottom - 1e-12).all()
+    assert not np.allclose(RobustRows.build(plain).b, rows.b)

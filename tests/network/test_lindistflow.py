@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from p2pgame.errors import InputError
-from p2pgame.network import lindistflow
+from p2pgame.network import branchflow, lindistflow
+from p2pgame.network.feeder import Feeder
 from p2pgame.network.registry import load_feeder
 
 
@@ -74,3 +75,50 @@ def test_bad_injections_are_input_errors(ieee13):
         lindistflow.solve(ieee13, np.zeros(13), np.full(13, np.nan))
     with pytest.raises(InputError, match="shape"):
         lindistflow.solve(ieee13, np.zeros((2, 13)), np.zeros(13))
+
+
+def ratio_feeder():
+    """Two branches below the substation, a regulator (+5 %) mid-feeder and a tapped transformer (-2.5 %)."""
+    lines = [
+        ("s", "a", 0.01, 0.02, None),
+        ("a", "b", 0.02, 0.03, None),
+        ("b", "r", 0.001, 0.002, None, "regulator", 1.05),
+        ("r", "c", 0.03, 0.02, None),
+        ("a", "d", 0.02, 0.01, None),
+        ("t", "d", 0.004, 0.012, None, "transformer", 1 / 0.975),  # given from its secondary side
+    ]
+    return Feeder.from_lines("ratios", "s", lines, base_kva=1000, base_kv=12.47, v0_pu=1.01)
+
+
+def test_ratios_in_recursion_and_matrix_form_agree():
+    f = ratio_feeder()
+    assert f.ratio[f.index("r")] == 1.05 and f.ratio[f.index("t")] == pytest.approx(0.975)
+    # the transformer given from its secondary side: the same two-port seen from the primary
+    assert f.r_pu[f.index("t")] == pytest.approx(0.004 * 0.975**2)
+    rng = np.random.default_rng(4)
+    p, q = rng.uniform(-300, 300, (4, f.n)), rng.uniform(-200, 200, (4, f.n))
+    w, flow_p, flow_q = lindistflow.recursion(f, p, q)
+    assert np.allclose(lindistflow.solve(f, p, q).v_pu ** 2, w, atol=1e-13)
+    w0, r, x = lindistflow.linear_map(f)
+    assert (r >= 0).all() and (x >= 0).all()
+    assert w0[f.index("c")] == pytest.approx(1.01**2 * 1.05**2) and w0[f.index("d")] == pytest.approx(1.01**2)
+    # a node's voltage hears an injection beyond a ratio through it: R[c, b] = 1.05^2 R[b, b]
+    assert r[f.index("c"), f.index("b")] == pytest.approx(1.05**2 * r[f.index("b"), f.index("b")])
+
+
+def test_ac_sweep_holds_ideal_transformers():
+    f = ratio_feeder()
+    zero = np.zeros(f.n)
+    v = branchflow.solve(f, zero, zero).v_pu
+    assert v[f.index("c")] == pytest.approx(1.01 * 1.05, abs=1e-12)
+    assert v[f.index("t")] == pytest.approx(1.01 * 0.975, abs=1e-12)
+    # one load behind a ratio: |V|^2 from the two-port's exact equation
+    # w_s w_r = (w_r + r P + x Q)^2 + (x P - r Q)^2, w_s = (a v0)^2, P + jQ the load at the receiving end
+    a, r, x, load = 1.04, 0.02, 0.05, 0.6 + 0.25j
+    one = Feeder.from_lines("one", "s", [("s", "n", r, x, None, "t", a)], base_kva=1000, base_kv=12.47)
+    v = branchflow.solve(one, [-1000 * load.real], [-1000 * load.imag]).v_pu[0]
+    w_s, P, Q = a**2, load.real, load.imag
+    exact = np.roots([1, 2 * (r * P + x * Q) - w_s, (r * P + x * Q) ** 2 + (x * P - r * Q) ** 2])
+    assert v**2 == pytest.approx(exact.real.max(), abs=1e-10)
+    lin = lindistflow.solve(one, [-1000 * load.real], [-1000 * load.imag]).v_pu[0]
+    assert lin**2 == pytest.approx(w_s - 2 * (r * P + x * Q))

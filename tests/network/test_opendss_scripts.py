@@ -1,0 +1,131 @@
+"""OpenDSS feeders as users bring them: regulators under RegControl in the middle of the feeder,
+tapped and service transformers, run scripts with Show/Plot commands, elements after the last
+Solve, master files, bus coordinates, switches and loops, unrated lines. The feeder file is ours
+(tests/data/regulated); each test would fail on the importer that only took regulators on the
+supply path."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p2pgame.errors import InputError
+from p2pgame.network import branchflow, lindistflow
+from p2pgame.network.opendss import load_dss, regulator_taps, solve_three_phase
+from p2pgame.network.reduction import RATIO_TOL
+
+DATA = Path(__file__).parents[1] / "data" / "regulated"
+REGULATED = DATA / "regulated.dss"
+STEP = 0.00625  # one regulator tap
+
+
+def mean_phase_errors(feeder, path, regulators="solved"):
+    theirs = solve_three_phase(path, regulators=regulators)
+    reference = np.array([np.mean(list(theirs.v_pu[node].values())) for node in feeder.nodes])
+    load_kw, load_kvar = (a[0] for a in feeder.passive_load(1))
+    return {
+        model.MODEL: np.abs(model.solve(feeder, -load_kw, -load_kvar).v_pu - reference)
+        for model in (branchflow, lindistflow)
+    }
+
+
+@pytest.fixture(scope="module")
+def regulated():
+    return load_dss(REGULATED)
+
+
+def test_mid_feeder_regulator_takes_opendss_solved_taps(regulated):
+    taps = regulator_taps(REGULATED)
+    assert set(taps) == {"reg_a", "reg_b", "reg_c"} and all(tap > 5 for tap in taps.values())
+    k = regulated.index("br")
+    assert regulated.substation == "src" and regulated.parent[k] == regulated.index("b")
+    assert regulated.ratio[k] == pytest.approx(1 + STEP * np.mean(list(taps.values())))
+    errors = mean_phase_errors(regulated, REGULATED)
+    assert errors["ac"].max() < 2e-3  # the lateral and the one-phase transformer are unbalanced
+    assert errors["lindistflow"].max() < 0.015
+
+
+def test_fixed_taps_are_the_scripts(tmp_path):
+    fixed = load_dss(REGULATED, regulators="fixed")
+    assert regulator_taps(REGULATED, regulators="fixed") == {"reg_a": 0, "reg_b": 0, "reg_c": 0}
+    assert fixed.ratio[fixed.index("br")] == 1.0
+    errors = mean_phase_errors(fixed, REGULATED, "fixed")["ac"]
+    # without the per-phase taps the phases part more; the lateral's bus f has phase a alone
+    assert errors.max() < 0.01 and np.delete(errors, [fixed.index("f"), fixed.index("f_lv")]).max() < 3e-3
+    with pytest.raises(InputError, match="regulators must be one of solved, fixed"):
+        load_dss(REGULATED, regulators="auto")
+
+
+def test_service_transformers_import_as_transformers(regulated):
+    # three-phase 12.47 / 0.416 kV with a 2.5 % tap: its ratio on its line
+    assert regulated.ratio[regulated.index("c_lv")] == pytest.approx(1.025)
+    # one-phase 7.2 / 0.24 kV against 12.47 / 0.416 kV bases: 0.08 % off, rounding, nominal
+    k = regulated.index("f_lv")
+    assert regulated.ratio[k] == 1.0 and RATIO_TOL > 8e-4
+    assert regulated.parent[k] == regulated.index("f") and regulated.load_kw[k] == 25
+
+
+def run_script(tmp_path, body, name="run.dss"):
+    path = tmp_path / name
+    path.write_text(body.format(feeder=REGULATED))
+    return path
+
+
+def test_run_script_with_show_plot_export_commands(tmp_path, capfd):
+    path = run_script(
+        tmp_path,
+        'Compile "{feeder}"\nSolve\nShow voltages LN Nodes\nShow taps\nPlot profile phases=all\n'
+        "Export voltages\nplot circuit Power max=2000 y y C1=$00FF0000\n",
+    )
+    feeder = load_dss(path)
+    assert feeder.name == "regulated" and feeder.nodes == load_dss(REGULATED).nodes
+    assert "Editor" not in capfd.readouterr().out
+
+
+def test_elements_after_the_last_solve(tmp_path):
+    path = run_script(
+        tmp_path,
+        'Compile "{feeder}"\nSolve\n'
+        "New Line.extra bus1=e bus2=g linecode=main length=1 units=km\n"
+        "New Load.g bus1=g phases=3 kV=12.47 kW=300 kvar=100 model=1 vminpu=0.8\n",
+    )
+    feeder = load_dss(path)
+    assert feeder.load_kw[feeder.index("g")] == 300
+    assert mean_phase_errors(feeder, path)["ac"].max() < 2e-3
+
+
+def test_master_file_is_named_after_its_circuit(tmp_path):
+    path = tmp_path / "Master.dss"
+    path.write_text(REGULATED.read_text())
+    assert load_dss(path).name == "regulated"
+    assert load_dss(path, name="mine").name == "mine"
+
+
+def test_bus_coordinates_fill_feeder_coords(tmp_path, regulated):
+    buses = [regulated.substation, *regulated.nodes]
+    (tmp_path / "xy.csv").write_text("".join(f"{bus}, {k * 10.0}, {k % 3}\n" for k, bus in enumerate(buses)))
+    path = run_script(tmp_path, 'Compile "{feeder}"\nBuscoords ' + str(tmp_path / "xy.csv") + "\n")
+    coords = load_dss(path).coords
+    assert coords["c_lv"] == (10.0 * buses.index("c_lv"), buses.index("c_lv") % 3) and len(coords) == len(buses)
+    assert regulated.coords is None
+
+
+def test_switches_open_and_closed(tmp_path):
+    tie = "New Line.tie bus1=e bus2=c_x switch=yes\nNew Line.cx bus1=c bus2=c_x linecode=main length=1 units=km\n"
+    with pytest.raises(InputError, match=r"not radial, loop through .*Line\.tie"):
+        load_dss(run_script(tmp_path, 'Compile "{feeder}"\n' + tie))
+    radial = load_dss(run_script(tmp_path, 'Compile "{feeder}"\n' + tie + "Open Line.tie 2\n"))
+    assert radial.parent[radial.index("c_x")] == radial.index("c")
+    cut = run_script(tmp_path, 'Compile "{feeder}"\nOpen Line.l5 1\n')
+    with pytest.raises(InputError, match=r"bus e, which no line or transformer connects \(open: Line\.l5\)") as info:
+        load_dss(cut)
+    assert "\n" not in str(info.value)
+
+
+def test_lines_without_a_rating_are_unrated(tmp_path, regulated):
+    # OpenDSS gives a line without normamps (here, a switch) 400 A; that is no rating
+    path = run_script(tmp_path, 'Compile "{feeder}"\nNew Line.sw bus1=e bus2=h switch=yes\n')
+    feeder = load_dss(path)
+    assert feeder.rating_kva[feeder.index("h")] == np.inf
+    assert regulated.rating_kva[regulated.index("a")] == pytest.approx(np.sqrt(3) * 12.47 * 500)
+    assert regulated.rating_kva[regulated.index("f")] == pytest.approx(12.47 / np.sqrt(3) * 150)
