@@ -45,7 +45,7 @@ def test_json_has_the_documented_shape_and_robust_worst_cases():
         (["--policy", "equal", "--vmin", "1.05", "--vmax", "0.95"], "vmin_pu (1.05) must be below vmax_pu (0.95)"),
         (["--policy", "equal", "--vmax", "1.0"], "the passive loads alone give a LinDistFlow voltage of"),
         (["--policy", "equal", "--q-range", "0", "0"], "--q-range fixes Q and needs --no-reactive"),
-        (["--policy", "equal", "--base", "fair"], "--base applies to --policy ac-validated, not equal"),
+        (["--policy", "equal", "--base", "fair"], "--base applies to --policy ac-validated or p-first, not equal"),
     ],
     ids=["unknown-policy", "vmin-above-vmax", "passive-over-limit", "q-range-without-p-only", "base-without-ac"],
 )
