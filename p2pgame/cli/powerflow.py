@@ -24,20 +24,28 @@ def register(subparsers) -> None:
     parser.add_argument("feeder", metavar="FEEDER", help="built-in name (see `p2pgame feeders`) or a .dss / pandapower .json file")
     parser.add_argument("--model", choices=MODELS, default="ac", help="power-flow model (default: ac)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--regulators", choices=("solved", "fixed"), default="solved",
+        help="regulator taps of a .dss feeder: OpenDSS's solved taps at the file's load (default) or the taps it states",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    report = three_phase(args.feeder) if args.model == "opendss" else single_phase(args.feeder, args.model)
+    report = (
+        three_phase(args.feeder, regulators=args.regulators)
+        if args.model == "opendss"
+        else single_phase(args.feeder, args.model, regulators=args.regulators)
+    )
     print(json.dumps(report) if args.json else table(report))
     return 0
 
 
-def single_phase(name_or_path: str, model: str) -> dict:
+def single_phase(name_or_path: str, model: str, *, regulators: str = "solved") -> dict:
     """Report of the LinDistFlow or AC power flow of the single-phase feeder."""
     from p2pgame.network import branchflow, lindistflow
 
-    feeder = load_feeder(name_or_path)
+    feeder = load_feeder(name_or_path, regulators=regulators)
     periods = 1 if feeder.load_profile is None else len(feeder.load_profile)
     load_kw, load_kvar = (a[0] for a in feeder.passive_load(periods))
     solver = lindistflow if model == "lindistflow" else branchflow
@@ -50,12 +58,12 @@ def single_phase(name_or_path: str, model: str) -> dict:
     return {"feeder": feeder.name, "model": model, "voltages": voltages, "lines": lines, "losses_kw": float(result.losses_kw)}
 
 
-def three_phase(name_or_path: str) -> dict:
+def three_phase(name_or_path: str, *, regulators: str = "solved") -> dict:
     """Report of the three-phase OpenDSS power flow."""
     from p2pgame.network.opendss import solve_three_phase
 
     path = three_phase_dss(name_or_path)
-    result = solve_three_phase(path)
+    result = solve_three_phase(path, regulators=regulators)
     lines = [
         {"from": f.from_node, "to": f.to_node, "p_kw": f.p_kw, "q_kvar": f.q_kvar, "loading": _number(f.loading)}
         for f in result.lines

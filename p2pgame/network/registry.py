@@ -39,8 +39,11 @@ BUILTIN: dict[str, tuple[Callable[[], Feeder], int, str]] = {
 THREE_PHASE = {"ieee13": IEEE13_DSS}
 
 
-def load_feeder(name_or_path: str | Path) -> Feeder:
-    """A built-in feeder by name, or a feeder file: OpenDSS `.dss` or pandapower `.json`."""
+def load_feeder(name_or_path: str | Path, *, regulators: str = "solved") -> Feeder:
+    """A built-in feeder by name, or a feeder file: OpenDSS `.dss` or pandapower `.json`.
+
+    `regulators`: the regulator taps of a `.dss` file, `"solved"` or `"fixed"` (`opendss.load_dss`).
+    """
     key = str(name_or_path)
     if key in BUILTIN:
         return BUILTIN[key][0]()
@@ -48,7 +51,7 @@ def load_feeder(name_or_path: str | Path) -> Feeder:
     if path.suffix.lower() == ".dss":
         from p2pgame.network.opendss import load_dss
 
-        return load_dss(path)
+        return load_dss(path, regulators=regulators)
     from p2pgame.network.pandapower_io import from_pandapower_json
 
     return from_pandapower_json(path)

@@ -129,3 +129,15 @@ def test_lines_without_a_rating_are_unrated(tmp_path, regulated):
     assert feeder.rating_kva[feeder.index("h")] == np.inf
     assert regulated.rating_kva[regulated.index("a")] == pytest.approx(np.sqrt(3) * 12.47 * 500)
     assert regulated.rating_kva[regulated.index("f")] == pytest.approx(12.47 / np.sqrt(3) * 150)
+
+
+def test_powerflow_cli_chooses_the_taps(capsys):
+    import json
+
+    from p2pgame.cli import main
+
+    v_br = {}
+    for regulators in ("solved", "fixed"):
+        assert main(["powerflow", str(REGULATED), "--json", "--regulators", regulators]) == 0
+        v_br[regulators] = json.loads(capsys.readouterr().out)["voltages"]["br"]
+    assert v_br["solved"] > 1.0 > 0.95 > v_br["fixed"]
