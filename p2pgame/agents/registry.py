@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, TypeAdapter, create_model
+from pydantic import TypeAdapter, create_model
 
 from p2pgame.agents.base import Agent
 from p2pgame.agents.ev import EVCharger
@@ -175,7 +175,7 @@ def _checkable(annotation: Any) -> Any:
     if annotation in (Any, object):
         return Profile
     try:
-        TypeAdapter(annotation, config=ConfigDict(strict=True))
+        TypeAdapter(annotation)
     except Exception:
         return Profile
     return annotation
