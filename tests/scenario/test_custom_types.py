@@ -163,3 +163,14 @@ def test_a_class_from_a_file_reaches_spawned_worker_processes():
         parallel = solve_nash(game, settings, executor=workers)
     assert serial.converged and parallel.converged and parallel.iterations == serial.iterations
     np.testing.assert_allclose(parallel.prices, serial.prices, rtol=0, atol=1e-9)
+
+
+def test_a_new_builtin_type_is_one_registry_entry(tmp_path, on_path, monkeypatch):
+    """The schema's type check, its error messages and the loader all read `registry.BUILTIN`."""
+    import tanks
+
+    monkeypatch.setitem(registry.BUILTIN, "water-heater", registry.agent_type(tanks.WaterHeater))
+    s = load_scenario(write(tmp_path, HEATER.replace("tanks:WaterHeater", "water-heater")))
+    assert type(s.customers[2]) is tanks.WaterHeater
+    with pytest.raises(InputError, match="type must be one of 'prosumer', 'ev', 'water-heater', got 'boiler'"):
+        load_scenario(write(tmp_path, HEATER.replace("tanks:WaterHeater", "boiler")))
