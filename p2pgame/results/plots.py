@@ -34,6 +34,7 @@ IMPORT_COLOUR, EXPORT_COLOUR = "tab:red", "tab:blue"
 MAX_LABELLED_NODES = 45
 MAX_ENVELOPE_PANELS = 12
 MAX_LINES_SHOWN = 10
+ALIKE_PCT = 0.5  # percentage points: lines loaded alike are drawn once
 MAX_NAMED_CUSTOMERS = 10
 MAX_TICK_LABELS = 40
 VOLTAGE_CMAP = "viridis"
@@ -268,7 +269,11 @@ def voltage_heatmap(tables: ResultTables) -> Figure:
 
 
 def line_loading(tables: ResultTables) -> Figure:
-    """AC loading (percent of rating) over the day of the most loaded lines; the others' highest as one curve."""
+    """AC loading (percent of rating) over the day of the most loaded lines; the others' highest as one curve.
+
+    Lines whose loading follows a drawn line's within `ALIKE_PCT` every period (lines in series) are counted
+    with it instead of drawn again.
+    """
     lines = tables.lines
     dt_h = _dt_h(tables)
     fig = _figure(12, 6)
@@ -281,13 +286,26 @@ def line_loading(tables: ResultTables) -> Figure:
     rated = rated.assign(line=rated["from_node"] + " - " + rated["to_node"])
     grid = rated.pivot(index="period", columns="line", values="loading_pct")
     peak = grid.max().sort_values(ascending=False)
-    top = peak.index[:MAX_LINES_SHOWN]
+    curves = grid[peak.index].to_numpy().T  # one row per line, most loaded first
+    top: list[str] = []
+    alike: dict[str, int] = {}
+    twin = np.full(len(peak), -1)
+    for k, line in enumerate(peak.index):
+        if twin[k] >= 0:
+            alike[peak.index[twin[k]]] += 1
+        elif len(top) < MAX_LINES_SHOWN:
+            top.append(line)
+            alike[line] = 0
+            close = np.nanmax(np.abs(curves - curves[k]), axis=1) <= ALIKE_PCT
+            twin[close & (twin < 0) & (np.arange(len(peak)) > k)] = k
     t = np.sort(rated["time_h"].unique())
     colours = colormaps["tab10"].colors
     for k, line in enumerate(top):
+        more = f", {alike[line]} more alike" if alike[line] else ""
         ax.step(*_steps(t, dt_h, grid[line].to_numpy()), where="post", color=colours[k % 10], linewidth=1.8,
-                label=f"{line} (peak {peak[line]:.0f} %)")
-    rest = grid.drop(columns=top)
+                label=f"{line} (peak {peak[line]:.0f} %{more})")
+    drawn = [k for k, line in enumerate(peak.index) if line in alike]
+    rest = grid.drop(columns=[line for k, line in enumerate(peak.index) if k in drawn or twin[k] in drawn])
     if not rest.empty:
         ax.step(*_steps(t, dt_h, rest.max(axis=1).to_numpy()), where="post", color="0.5", linestyle="--",
                 label=f"highest of the other {rest.shape[1]} rated lines")
@@ -296,7 +314,7 @@ def line_loading(tables: ResultTables) -> Figure:
     ax.set_xlabel("time (h)")
     ax.set_ylabel("AC loading, |S| / rating (%)")
     ax.grid(alpha=0.3)
-    ax.legend(title=f"{len(top)} most loaded of {grid.shape[1]} rated lines", fontsize=8, loc="center left",
+    ax.legend(title=f"the most loaded of {grid.shape[1]} rated lines", fontsize=8, loc="center left",
               bbox_to_anchor=(1.01, 0.5))
     ax.set_title(f"Line loading over the day - {_title(tables)}")
     return fig

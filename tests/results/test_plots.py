@@ -178,6 +178,17 @@ def test_line_loading_is_in_percent_of_the_rating(lmp_day):
     assert top.get_ydata().max() == pytest.approx(np.nanmax(loading))
 
 
+def test_lines_in_series_with_the_same_loading_are_drawn_once(lmp_day):
+    _, tables = lmp_day
+    lines = tables.lines.copy()
+    head = lines[lines["to_node"] == lines["to_node"].iloc[0]].sort_values("period")["loading_pct"].to_numpy()
+    lines["loading_pct"] = head[lines["period"].to_numpy()]  # every line loaded as the first
+    fig = plots.line_loading(dataclasses.replace(tables, lines=lines))
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    n = lines["to_node"].nunique()
+    assert len(labels) == 2 and labels[0].endswith(f"{n - 1} more alike)") and labels[1] == "rating (100 %)"
+
+
 def test_stored_energy_is_drawn_from_the_kwh_columns(nash_small):
     _, tables = nash_small
     columns = [c for c in tables.customers.columns if c.endswith("_kwh")]
