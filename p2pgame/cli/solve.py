@@ -3,6 +3,14 @@
 With `--out DIR` the folder is checked before the (long) solve and written
 atomically after it: a failed run leaves nothing, and an existing folder is
 replaced only with `--force`.
+
+The certificate decides the exit code: an outcome outside its tolerances prints
+"not certified: <figure> = <value> (tolerance <tol>)" on stderr and exits 1, after the
+summary (or JSON, with "certified": false) and the results folder are written, so that
+it can be inspected. Limit violations of the AC check are printed as a warning on
+stderr and listed in the summary and the JSON; they do not change the exit code, since
+a network-blind market (`--doe-policy none`) is allowed to violate and the
+certificate is about the market, not the network.
 """
 
 from __future__ import annotations
@@ -29,27 +37,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def progress_printer(quiet: bool):
-    """A per-round callback that shows a progress line on stderr (tqdm), or None."""
-    if quiet:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=None, desc="Nash rounds", unit="round", file=sys.stderr, delay=1.0, leave=False)
-
-    def update(row: dict) -> None:
-        bar.set_postfix(imbalance_kw=f"{row['imbalance_kw']:.2e}", move=f"{row['max_move']:.2e}", refresh=False)
-        bar.update(1)
-
-    return update, bar.close
-
-
 def run(args) -> int:
     from p2pgame import solve
     from p2pgame.errors import InputError
 
     if args.force and not args.out:
         raise InputError("--force applies to --out DIR only")
+    if args.max_iterations is not None and args.max_iterations < 1:
+        raise InputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.out:
         from p2pgame.results.writers import check_out_dir
 
@@ -57,7 +52,6 @@ def run(args) -> int:
     from p2pgame.scenario import scenario_or_default
 
     scenario = scenario_or_default(args.scenario)
-    update, close = progress_printer(args.quiet or args.json)
     try:
         result = solve(
             scenario,
@@ -65,14 +59,12 @@ def run(args) -> int:
             reactive=False if args.no_reactive else None,
             doe_policy=args.doe_policy,
             max_iterations=args.max_iterations,
-            progress=update,
+            progress=not (args.quiet or args.json),
         )
     except InputError as exc:
         if args.scenario is None or str(exc).startswith(str(args.scenario)):
             raise
         raise InputError(f"{args.scenario}: {exc}") from None
-    finally:
-        close()
     if args.out:
         from p2pgame.results.writers import write_results
 
@@ -83,11 +75,36 @@ def run(args) -> int:
         print(summary(result))
         if args.out:
             print(f"results written to {args.out}")
+    sys.stdout.flush()
+    violations = result.violations()
+    if violations:
+        print(f"p2pgame: warning: {violation_line(violations, result.doe_policy)}", file=sys.stderr)
+    if not result.certified:
+        print(f"p2pgame: not certified: {'; '.join(result.certificate.reasons())}", file=sys.stderr)
+        return 1
     return 0
 
 
+def violation_line(violations: list[dict], policy: str | None) -> str:
+    """One line: how many AC limit violations, the worst voltage and the worst loading."""
+    blind = " (a network-blind market: no envelopes)" if policy == "none" else ""
+    worst = []
+    for quantity in ("v_pu", "loading_pct"):
+        rows = [v for v in violations if v["quantity"] == quantity]
+        if rows:
+            worst.append(_violation(rows[0]) if quantity == "loading_pct" else _violation(
+                max(rows, key=lambda v: abs(v["value"] - v["limit"]))))
+    return f"{len(violations)} AC limit violations{blind}; worst: {'; '.join(worst)}"
+
+
+def _violation(v: dict) -> str:
+    if v["quantity"] == "v_pu":
+        return f"{v['value']:.4f} pu at node {v['element']}, period {v['period']} (limit {v['limit']:.2f} pu)"
+    return f"loading {v['value']:.1f} % on line {v['element']}, period {v['period']} (limit {v['limit']:.0f} %)"
+
+
 def summary(result) -> str:
-    """A readable summary: prices, welfare, certificate, voltage range."""
+    """A readable summary: prices, welfare, certificate, voltage range, limit violations."""
     c, net = result.certificate, result.network.to_dict()
     lines = [
         f"scenario {result.scenario}: method {result.method}, envelopes {result.doe_policy},"
@@ -95,28 +112,60 @@ def summary(result) -> str:
         f"converged {result.converged} in {result.iterations} rounds ({result.price_updates} price updates), "
         f"{result.seconds:.2f} s",
         "",
-        "period  price $/kWh" + ("  reactive $/kvarh" if result.reactive_trading else ""),
     ]
+    reactive = ""
+    if result.reactive_trading:
+        reactive = "  reactive $/kvarh" if result.locational is None else "  substation reactive $/kvarh"
+    if result.locational is None:
+        lines.append("period  price $/kWh" + reactive)
+    else:
+        # every node has its own price: the substation's (the upstream grid's) and the nodes' range
+        nodal = np.array(list(result.locational.values()))
+        lines.append("period  substation $/kWh  nodal min $/kWh  nodal max $/kWh" + reactive)
     for t in range(result.periods):
-        row = f"{t:6d}  {result.price_active[t]:11.4f}"
+        if result.locational is None:
+            row = f"{t:6d}  {result.price_active[t]:11.4f}"
+        else:
+            row = f"{t:6d}  {result.price_active[t]:16.4f}  {nodal[:, t].min():15.4f}  {nodal[:, t].max():15.4f}"
         if result.reactive_trading:
-            row += f"  {result.price_reactive[t]:16.4f}"
+            row += f"  {result.price_reactive[t]:{len(reactive) - 2}.4f}"
         lines.append(row)
     if result.locational is not None:
-        spread = np.ptp(np.array(list(result.locational.values())), axis=0)
-        lines.append(f"locational price spread across nodes: max {spread.max():.4f} $/kWh")
+        spread = result.locational_spread()
+        lines.append(f"locational price spread across all nodes and the substation: max {spread.max():.4f} $/kWh"
+                     f" (period {int(spread.argmax())})")
     lines += [
         "",
         f"welfare {c.welfare:,.2f} $   (centralised {c.central_welfare:,.2f} $, relative gap {c.welfare_gap:.2e})",
         f"imbalance {c.imbalance_kw:.2e} kW, {c.imbalance_kvar:.2e} kvar;  Nash gap {c.nash_gap:.2e} $;"
         f"  price gap {c.price_gap:.2e} $/kWh",
+        f"largest dispatch difference to the centralised solution {c.dispatch_gap_kw:.1f} kW"
+        " (information: the equilibrium dispatch need not be unique, its prices are)",
+        "certified" if c.certified else f"NOT CERTIFIED: {'; '.join(c.reasons())}",
         f"voltages: LinDistFlow {net['lindistflow']['vmin_pu']:.4f}-{net['lindistflow']['vmax_pu']:.4f} pu,"
         f" AC {net['ac']['vmin_pu']:.4f}-{net['ac']['vmax_pu']:.4f} pu"
         f" (limits {net['limits']['vmin_pu']:.2f}-{net['limits']['vmax_pu']:.2f});"
         f" worst line loading {_fmt(net['ac']['max_loading'])}",
     ]
+    violations = result.violations()
+    if violations:
+        lines.append(violation_line(violations, result.doe_policy))
+        worst = {}  # per element and quantity: the worst violation and its number of periods
+        for v in violations:
+            first, n = worst.get((v["element"], v["quantity"]), (v, 0))
+            worst[(v["element"], v["quantity"])] = (first, n + 1)
+        for first, n in list(worst.values())[:MAX_LISTED]:
+            lines.append(f"  {_violation(first)}, {n} period{'s' if n > 1 else ''} in all")
+        if len(worst) > MAX_LISTED:
+            lines.append(f"  ... {len(worst) - MAX_LISTED} more elements (all in summary.json / --json: violations)")
+    else:
+        lines.append("AC limit violations: none")
     return "\n".join(lines)
 
 
+MAX_LISTED = 12
+"""Elements with violations listed one per line in the summary (all violations are in the JSON)."""
+
+
 def _fmt(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
+    return "n/a (no rated lines)" if x is None else f"{100 * x:.1f} %"

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 
 import numpy as np
@@ -66,24 +68,54 @@ def solve(
     method: 'jacobi' or 'gauss-seidel' (Nash best-response dynamics), 'centralized'
     (welfare optimum under the envelopes) or 'lmp' (network-constrained optimum
     without envelopes, locational prices). Unset arguments come from the scenario.
-    `progress` is called with one dict per Nash round.
+    `progress`: None or False (silent), True (a progress line on stderr), or a callable
+    given one dict per Nash round. An outcome outside the certificate's tolerances is
+    returned all the same, with `result.certified` False and the failing figures in
+    `result.certificate.failures`.
     """
     s = scenario.settings
     method = method or s.method
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "lmp" and doe_policy not in (None, NO_ENVELOPE):
+        raise InputError(
+            f"method 'lmp' prices the network limits itself and uses no envelopes; doe_policy {doe_policy!r}"
+            " applies to jacobi, gauss-seidel and centralized"
+        )
+    if max_iterations is not None and (isinstance(max_iterations, bool) or int(max_iterations) != max_iterations
+                                       or max_iterations < 1):
+        raise InputError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    display = ProgressDisplay() if progress is True else None
+    if progress is None or progress is False or progress is True:
+        progress = display
+    elif not callable(progress):
+        raise InputError(f"progress must be True, False, None or a callable, got {progress!r}")
+    try:
+        return _solve(scenario, method, reactive, doe_policy, max_iterations, progress, display)
+    finally:
+        if display is not None:
+            display.close()
+
+
+def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, display) -> MarketResult:
+    s = scenario.settings
     reactive = s.reactive if reactive is None else reactive
     policy = s.doe_policy if doe_policy is None else doe_policy
+    stage = display.stage if display is not None else _silent
     start = time.perf_counter()
+    stage("compiling the players")
     game = Game(scenario, reactive=reactive)
     feeder = scenario.feeder
     envelopes = None
     if method == "lmp":
         policy = None
+        stage(f"locational optimum ({len(game.players)} players)")
         central = locational(game, feeder)
     else:
+        stage(f"envelopes ({policy})")
         envelopes = assign_envelopes(scenario, policy, reactive=reactive, game=game)
         game.apply_envelopes(envelopes)
+        stage(f"centralised optimum ({len(game.players)} players)")
         central = centralized(game)
 
     player_prices = None
@@ -91,11 +123,12 @@ def solve(
     if method in ("jacobi", "gauss-seidel"):
         settings = NashSettings(
             method=method,
-            max_iterations=int(max_iterations or s.max_iterations),
+            max_iterations=int(s.max_iterations if max_iterations is None else max_iterations),
             tol_imbalance_kw=s.tol_imbalance_kw,
             tol_nash_rel=s.tol_nash_rel,
             tol_price_per_kwh=s.tol_price_per_kwh,
         )
+        stage("Nash rounds", unit="round")
         outcome = solve_nash(game, settings, progress=progress)
         prices = game.prices(outcome.prices)
         responses = outcome.responses
@@ -107,13 +140,17 @@ def solve(
         if method == "lmp":
             player_prices = _locational_player_prices(game, feeder, central, prices)
             responses = [m.response_at(x, pp) for m, x, pp in zip(game.players, central.x, player_prices)]
-    certificate = certify(game, prices, responses, None if method == "lmp" else central, player_prices)
+    stage("certificate: each player's best response", total=len(game.players), unit="player")
+    certificate = certify(game, prices, responses, None if method == "lmp" else central, player_prices,
+                          settings=s, converged=converged, tick=display.tick if display is not None else None)
     if method == "lmp":
         certificate.central_welfare = central.welfare
         certificate.welfare_gap = 0.0
         certificate.price_gap = 0.0
+        certificate.dispatch_gap_kw = 0.0
     n_cust = len(game.customers)
     cust = responses[:n_cust]
+    stage("network check")
     network = network_check(
         feeder, game.customer_nodes(), [r.p_kw for r in cust], [r.q_kvar for r in cust], game.T
     )
@@ -156,3 +193,50 @@ def _locational_player_prices(game, feeder, central: CentralOutcome, uniform: Pr
     if game.upstream is not None:
         out.append(uniform)
     return out
+
+
+def _silent(*_, **__) -> None:
+    """No progress display."""
+
+
+class ProgressDisplay:
+    """A progress line on stderr (tqdm): the step of the solve under way with its elapsed time,
+    refreshed every second while a step runs, and each Nash round's imbalance and largest move.
+    Called as a Nash round callback; `stage` starts a step, `tick` counts one unit of it."""
+
+    def __init__(self, file=None):
+        self._file = file or sys.stderr
+        self._bar = None
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._refresh, daemon=True)
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(1.0):
+            self._bar.refresh()
+
+    def stage(self, name: str, *, total: int | None = None, unit: str = "") -> None:
+        count = ("{n_fmt}/{total_fmt}" if total else "{n_fmt}") + f" {unit}s" if unit else ""
+        bar_format = "{desc}: " + count + " [{elapsed}]{postfix}"
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=name, file=self._file, leave=False, bar_format=bar_format)
+            self._ticker.start()
+            return
+        self._bar.bar_format = bar_format
+        self._bar.reset(total=total)
+        self._bar.set_description_str(name, refresh=False)
+        self._bar.set_postfix_str("", refresh=True)
+
+    def tick(self) -> None:
+        self._bar.update(1)
+
+    def __call__(self, row: dict) -> None:
+        self._bar.set_postfix(imbalance_kw=f"{row['imbalance_kw']:.2e}", move=f"{row['max_move']:.2e}", refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._stop.set()
+            self._ticker.join()
+            self._bar.close()

@@ -8,19 +8,23 @@ from p2pgame.market.game import PRICE_RANGE_PER_KWH
 from p2pgame.results.result import Certificate, NetworkCheck
 
 PRICE_PLAYER = "market-operator"
+TOL_PRICE_GAP_PER_KWH = 1e-4
+"""Largest price difference to the centralised optimum ($/kWh, $/kvarh) a certified outcome may show."""
 
 
-def nash_gaps(game, prices, responses, player_prices=None) -> dict[str, float]:
+def nash_gaps(game, prices, responses, player_prices=None, tick=None) -> dict[str, float]:
     """Each player's gain ($) from a unilateral best response at its prices, and the price player's.
 
     `player_prices` (one Prices per player) replaces the uniform `prices` where
-    players face different prices (the locational benchmark).
+    players face different prices (the locational benchmark); `tick()` is called after each player.
     """
     gaps = {}
     player_prices = player_prices or [prices] * len(responses)
     for model, r, own in zip(game.players, responses, player_prices):
         best = model.best_response(own)
         gaps[model.agent.id] = max(0.0, best.payoff - model.payoff(r.x, own))
+        if tick is not None:
+            tick()
     z = _excess(game, responses)
     lo, hi = PRICE_RANGE_PER_KWH
     stacked = prices.stacked()
@@ -35,13 +39,15 @@ def _excess(game, responses) -> np.ndarray:
     return sum(np.concatenate([r.p_kw, r.q_kvar]) for r in responses)
 
 
-def certify(game, prices, responses, central=None, player_prices=None) -> Certificate:
-    """Imbalances, Nash gaps and the gaps to the centralised optimum of an outcome."""
+def certify(game, prices, responses, central=None, player_prices=None, *, settings=None,
+            converged: bool = True, tick=None) -> Certificate:
+    """Imbalances, Nash gaps and the gaps to the centralised optimum of an outcome, judged against
+    the tolerances of `settings` (a `MarketSettings`; its defaults when None)."""
     T = game.T
     z = _excess(game, responses)
-    gaps = nash_gaps(game, prices, responses, player_prices)
+    gaps = nash_gaps(game, prices, responses, player_prices, tick)
     welfare = float(sum(m.own_value(r.x) for m, r in zip(game.players, responses)))
-    welfare_gap = price_gap = central_welfare = None
+    welfare_gap = price_gap = central_welfare = dispatch_gap = None
     if central is not None:
         central_welfare = central.welfare
         welfare_gap = abs(welfare - central_welfare) / max(abs(central_welfare), 1e-9)
@@ -49,7 +55,11 @@ def certify(game, prices, responses, central=None, player_prices=None) -> Certif
         if game.reactive and prices.reactive is not None and central.prices.reactive is not None:
             diff = np.concatenate([diff, np.abs(prices.reactive - central.prices.reactive)])
         price_gap = float(diff.max())
-    return Certificate(
+        dispatch_gap = max(
+            (float(np.max(np.abs(r.p_kw - m.net(x)[0]))) for m, r, x in zip(game.customers, responses, central.x)),
+            default=0.0,
+        )
+    certificate = Certificate(
         imbalance_kw=float(np.max(np.abs(z[:T]))),
         imbalance_kvar=float(np.max(np.abs(z[T:]))),
         nash_gap=float(max(gaps.values())),
@@ -60,7 +70,41 @@ def certify(game, prices, responses, central=None, player_prices=None) -> Certif
         price_gap=price_gap,
         imbalance_kw_t=z[:T],
         imbalance_kvar_t=z[T:],
+        dispatch_gap_kw=dispatch_gap,
     )
+    certificate.failures = failures(certificate, game, prices, settings, converged)
+    return certificate
+
+
+def tolerances(certificate: Certificate, game, prices, settings=None) -> dict[str, float]:
+    """The tolerance of each figure of the certificate.
+
+    Nash gap: `tol_nash_rel` of the welfare (at least of 1 $); imbalances: `tol_imbalance_kw` (kW
+    and kvar); welfare gap: the duality bound on an outcome within those tolerances, every
+    player's Nash gap plus the value of the imbalance at the prices, relative to the centralised
+    welfare; price gap: `TOL_PRICE_GAP_PER_KWH`.
+    """
+    from p2pgame.scenario.model import MarketSettings
+
+    s = settings or MarketSettings()
+    nash = s.tol_nash_rel * max(abs(certificate.welfare), 1.0)
+    out = {"nash_gap": nash, "imbalance_kw": s.tol_imbalance_kw, "imbalance_kvar": s.tol_imbalance_kw}
+    if certificate.central_welfare is not None:
+        stacked = np.abs(prices.stacked())
+        value = game.dt_h * s.tol_imbalance_kw * float(stacked[game.traded].sum())
+        out["welfare_gap"] = (len(game.players) * nash + value) / max(abs(certificate.central_welfare), 1e-9)
+        out["price_gap"] = TOL_PRICE_GAP_PER_KWH
+    return out
+
+
+def failures(certificate: Certificate, game, prices, settings=None, converged: bool = True) -> list[dict]:
+    """The figures outside their tolerances (figure, value, tolerance), non-convergence first."""
+    out = [] if converged else [{"figure": "converged", "value": 0.0, "tolerance": 1.0}]
+    for figure, tol in tolerances(certificate, game, prices, settings).items():
+        value = getattr(certificate, figure)
+        if value is not None and not value <= tol:
+            out.append({"figure": figure, "value": float(value), "tolerance": float(tol)})
+    return out
 
 
 def nodal_injections(feeder, nodes: list[str], p_kw: np.ndarray, q_kvar: np.ndarray, T: int):
@@ -83,6 +127,7 @@ def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int) -> NetworkChec
         vmin_limit_pu=feeder.vmin_pu,
         vmax_limit_pu=feeder.vmax_pu,
         nodes=list(feeder.nodes),
+        lines=[f"{a}-{b}" for a, b in feeder.edges],
         lindistflow=lindistflow.solve(feeder, inj_p, inj_q),
         ac=branchflow.solve(feeder, inj_p, inj_q),
     )

@@ -8,6 +8,12 @@ import numpy as np
 import pandas as pd
 
 
+VIOLATION_TOL_PU = 1e-6
+"""Voltage beyond a limit by more than this (pu) is a violation: above solver rounding."""
+VIOLATION_TOL_PCT = 1e-4
+"""Loading above 100 % by more than this (percentage points) is a violation."""
+
+
 def _list(a) -> list | None:
     return None if a is None else [float(v) for v in np.asarray(a, dtype=float).ravel()]
 
@@ -20,6 +26,10 @@ class Certificate:
     Nash gap is the largest gain ($) any player could make by a unilateral best
     response at the final prices; welfare and price gaps compare with the
     centralised welfare optimum (relative welfare gap, max price difference in $/kWh).
+    `dispatch_gap_kw` is the largest difference of a customer's net export from the
+    centralised solution: information only, as the equilibrium dispatch need not be unique
+    where the prices are. `failures` lists each figure outside its tolerance (figure, value,
+    tolerance); `certified` is True when there is none.
     """
 
     imbalance_kw: float
@@ -32,9 +42,21 @@ class Certificate:
     price_gap: float | None
     imbalance_kw_t: np.ndarray = field(repr=False, default=None)
     imbalance_kvar_t: np.ndarray = field(repr=False, default=None)
+    dispatch_gap_kw: float | None = None
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def certified(self) -> bool:
+        return not self.failures
+
+    def reasons(self) -> list[str]:
+        """One line per failing figure: 'name = value (tolerance tol)'."""
+        return [f"{f['figure']} = {f['value']:.3g} (tolerance {f['tolerance']:.3g})" for f in self.failures]
 
     def to_dict(self) -> dict:
         return {
+            "certified": self.certified,
+            "failures": [dict(f) for f in self.failures],
             "imbalance_kw": float(self.imbalance_kw),
             "imbalance_kvar": float(self.imbalance_kvar),
             "nash_gap": float(self.nash_gap),
@@ -42,19 +64,44 @@ class Certificate:
             "central_welfare": None if self.central_welfare is None else float(self.central_welfare),
             "welfare_gap": None if self.welfare_gap is None else float(self.welfare_gap),
             "price_gap": None if self.price_gap is None else float(self.price_gap),
+            "dispatch_gap_kw": None if self.dispatch_gap_kw is None else float(self.dispatch_gap_kw),
             "nash_gaps": {k: float(v) for k, v in self.nash_gaps.items()},
         }
 
 
 @dataclass
 class NetworkCheck:
-    """Voltages and loadings of the final operating point: LinDistFlow (market model) and AC."""
+    """Voltages and loadings of the final operating point: LinDistFlow (market model) and AC.
+
+    `lines` names line k (the line into `nodes[k]`) as 'from-to'.
+    """
 
     vmin_limit_pu: float
     vmax_limit_pu: float
     nodes: list[str]
     lindistflow: object
     ac: object
+    lines: list[str] | None = None
+
+    def violations(self) -> list[dict]:
+        """The AC power flow's limit violations, worst first within each kind: one dict per element
+        and period with `element`, `period`, `quantity` ('v_pu' or 'loading_pct'), `value`, `limit`."""
+        v = np.atleast_2d(np.asarray(self.ac.v_pu, dtype=float))
+        loading = 100.0 * np.atleast_2d(np.asarray(self.ac.loading, dtype=float))
+        lines = self.lines or [f"line to {node}" for node in self.nodes]
+        found = []
+        for values, limit, beyond, names, quantity in (
+            (v, self.vmax_limit_pu, v > self.vmax_limit_pu + VIOLATION_TOL_PU, self.nodes, "v_pu"),
+            (v, self.vmin_limit_pu, v < self.vmin_limit_pu - VIOLATION_TOL_PU, self.nodes, "v_pu"),
+            (loading, 100.0, np.nan_to_num(loading) > 100.0 + VIOLATION_TOL_PCT, lines, "loading_pct"),
+        ):
+            rows = sorted(zip(*np.nonzero(beyond)), key=lambda tk: -abs(values[tk] - limit))
+            found += [
+                {"element": names[k], "period": int(t), "quantity": quantity,
+                 "value": float(values[t, k]), "limit": float(limit)}
+                for t, k in rows
+            ]
+        return found
 
     @staticmethod
     def _summary(pf) -> dict:
@@ -123,6 +170,8 @@ class MarketResult:
                 "locational": None
                 if self.locational is None
                 else {n: _list(v) for n, v in self.locational.items()},
+                "active_is": "uniform" if self.locational is None else "substation",
+                "locational_spread_per_kwh": None if self.locational is None else _list(self.locational_spread()),
             },
             "customers": [
                 {
@@ -138,14 +187,31 @@ class MarketResult:
             "upstream": None
             if self.upstream is None
             else {"p_kw": _list(self.upstream.p_kw), "q_kvar": _list(self.upstream.q_kvar)},
+            "certified": self.certified,
             "certificate": self.certificate.to_dict(),
             "network": self.network.to_dict(),
+            "violations": self.violations(),
             "history": self.history,
         }
 
     @property
     def welfare(self) -> float:
         return self.certificate.welfare
+
+    @property
+    def certified(self) -> bool:
+        """True when every figure of the certificate is within its tolerance (see `Certificate.failures`)."""
+        return self.certificate.certified
+
+    def locational_spread(self) -> np.ndarray:
+        """Per period, the highest minus the lowest active price over the nodes and the substation
+        ($/kWh; `lmp` only: `price_active` is then the substation's price)."""
+        prices = np.vstack([np.asarray(self.price_active, dtype=float)[None, :], *self.locational.values()])
+        return np.ptp(prices, axis=0)
+
+    def violations(self) -> list[dict]:
+        """Voltage and loading limits the AC power flow of the outcome violates (`NetworkCheck.violations`)."""
+        return self.network.violations()
 
     def prices(self) -> pd.DataFrame:
         """Uniform prices per period ($/kWh, $/kvarh)."""

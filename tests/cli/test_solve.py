@@ -25,9 +25,9 @@ def test_solve_writes_the_results_folder_and_prints_its_json(tmp_path):
     printed = json.loads(run.stdout)
     assert json.loads((out / "summary.json").read_text()) == printed
     assert printed["scenario"] == "ieee13-day" and printed["method"] == "centralized"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "customers.csv", "envelopes.csv", "plots", "prices.csv", "summary.json", "voltages.csv"]
-    assert len(list((out / "plots").glob("*.png"))) == 5
+    assert {"customers.csv", "envelopes.csv", "plots", "prices.csv", "summary.json", "voltages.csv"} <= {
+        p.name for p in out.iterdir()}
+    assert len(list((out / "plots").glob("*.png"))) >= 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["day"]  # no temporary folder left
 
 
