@@ -306,10 +306,25 @@ class AgentModel:
             self._warm = None
             from p2pgame.solvers.result import likely_cause
 
+            if self.not_concave():
+                raise InputError(f"agent {self.agent.id!r} is not concave: {self.not_concave()}")
             raise SolverError(
                 f"best response of agent {self.agent.id!r} failed: {res.status} ({likely_cause(res.status)})"
             )
         return self.response_at(res.x, prices, res)
+
+    def not_concave(self) -> str | None:
+        """Why the agent is not concave, when the convexity test of its problem says so (None otherwise,
+        also when nonlinear terms leave it undecided): the market's equilibrium needs a concave own
+        value and convex constraints (MODEL.md, sections 2 and 4)."""
+        prob = self.problem
+        if prob.nonlinear or prob.is_convex:
+            return None
+        if not prob._objective_convex:
+            return ("the quadratic part of its own value has a direction of increasing returns, so its best"
+                    " response is not the one optimum the market needs")
+        return ("one of its quadratic constraints is not convex towards its bound, so its best response is"
+                " not the one optimum the market needs")
 
     def response_at(self, x: np.ndarray, prices, solution=None) -> Response:
         """The Response of decision vector x at the given prices (no solve)."""
@@ -369,6 +384,8 @@ class AgentModel:
             res = self.best_response(Prices(np.zeros(self.T), np.zeros(self.T)), check=False)
         finally:
             self.set_box(saved)
+        if not res.success and self.not_concave():
+            raise InputError(f"customer {aid!r} is not concave: {self.not_concave()}")
         if not res.success:
             raise InputError(
                 f"customer {aid!r}: no operating point inside its envelope meets its own constraints over the"

@@ -17,6 +17,10 @@ from p2pgame.agents.base import Agent, profile, scalar
 from p2pgame.errors import InputError
 
 MODES = ("tariff", "quadratic", "none")
+MAX_CAPACITY_KVA = 1e7
+"""The largest substation capacity accepted: far above any distribution substation, and where the
+solvers still certify the default day; a stand-in for "unlimited" such as 1e15 leaves bounds so far
+from the market's flows that the best responses lose their precision (docs/benchmarks.md)."""
 
 
 class UpstreamGrid(Agent):
@@ -82,6 +86,11 @@ class UpstreamGrid(Agent):
     def _params(self, T: int) -> dict:
         i = self.id
         p = {"cap": scalar(i, "capacity_kva", self.capacity_kva, lower=0.0)}
+        if p["cap"] > MAX_CAPACITY_KVA:
+            raise InputError(
+                f"agent {i!r}: capacity_kva = {p['cap']:g} is beyond any substation (at most {MAX_CAPACITY_KVA:g}"
+                " kVA); give the transformer's rating: a stand-in for 'unlimited' costs the solvers their precision"
+            )
         if self.mode == "tariff":
             p["pi_imp"] = profile(i, "import_price_per_kwh", self.import_price_per_kwh, T)
             p["pi_exp"] = profile(i, "export_price_per_kwh", self.export_price_per_kwh, T)
