@@ -1,14 +1,23 @@
-"""`p2pgame powerflow FEEDER`: voltages, line flows and losses of a feeder at its passive load."""
+"""`p2pgame powerflow FEEDER`: voltages, line flows and losses of a feeder at its passive load.
+
+Loadings are percentages of the rating, as in `p2pgame solve` (`loading_pct`, None in the
+JSON and "unrated" in the table for a line without a rating, or with a stand-in rating of at
+least `UNRATED_KVA` such as pandapower's 99999 kA).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 
+import numpy as np
+
 from p2pgame.network import load_feeder
 from p2pgame.network.registry import THREE_PHASE, three_phase_dss
 
 MODELS = ("lindistflow", "ac", "opendss")
+UNRATED_KVA = 1e8
+"""A rating this large (kVA) stands for "unrated": no distribution line or transformer carries it."""
 
 
 def register(subparsers) -> None:
@@ -51,9 +60,10 @@ def single_phase(name_or_path: str, model: str, *, regulators: str = "solved") -
     solver = lindistflow if model == "lindistflow" else branchflow
     result = solver.solve(feeder, -load_kw, -load_kvar)
     voltages = {feeder.substation: feeder.v0_pu, **dict(zip(feeder.nodes, result.v_pu.tolist()))}
+    loading = np.where(np.asarray(feeder.rating_kva, dtype=float) < UNRATED_KVA, result.loading, np.nan)
     lines = [
-        {"from": frm, "to": to, "p_kw": float(p), "q_kvar": float(q), "loading": _number(s)}
-        for (frm, to), p, q, s in zip(feeder.edges, result.p_flow_kw, result.q_flow_kvar, result.loading)
+        {"from": frm, "to": to, "p_kw": float(p), "q_kvar": float(q), "loading_pct": _percent(s)}
+        for (frm, to), p, q, s in zip(feeder.edges, result.p_flow_kw, result.q_flow_kvar, loading)
     ]
     return {"feeder": feeder.name, "model": model, "voltages": voltages, "lines": lines, "losses_kw": float(result.losses_kw)}
 
@@ -65,7 +75,7 @@ def three_phase(name_or_path: str, *, regulators: str = "solved") -> dict:
     path = three_phase_dss(name_or_path)
     result = solve_three_phase(path, regulators=regulators)
     lines = [
-        {"from": f.from_node, "to": f.to_node, "p_kw": f.p_kw, "q_kvar": f.q_kvar, "loading": _number(f.loading)}
+        {"from": f.from_node, "to": f.to_node, "p_kw": f.p_kw, "q_kvar": f.q_kvar, "loading_pct": _percent(f.loading)}
         for f in result.lines
     ]
     name = name_or_path if name_or_path in THREE_PHASE else path.stem
@@ -86,15 +96,18 @@ def table(report: dict) -> str:
     else:
         out.append(f"{'node':<{width}}  {'v_pu':>7}")
         out += [f"{node:<{width}}  {v:7.4f}" for node, v in voltages.items()]
-    rated = [line for line in report["lines"] if line["loading"] is not None]
+    rated = [line for line in report["lines"] if line["loading_pct"] is not None]
+    unrated = len(report["lines"]) - len(rated)
     if rated:
-        worst = max(rated, key=lambda line: line["loading"])
-        out.append(f"worst line loading: {worst['loading']:.3f} ({worst['from']}-{worst['to']})")
+        worst = max(rated, key=lambda line: line["loading_pct"])
+        note = f"; {unrated} line{'s' if unrated > 1 else ''} unrated" if unrated else ""
+        out.append(f"worst line loading: {worst['loading_pct']:.1f} % ({worst['from']}-{worst['to']}){note}")
     else:
-        out.append("worst line loading: no rated lines")
+        out.append("worst line loading: unrated (no line has a rating)")
     out.append(f"losses: {report['losses_kw']:.2f} kW")
     return "\n".join(out)
 
 
-def _number(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+def _percent(loading: float) -> float | None:
+    """A loading ratio as a percentage, None for an unrated line."""
+    return None if math.isnan(loading) else 100.0 * float(loading)
