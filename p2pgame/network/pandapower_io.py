@@ -327,6 +327,29 @@ def mv_oberrhein() -> Feeder:
     return from_pandapower(net, "mv_oberrhein", ext_grid=0)
 
 
+def kerber_landnetz_kabel_1() -> Feeder:
+    """Kerber's rural 0.4 kV cable network 1 (pandapower `create_kerber_landnetz_kabel_1`)."""
+    import pandapower.networks as pn
+
+    return from_pandapower(pn.create_kerber_landnetz_kabel_1(), "kerber_landnetz_kabel_1")
+
+
+def kerber_landnetz_freileitung_1() -> Feeder:
+    """Kerber's rural 0.4 kV overhead-line network 1 (pandapower `create_kerber_landnetz_freileitung_1`)."""
+    import pandapower.networks as pn
+
+    return from_pandapower(pn.create_kerber_landnetz_freileitung_1(), "kerber_landnetz_freileitung_1")
+
+
+def ieee_european_lv_asymmetric() -> Feeder:
+    """The IEEE European LV test feeder as pandapower holds it, its single-phase loads summed per bus."""
+    import pandapower.networks as pn
+
+    with _quiet_pandapower():
+        net = pn.ieee_european_lv_asymmetric()
+    return from_pandapower(net, "ieee_european_lv_asymmetric")
+
+
 def from_pandapower_json(path: str | Path) -> Feeder:
     """A feeder from a pandapower net saved with `pandapower.to_json`, named after the file."""
     import pandapower as pp

@@ -34,6 +34,15 @@ BUILTIN: dict[str, tuple[Callable[[], Feeder], int, str]] = {
     "case33bw": (_pandapower("case33bw"), 32, "Baran & Wu 33-bus feeder, 12.66 kV (pandapower case33bw)"),
     "cigre_lv": (_pandapower("cigre_lv"), 40, "CIGRE European LV benchmark, 0.4 kV below 20 kV (pandapower)"),
     "mv_oberrhein": (_pandapower("mv_oberrhein"), 68, "MV Oberrhein 20 kV, area of substation 0 (pandapower)"),
+    "kerber_landnetz_kabel_1": (
+        _pandapower("kerber_landnetz_kabel_1"), 17, "Kerber rural LV cable net 1, 0.4 kV (pandapower)"
+    ),
+    "kerber_landnetz_freileitung_1": (
+        _pandapower("kerber_landnetz_freileitung_1"), 14, "Kerber rural LV overhead net 1, 0.4 kV (pandapower)"
+    ),
+    "ieee_european_lv_asymmetric": (
+        _pandapower("ieee_european_lv_asymmetric"), 906, "IEEE European LV feeder, phases summed per bus (pandapower)"
+    ),
 }
 # Feeders whose three-phase model OpenDSS can solve (`--model opendss`).
 THREE_PHASE = {"ieee13": IEEE13_DSS}

@@ -9,7 +9,8 @@ from p2pgame.network.registry import IEEE13_DSS, three_phase_dss
 
 def test_builtin_list_matches_the_feeders():
     listed = {name: n for name, n, _ in builtin_feeders()}
-    assert set(listed) == {"ieee13", "case33bw", "cigre_lv", "mv_oberrhein"}
+    assert set(listed) == {"ieee13", "case33bw", "cigre_lv", "mv_oberrhein", "kerber_landnetz_kabel_1",
+                           "kerber_landnetz_freileitung_1", "ieee_european_lv_asymmetric"}
     for name, n in listed.items():
         feeder = load_feeder(name)
         assert (feeder.name, feeder.n) == (name, n)
@@ -23,7 +24,7 @@ def test_paths_load_through_their_importer():
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("ieee14", "unknown feeder 'ieee14': give a built-in name \\(ieee13, case33bw, cigre_lv, mv_oberrhein\\)"),
+        ("ieee14", "unknown feeder 'ieee14': give a built-in name \\(ieee13, case33bw, cigre_lv, mv_oberrhein, kerber"),
         ("missing.dss", "missing.dss: no such feeder file \\(built-in feeders: ieee13"),
         ("missing.json", "missing.json: no such feeder file"),
     ],

@@ -88,7 +88,7 @@ def test_european_lv_asymmetric_loads_are_summed_per_bus():
 
 
 def small_net():
-    """A 20/0.4 kV transformer (no magnetising branch) and three 0.4 kV cable sections with a load at each end (bus 4 the far end)."""
+    """A 20/0.4 kV transformer (no magnetising branch), three 0.4 kV cables, a load at each end (bus 4 the far end)."""
     net = pp.create_empty_network()
     mv = pp.create_bus(net, 20.0)
     buses = [pp.create_bus(net, 0.4) for _ in range(4)]
@@ -108,7 +108,9 @@ MODELLED = {
     "sgen": (lambda net: pp.create_sgen(net, 4, p_mw=0.02, q_mvar=-0.002, scaling=0.5), -10.0),
     "storage": (lambda net: pp.create_storage(net, 3, p_mw=0.008, max_e_mwh=0.02), 8.0),
     "motor": (
-        lambda net: pp.create_motor(net, 3, pn_mech_mw=0.012, cos_phi=0.85, efficiency_percent=92.0, loading_percent=80.0),
+        lambda net: pp.create_motor(
+            net, 3, pn_mech_mw=0.012, cos_phi=0.85, efficiency_percent=92.0, loading_percent=80.0
+        ),
         1000 * 0.012 * 0.8 / 0.92,
     ),
     "ward": (lambda net: pp.create_ward(net, 4, ps_mw=0.005, qs_mvar=0.001, pz_mw=0.001, qz_mvar=0.0), 6.0),
