@@ -21,7 +21,9 @@ def load_scenario(path):
 def solve(scenario, method=None, **options):
     """Run the market of `scenario` and certify it (see `p2pgame.market.solve`).
 
-    Options as `p2pgame.market.solve` (reactive, doe_policy, max_iterations, progress).
+    Options as `p2pgame.market.solve` (reactive, doe_policy, max_iterations, progress: None,
+    False, True or a callable). An outcome outside the certificate's tolerances is returned,
+    not raised: check `result.certified` (the failing figures: `result.certificate.failures`).
     The result's tables are DataFrames and its `plot_*()` methods draw what the CLI draws.
     """
     from p2pgame.market import solve as market_solve

@@ -6,9 +6,9 @@ Cases, in three comparisons:
 (c) the DOE market vs the locational-price optimum (`lmp`, no envelopes, LinDistFlow
     limits in the market) vs a network-blind market (no envelopes, no limits).
 The DOE cases are solved with the `centralized` method: the Nash equilibrium of the
-game equals the centralised optimum (its certificate proves it: Nash gap and price
-gap to the centralised prices), and solving the best-response dynamics for every row
-would only add time.
+game has the centralised optimum's prices and welfare (its certificate proves it: Nash
+gap and price gap to the centralised prices), and solving the best-response dynamics for
+every row would only add time. Its dispatch need not be unique where the prices are.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ GROUPS = {
     "c": "(c) DOE market vs LMP vs network-blind",
 }
 MAX_LABELLED_NODES = 45
-NOTE = ("DOE cases use method 'centralized': the Nash equilibrium equals the centralised optimum"
-        " (certificate: Nash gap and price gap), so solving the game for every row is not needed.")
+NOTE = ("DOE cases use method 'centralized': the Nash equilibrium has the centralised optimum's prices and welfare"
+        " (certificate: Nash gap and price gap), so solving the game for every row is not needed; its dispatch need"
+        " not be unique (the certificate reports the largest difference, `dispatch_gap_kw`).")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ def register(sub) -> None:
         "compare",
         help="active-only vs active+reactive, every DOE policy, DOE market vs LMP vs network-blind",
         description="Solve one scenario under every compared market design and print one row per design. "
-        "DOE cases use the centralized method: the Nash equilibrium equals the centralised optimum.",
+        "DOE cases use the centralized method: the Nash equilibrium has the centralised optimum's prices and welfare.",
     )
     c.add_argument("scenario", nargs="?", help="scenario file (default: the IEEE 13-node day)")
     c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
