@@ -166,7 +166,7 @@ def voltage_profile(tables: ResultTables) -> Figure:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("voltage magnitude (pu)")
     vmin, vmax = tables.limits_pu
-    axes[0].set_ylim(*_voltage_view(volt, vmin, vmax))
+    axes[0].set_ylim(*_voltage_view(volt[volt["period"].isin([period for period, _ in peaks])], vmin, vmax))
     if small:
         fig.draw_without_rendering()  # fix the layout, so that label sizes are known
         for ax, (period, _) in zip(axes, peaks):
