@@ -89,8 +89,8 @@ def load_dss(
     path = Path(path)
     with _compiled(path, regulators):
         _check_classes(path)
-        name = name or dss.Circuit.Name()
         spelling = _spelling(path)
+        name = name or spelling.get(dss.Circuit.Name(), dss.Circuit.Name())
         source, v_source_pu = _source(path)
         kv_base = {bus: _kv_base_ll(path, bus) for bus in dss.Circuit.AllBusNames()}
         branches, loads = _branches(path, kv_base, base_kva)
@@ -298,7 +298,7 @@ def _check_classes(path: Path) -> None:
 
 
 def _spelling(path: Path) -> dict[str, str]:
-    """OpenDSS lower-cases bus names; recover how the script spells them (e.g. RG60).
+    """OpenDSS lower-cases bus and circuit names; recover how the script spells them (e.g. RG60).
 
     Reads the file and the files it compiles or redirects to, first spelling first.
     """
@@ -314,7 +314,7 @@ def _spelling(path: Path) -> dict[str, str]:
             todo.append((file.parent / target).resolve())
         for token in re.findall(r"[\w\-]+", text):
             spelling.setdefault(token.lower(), token)
-    return {bus: spelling.get(bus, bus) for bus in dss.Circuit.AllBusNames()}
+    return {name: spelling.get(name, name) for name in [*dss.Circuit.AllBusNames(), dss.Circuit.Name()]}
 
 
 def _respelled(feeder: Feeder, spelling: dict[str, str], coords: dict[str, tuple[float, float]]) -> Feeder:
