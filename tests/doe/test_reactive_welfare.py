@@ -99,3 +99,18 @@ def test_long_policies_report_progress_to_the_callback():
     stages = {stage for stage, _, _ in calls}
     assert stages == {"ac-validated: export corner power flows", "ac-validated: import corner power flows"}
     assert all(done <= total for _, done, total in calls) and calls[-1][1] == calls[-1][2]
+
+
+@pytest.mark.parametrize("base", ["equal", "proportional", "fair"])
+def test_p_first_on_any_base_keeps_its_p_only_boxes_and_stays_robust(base):
+    sc = default_scenario()
+    p_only = doe.assign(base, sc.feeder, sc.customers, sc.periods, sc.dt_h, reactive=False)
+    both = doe.assign("p-first", sc.feeder, sc.customers, sc.periods, sc.dt_h, base=base)
+    np.testing.assert_allclose(both.pmin_kw, p_only.pmin_kw, atol=1e-9)
+    np.testing.assert_allclose(both.pmax_kw, p_only.pmax_kw, atol=1e-9)
+    assert (both.qmin_kvar <= p_only.qmin_kvar + 1e-9).all() and (both.qmax_kvar >= p_only.qmax_kvar - 1e-9).all()
+    assert (both.qmax_kvar - both.qmin_kvar).sum() > 1.0
+    net = doe.NetworkArrays.from_feeder(sc.feeder, sc.periods)
+    wc = doe.worst_case(net, np.array([sc.feeder.index(c.node) for c in sc.customers]), *both.bounds)
+    assert wc.vmax_pu.max() <= sc.feeder.vmax_pu + 1e-6 and wc.vmin_pu.min() >= sc.feeder.vmin_pu - 1e-6
+    assert np.nanmax(wc.max_loading) <= 1.0 + 1e-6

@@ -37,15 +37,18 @@ def largest_total(problem: EnvelopeProblem, anchor: Box, *, q_weight: float = 1.
     """Boxes grown from the robustly feasible `anchor` that maximise P width plus `q_weight` times Q width.
 
     With `hold_p` the anchor's P bounds are kept as they are (they may have width) and
-    only the Q bounds grow, from the anchor's Q bounds towards the customers' ranges.
+    only the Q bounds grow, from the anchor's Q bounds towards the customers' ranges; a
+    row that the held boxes already fill (to within `ROW_TOL`) is held where they put it.
     """
     cap = problem.capability
     n = problem.net.n
     lo_tot = problem.totals(anchor)
     cap_tot = problem.totals(cap)
+    rows = problem.rows
+    b = rows.b
     if hold_p:
         cap_tot[:, : 2 * n] = lo_tot[:, : 2 * n]
-    rows = problem.rows
+        b = np.maximum(b, rows.lhs(lo_tot))
     ones = np.ones(n)
     cost = np.concatenate([-ones, ones, -q_weight * ones, q_weight * ones, np.zeros(4 * n)])
     # variables: node totals s (bounded) and subtree totals f; rows: G f <= b and s = unlift f
@@ -56,8 +59,8 @@ def largest_total(problem: EnvelopeProblem, anchor: Box, *, q_weight: float = 1.
         x = lp.solve(
             np.concatenate([np.minimum(lo_tot[t], cap_tot[t]), -free]),
             np.concatenate([np.maximum(lo_tot[t], cap_tot[t]), free]),
-            np.concatenate([np.full(len(rows.b[t]), -np.inf), equal]),
-            np.concatenate([rows.b[t], equal]),
+            np.concatenate([np.full(len(b[t]), -np.inf), equal]),
+            np.concatenate([b[t], equal]),
             f"max-total envelope LP, period {t}",
         )
         totals[t] = x[: 4 * n]
