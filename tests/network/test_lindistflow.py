@@ -122,3 +122,22 @@ def test_ac_sweep_holds_ideal_transformers():
     assert v**2 == pytest.approx(exact.real.max(), abs=1e-10)
     lin = lindistflow.solve(one, [-1000 * load.real], [-1000 * load.imag]).v_pu[0]
     assert lin**2 == pytest.approx(w_s - 2 * (r * P + x * Q))
+
+
+def test_locational_problem_holds_the_voltage_ratios():
+    """A +2.5 % ratio on the line into 671 of the default day: the `lmp` optimum's voltages,
+    re-evaluated by LinDistFlow, stay within the limit it binds (without the ratio in its rows the
+    optimum goes to 1.076 pu)."""
+    import dataclasses
+
+    from p2pgame.market import solve
+    from p2pgame.scenario.default import default_scenario
+
+    sc = default_scenario()
+    ratio = np.ones(sc.feeder.n)
+    ratio[sc.feeder.index("671")] = 1.025
+    sc.feeder = dataclasses.replace(sc.feeder, ratio=ratio, rating_kva=np.full(sc.feeder.n, np.inf))
+    v = solve(sc, "lmp").network.lindistflow.v_pu
+    assert v.max() == pytest.approx(sc.feeder.vmax_pu, abs=1e-6)
+    below_671 = sc.feeder.downstream[sc.feeder.index("671")] > 0
+    assert v[:, below_671].max() == v.max()
