@@ -30,7 +30,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--q-weight", type=float, metavar="W",
-        help="max-total (also as --base): weight of a kvar of Q width against a kW of P width (default 1)",
+        help="max-total and fair (also as --base): weight of Q width against P width (default 1)",
     )
     p.add_argument(
         "--no-reactive", action="store_true",

@@ -89,6 +89,16 @@ def test_a_smaller_q_weight_gives_p_more_room():
         POLICIES["max-total"](problem, q_weight=-1.0)
 
 
+def test_fair_with_a_smaller_q_weight_gives_p_more_room():
+    _, problem = synthetic_arrays(periods=1)
+    default, light = POLICIES["fair"](problem), POLICIES["fair"](problem, q_weight=0.1)
+    p_width = [float((box.pmax_kw - box.pmin_kw).sum()) for box in (default, light)]
+    q_width = [float((box.qmax_kvar - box.qmin_kvar).sum()) for box in (default, light)]
+    assert p_width[1] > p_width[0] + 1.0 and q_width[1] < q_width[0]
+    with pytest.raises(InputError, match="fair: q_weight must be a finite number > 0"):
+        POLICIES["fair"](problem, q_weight=0.0)
+
+
 def test_long_policies_report_progress_to_the_callback():
     sc = default_scenario()
     calls = []
