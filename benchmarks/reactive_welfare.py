@@ -10,6 +10,7 @@ IEEE 37 and Kerber get a prosumer at every load bus (`scenario.populate.at_load_
 Each market is solved centralised (the welfare optimum under the envelopes, which the
 Nash methods reach); the columns are its welfare, the envelope widths (kW and kvar
 summed over customers and periods) and the lowest and highest AC voltage of its dispatch.
+A policy `NAME:W` is `max-total` or `fair` with `q_weight=W`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 IEEE37_IN_CHECKOUT = Path("Version8/Distrib/IEEETestCases/37Bus/ieee37.dss")
-POLICIES = ("max-total", "equal", "fair", "p-first", "best-split", "welfare")
+POLICIES = ("max-total", "max-total:0.1", "equal", "fair", "fair:0.1", "p-first", "best-split", "welfare")
 
 
 def scenario(feeder: str, ieee37: str | None):
@@ -47,19 +48,36 @@ def scenario(feeder: str, ieee37: str | None):
     raise SystemExit(f"unknown feeder {feeder!r}: ieee13, ieee37 or kerber")
 
 
-def row(sc, policy: str, reactive: bool) -> tuple[float, float, float, float, float]:
-    """Welfare $, P width kW, Q width kvar, AC vmin and vmax pu of the centralised market."""
-    from p2pgame import solve
+def row(sc, spec: str, reactive: bool) -> tuple[float, float, float, float, float]:
+    """Welfare $, P width kW, Q width kvar, AC vmin and vmax pu of the centralised market under policy `spec`.
 
-    result = solve(sc, method="centralized", reactive=reactive, doe_policy=policy)
-    env = result.envelopes
-    v = np.asarray(result.network.ac.v_pu)
+    `spec` is a policy name, or `NAME:W` for `max-total` or `fair` with `q_weight=W`.
+    """
+    from p2pgame import doe
+    from p2pgame.market import Game, assign_envelopes, centralized
+    from p2pgame.network import branchflow
+
+    policy, _, weight = spec.partition(":")
+    game = Game(sc, reactive=reactive)
+    if weight:
+        fixed = {} if reactive else {"q_range_kvar": (game.fixed_q, game.fixed_q)}
+        env = doe.assign(
+            policy, sc.feeder, sc.customers, sc.periods, sc.dt_h, reactive=reactive, q_weight=float(weight), **fixed
+        )
+    else:
+        env = assign_envelopes(sc, policy, reactive=reactive, game=game)
+    game.apply_envelopes(env)
+    central = centralized(game)
+    p_kw, q_kvar = (np.array(side) for side in zip(*(m.net(x) for m, x in zip(game.customers, central.x))))
+    idx = np.array([sc.feeder.index(c.node) for c in sc.customers])
+    dispatch = doe.Box(p_kw, p_kw, q_kvar, q_kvar)
+    v = branchflow.solve(sc.feeder, *doe.corner_injections(sc.feeder, idx, dispatch, "export")).v_pu
     return (
-        result.welfare,
+        central.welfare,
         float((env.pmax_kw - env.pmin_kw).sum()),
         float((env.qmax_kvar - env.qmin_kvar).sum()) if reactive else 0.0,
-        float(v.min()),
-        float(v.max()),
+        float(np.min(v)),
+        float(np.max(v)),
     )
 
 

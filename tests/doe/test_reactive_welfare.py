@@ -103,7 +103,8 @@ def test_long_policies_report_progress_to_the_callback():
     sc = default_scenario()
     calls = []
     doe.assign("fair", sc.feeder, sc.customers, sc.periods, sc.dt_h, progress=lambda *a: calls.append(a))
-    assert [c for c in calls if c[0] == "fair: periods"] == [("fair: periods", t, sc.periods) for t in range(sc.periods + 1)]
+    expected = [("fair: periods", t, sc.periods) for t in range(sc.periods + 1)]
+    assert [c for c in calls if c[0] == "fair: periods"] == expected
     calls.clear()
     doe.assign("ac-validated", sc.feeder, sc.customers, sc.periods, sc.dt_h, progress=lambda *a: calls.append(a))
     stages = {stage for stage, _, _ in calls}
