@@ -414,11 +414,11 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     if not converged:
         last = history[-1]
         if fallback is not None:
-            seen = f" ({fallback})"
+            note = f" ({fallback})"
         else:
-            seen = f" after a {cycle}" if cycle is not None else ""
+            note = f" after a {cycle}" if cycle is not None else ""
         raise ConvergenceError(
-            f"{settings.method} did not converge in {settings.max_iterations} rounds{seen}: last imbalance"
+            f"{settings.method} did not converge in {settings.max_iterations} rounds{note}: last imbalance"
             f" {last['imbalance_kw']:.3g} kW / {last['imbalance_kvar']:.3g} kvar, proximal pull"
             f" {last['proximal_pull']:.3g} $/kWh (tolerances {settings.tol_imbalance_kw:g} kW,"
             f" {settings.tol_price_per_kwh:g} $/kWh); raise max_iterations or check the scenario"
