@@ -1,8 +1,9 @@
 """Robust LinDistFlow envelope constraints: limits that hold for every point of every box.
 
 LinDistFlow gives squared voltages `w = w0 + 2 R p_pu + 2 X q_pu` with `R, X >= 0` on a
-radial feeder (`lindistflow.linear_map`, off-nominal voltage ratios included), so a node's voltage is highest with every customer at the top corner of
-its box (`pmax`, `qmax`) and lowest at the bottom corner (`pmin`, `qmin`). The flow into
+radial feeder (`lindistflow.linear_map`, off-nominal voltage ratios included), so a
+node's voltage is highest with every customer at the top corner of its box (`pmax`,
+`qmax`) and lowest at the bottom corner (`pmin`, `qmin`). The flow into
 node j, `P_j = -(net injections in the subtree of j)`, is largest with the subtree at its
 minima and smallest at its maxima (the same for `Q_j`). The limits at these corners are
 linear in the box bounds and hold for every point of the boxes iff they hold at the
@@ -182,8 +183,9 @@ class RobustRows:
         n = net.n
         d = sp.csr_matrix(net.subtree)
         gain, r_path, x_path = lindistflow.path_factors(net)
-        # voltage rows: sums along paths
-        paths_r, paths_x = (sp.diags(gain) @ d.T @ sp.diags(r_path)).tocsr(), (sp.diags(gain) @ d.T @ sp.diags(x_path)).tocsr()
+        # voltage rows: sums along paths, scaled by the ratios between each line and the node
+        paths_r = (sp.diags(gain) @ d.T @ sp.diags(r_path)).tocsr()
+        paths_x = (sp.diags(gain) @ d.T @ sp.diags(x_path)).tocsr()
         load_term = net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T  # (T, n), kW pu
         half_base = net.base_kva / 2.0
         zero = sp.csr_matrix((n, n))

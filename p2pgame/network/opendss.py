@@ -21,7 +21,7 @@ several threads do not mix circuits.
 
 from __future__ import annotations
 
-import ctypes
+import atexit
 import dataclasses
 import json
 import math
@@ -49,7 +49,7 @@ REGULATORS = ("solved", "fixed")
 DEFAULT_NORMAMPS = 400.0  # OpenDSS's rating of a line or linecode that states none
 IGNORED = {"regcontrol", "capcontrol", "energymeter", "monitor", "fuse", "recloser", "relay", "swtcontrol", "sensor"}
 _ENGINE = threading.Lock()
-_libc = ctypes.CDLL(None)
+_discard_at_exit = False
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,15 @@ def _compiled(path: Path, regulators: str = "solved") -> Iterator[None]:
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Keep what OpenDSS prints (`help`, some `Show` commands) off our standard output."""
+    """Keep what OpenDSS prints (`help`, some `Show` commands) off our standard output.
+
+    OpenDSS buffers that text and writes the rest of its buffer when the process ends, so
+    standard output is also closed to it at exit, after Python's own output is flushed.
+    """
+    global _discard_at_exit
+    if not _discard_at_exit:
+        atexit.register(_close_stdout)
+        _discard_at_exit = True
     sys.stdout.flush()
     try:
         fd = sys.stdout.fileno()
@@ -260,13 +268,19 @@ def _quiet() -> Iterator[None]:
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), fd)
-            try:
-                yield
-            finally:
-                _libc.fflush(None)
+            yield
     finally:
         os.dup2(saved, fd)
         os.close(saved)
+
+
+def _close_stdout() -> None:
+    try:
+        sys.stdout.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _message(exc: Exception) -> str:

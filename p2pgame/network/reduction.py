@@ -121,7 +121,9 @@ def build_feeder(
             continue
         branch = by_pair[frozenset((parent, child))]
         ratio = 1.0 if abs(branch.ratio - 1) <= RATIO_TOL else branch.ratio
-        lines.append((branch.from_bus, branch.to_bus, branch.r_pu, branch.x_pu, branch.rating_kva, branch.element, ratio))
+        lines.append(
+            (branch.from_bus, branch.to_bus, branch.r_pu, branch.x_pu, branch.rating_kva, branch.element, ratio)
+        )
     connected = {source, *(child for _, child in order)}
     for bus in loads:
         if bus not in connected:

@@ -141,3 +141,16 @@ def test_powerflow_cli_chooses_the_taps(capsys):
         assert main(["powerflow", str(REGULATED), "--json", "--regulators", regulators]) == 0
         v_br[regulators] = json.loads(capsys.readouterr().out)["voltages"]["br"]
     assert v_br["solved"] > 1.0 > 0.95 > v_br["fixed"]
+
+
+def test_opendss_console_text_stays_off_our_output(tmp_path):
+    """`help` in a run script: OpenDSS writes its text when the process ends, after our JSON."""
+    import json
+    import subprocess
+    import sys
+
+    path = run_script(tmp_path, 'Compile "{feeder}"\nSolve\nhelp\nShow taps\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "p2pgame", "powerflow", str(path), "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out)["feeder"] == "regulated"
