@@ -82,7 +82,7 @@ def load_dss(
     the power base is `base_kva`, the voltage base that of the substation bus.
     `regulators`: `"solved"` or `"fixed"` taps (module docstring); every transformer
     with an off-nominal ratio, wherever it sits, becomes a line with that ratio.
-    Bus coordinates (`BusCoords`) fill `Feeder.coords` where the script gives them.
+    Bus coordinates (`BusCoords`) fill `Feeder.coords` where the script gives them (see `_placed`).
     Raises InputError naming the file and element for anything the reduction cannot
     represent, among them loops (with their elements) and buses cut off by open switches.
     """
@@ -332,14 +332,28 @@ def _spelling(path: Path) -> dict[str, str]:
 
 
 def _respelled(feeder: Feeder, spelling: dict[str, str], coords: dict[str, tuple[float, float]]) -> Feeder:
-    kept = {feeder.substation, *feeder.nodes}
-    placed = {spelling.get(bus, bus): xy for bus, xy in coords.items() if bus in kept}
     return dataclasses.replace(
         feeder,
         substation=spelling.get(feeder.substation, feeder.substation),
         nodes=[spelling.get(node, node) for node in feeder.nodes],
-        coords=placed if len(placed) == len(kept) else None,
+        coords={spelling.get(bus, bus): xy for bus, xy in _placed(feeder, coords).items()} or None,
     )
+
+
+def _placed(feeder: Feeder, coords: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Coordinates of every bus of the feeder, or none if the data give none.
+
+    Buses the data leave out (a regulator's secondary, OpenDSS's `_open` end of an open
+    switch) sit where their parent does; a substation without coordinates (the source
+    bus) sits at the first bus below it that has them, in node order.
+    """
+    if not any(bus in coords for bus in [feeder.substation, *feeder.nodes]):
+        return {}
+    first = next(bus for bus in feeder.nodes if bus in coords)
+    placed = {feeder.substation: coords.get(feeder.substation, coords[first])}
+    for parent, node in feeder.edges:
+        placed[node] = coords.get(node, placed[parent])
+    return placed
 
 
 def _coords() -> dict[str, tuple[float, float]]:

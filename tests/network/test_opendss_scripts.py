@@ -103,10 +103,12 @@ def test_master_file_is_named_after_its_circuit(tmp_path):
 
 def test_bus_coordinates_fill_feeder_coords(tmp_path, regulated):
     buses = [regulated.substation, *regulated.nodes]
-    (tmp_path / "xy.csv").write_text("".join(f"{bus}, {k * 10.0}, {k % 3}\n" for k, bus in enumerate(buses)))
+    given = [bus for bus in buses if bus not in ("src", "br")]  # as real data leave out sources and regulators
+    (tmp_path / "xy.csv").write_text("".join(f"{bus}, {k * 10.0}, {k % 3}\n" for k, bus in enumerate(given)))
     path = run_script(tmp_path, 'Compile "{feeder}"\nBuscoords ' + str(tmp_path / "xy.csv") + "\n")
     coords = load_dss(path).coords
-    assert coords["c_lv"] == (10.0 * buses.index("c_lv"), buses.index("c_lv") % 3) and len(coords) == len(buses)
+    assert coords["c_lv"] == (10.0 * given.index("c_lv"), given.index("c_lv") % 3) and len(coords) == len(buses)
+    assert coords["br"] == coords["b"] and coords["src"] == coords["a"]
     assert regulated.coords is None
 
 
