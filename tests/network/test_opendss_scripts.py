@@ -72,10 +72,13 @@ def run_script(tmp_path, body, name="run.dss"):
 
 
 def test_run_script_with_show_plot_export_commands(tmp_path, capfd):
-    path = run_script(
-        tmp_path,
-        'Compile "{feeder}"\nSolve\nShow voltages LN Nodes\nShow taps\nPlot profile phases=all\n'
-        "Export voltages\nplot circuit Power max=2000 y y C1=$00FF0000\n",
+    # OpenDSS writes what Show and Export produce next to the compiled file: a copy in tmp_path
+    copy = tmp_path / "regulated.dss"
+    copy.write_text(REGULATED.read_text())
+    path = tmp_path / "run.dss"
+    path.write_text(
+        'Compile "regulated.dss"\nSolve\nShow voltages LN Nodes\nShow taps\nPlot profile phases=all\n'
+        "Export voltages\nplot circuit Power max=2000 y y C1=$00FF0000\n"
     )
     feeder = load_dss(path)
     assert feeder.name == "regulated" and feeder.nodes == load_dss(REGULATED).nodes
@@ -151,7 +154,7 @@ def test_opendss_console_text_stays_off_our_output(tmp_path):
     import subprocess
     import sys
 
-    path = run_script(tmp_path, 'Compile "{feeder}"\nSolve\nhelp\nShow taps\n')
+    path = run_script(tmp_path, 'Compile "{feeder}"\nSolve\nhelp\n')
     out = subprocess.run(
         [sys.executable, "-m", "p2pgame", "powerflow", str(path), "--json"], capture_output=True, text=True, check=True
     ).stdout
