@@ -47,6 +47,7 @@ SUPPORTED = {"vsource", "line", "transformer", "load", "capacitor"}
 # Controls and meters do not change the network a power flow sees.
 REGULATORS = ("solved", "fixed")
 DEFAULT_NORMAMPS = 400.0  # OpenDSS's rating of a line or linecode that states none
+IDEAL_KVA, IDEAL_PCT = 1e6, 1e-4  # write_dss: an ideal transformer's rating and %X (negligible drop)
 IGNORED = {"regcontrol", "capcontrol", "energymeter", "monitor", "fuse", "recloser", "relay", "swtcontrol", "sensor"}
 _ENGINE = threading.Lock()
 _discard_at_exit = False
@@ -177,8 +178,9 @@ def write_dss(feeder: Feeder, p_kw, q_kvar, path: str | Path) -> Path:
 
     Lines get equal self impedances and no mutual coupling (r0 = r1, x0 = x1), so each
     phase sees the feeder's per-unit impedance; loads are the negated net injections
-    `p_kw`, `q_kvar` (n,), constant power over the whole voltage range. The script
-    solves itself: `Compile` it in OpenDSS.
+    `p_kw`, `q_kvar` (n,), constant power over the whole voltage range. A line with an
+    off-nominal ratio becomes a tapped transformer of negligible impedance into a bus
+    `<node>_ratio`, then the line. The script solves itself: `Compile` it in OpenDSS.
     """
     p_pu, q_pu, single = injections_pu(feeder, p_kw, q_kvar)
     if not single:
@@ -197,6 +199,14 @@ def write_dss(feeder: Feeder, p_kw, q_kvar, path: str | Path) -> Path:
     for k, (frm, node) in enumerate(feeder.edges):
         r_ohm, x_ohm = feeder.r_pu[k] * z_base_ohm, feeder.x_pu[k] * z_base_ohm
         amps = feeder.rating_kva[k] / (math.sqrt(3) * feeder.base_kv) if np.isfinite(feeder.rating_kva[k]) else 0
+        if feeder.ratio is not None and feeder.ratio[k] != 1.0:
+            # the ideal transformer: a tap on a near-zero impedance unit, into a bus of its own
+            out.append(
+                f"New Transformer.{node}_ratio phases=3 windings=2 buses=[{frm}, {node}_ratio] conns=[wye, wye] "
+                f"kVs=[{feeder.base_kv:.10g}, {feeder.base_kv:.10g}] kVAs=[{IDEAL_KVA:g}, {IDEAL_KVA:g}] "
+                f"taps=[1, {feeder.ratio[k]:.12g}] XHL={IDEAL_PCT:g} %R=0 %noloadloss=0 %imag=0"
+            )
+            frm = f"{node}_ratio"
         out.append(
             f"New Line.{node} phases=3 bus1={frm} bus2={node} r1={r_ohm:.12g} x1={x_ohm:.12g} "
             f"r0={r_ohm:.12g} x0={x_ohm:.12g} c1=0 c0=0 length=1 units=none normamps={amps:.10g}"
@@ -314,7 +324,9 @@ def _check_classes(path: Path) -> None:
 def _spelling(path: Path) -> dict[str, str]:
     """OpenDSS lower-cases bus and circuit names; recover how the script spells them (e.g. RG60).
 
-    Reads the file and the files it compiles or redirects to, first spelling first.
+    Reads the file and the files it compiles or redirects to, first spelling first, in
+    the places that name buses (`bus=`, `bus1=`, `buses=[...]`) and circuits
+    (`Circuit.<name>`), so that a property such as `%R` does not respell a bus `r`.
     """
     spelling: dict[str, str] = {}
     todo, seen = [path.resolve()], set()
@@ -326,7 +338,9 @@ def _spelling(path: Path) -> dict[str, str]:
         text = re.sub(r"(!|//).*", "", file.read_text(errors="replace"))
         for target in re.findall(r"^\s*(?:compile|redirect)\s+[\"'(\[]?([^\"')\]\s]+)", text, re.I | re.M):
             todo.append((file.parent / target).resolve())
-        for token in re.findall(r"[\w\-]+", text):
+        named = re.findall(r"\bbus\w*\s*=\s*([\[(\"'][^\])\"']*|[^\s]+)", text, re.I)
+        named += re.findall(r"\bcircuit\.([\w\-]+)", text, re.I)
+        for token in (t for value in named for t in re.findall(r"([\w\-]+)(?:\.\d+)*", value)):
             spelling.setdefault(token.lower(), token)
     return {name: spelling.get(name, name) for name in [*dss.Circuit.AllBusNames(), dss.Circuit.Name()]}
 

@@ -159,3 +159,22 @@ def test_opendss_console_text_stays_off_our_output(tmp_path):
         [sys.executable, "-m", "p2pgame", "powerflow", str(path), "--json"], capture_output=True, text=True, check=True
     ).stdout
     assert json.loads(out)["feeder"] == "regulated"
+
+
+def test_written_dss_holds_the_voltage_ratios(tmp_path):
+    """write_dss of a feeder with a regulator and a tapped transformer: OpenDSS agrees with our AC flow."""
+    from p2pgame.network.feeder import Feeder
+    from p2pgame.network.opendss import write_dss
+
+    lines = [
+        ("s", "a", 0.01, 0.02, None), ("a", "b", 0.02, 0.03, None), ("b", "r", 0.001, 0.002, None, "reg", 1.05),
+        ("r", "c", 0.03, 0.02, None), ("a", "d", 0.02, 0.01, None), ("d", "t", 0.004, 0.012, None, "tx", 0.975),
+    ]
+    loads = {"b": (400, 100), "c": (300, 100), "t": (200, 50)}
+    feeder = Feeder.from_lines("ratios", "s", lines, loads, base_kva=1000, base_kv=12.47, v0_pu=1.01)
+    p, q = -feeder.load_kw, -feeder.load_kvar
+    theirs = solve_three_phase(write_dss(feeder, p, q, tmp_path / "ratios.dss"))
+    ours = branchflow.solve(feeder, p, q)
+    for k, node in enumerate(feeder.nodes):
+        assert theirs.v_pu[node]["a"] == pytest.approx(ours.v_pu[k], abs=2e-4), node
+    assert theirs.v_pu["r"]["a"] > 1.0 > theirs.v_pu["t"]["a"]
