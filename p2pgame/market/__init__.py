@@ -113,7 +113,8 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
         central = locational(game, feeder)
     else:
         stage(f"envelopes ({policy})")
-        envelopes = assign_envelopes(scenario, policy, reactive=reactive, game=game)
+        doe_step = None if display is None else lambda what, done, total: stage(f"envelopes: {what} {done}/{total}")
+        envelopes = assign_envelopes(scenario, policy, reactive=reactive, game=game, progress=doe_step)
         game.apply_envelopes(envelopes)
         stage(f"centralised optimum ({len(game.players)} players)")
         central = centralized(game)
