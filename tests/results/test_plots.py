@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.image import imread
@@ -12,7 +13,7 @@ from p2pgame.bench.synthetic import synthetic_scenario
 from p2pgame.errors import InputError
 from p2pgame.results import plots
 from p2pgame.results.plots import DPI, MAX_ENVELOPE_PANELS, MAX_FIGSIZE_IN, PLOTS, plot_all
-from p2pgame.results.writers import CSV_FILES, read_results, write_results
+from p2pgame.results.writers import CSV_FILES, read_results, result_tables, write_results
 from p2pgame.scenario import default_scenario
 
 
@@ -201,6 +202,13 @@ def test_plot_all_from_files_of_every_table(nash_small, tmp_path):
     _, tables = nash_small
     paths = plot_all(tables, tmp_path / "plots")
     assert [p.stem for p in paths] == list(PLOTS)
+
+
+@pytest.mark.parametrize("key", ["lines", "nodal_prices", "tariffs", "history", "feeder"])
+def test_new_tables_round_trip(lmp_day, nash_small, key):
+    for result, tables in (lmp_day, nash_small):
+        expected = getattr(result_tables(result), key)
+        pd.testing.assert_frame_equal(getattr(tables, key), expected, check_dtype=False)
 
 
 def test_folder_of_an_older_p2pgame_is_refused_in_one_line(nash_small, tmp_path):
