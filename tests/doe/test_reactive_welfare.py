@@ -125,3 +125,16 @@ def test_p_first_on_any_base_keeps_its_p_only_boxes_and_stays_robust(base):
     wc = doe.worst_case(net, np.array([sc.feeder.index(c.node) for c in sc.customers]), *both.bounds)
     assert wc.vmax_pu.max() <= sc.feeder.vmax_pu + 1e-6 and wc.vmin_pu.min() >= sc.feeder.vmin_pu - 1e-6
     assert np.nanmax(wc.max_loading) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("flag", [None, "--quiet", "--json"])
+def test_doe_cli_shows_fair_progress_on_stderr_unless_quiet_or_json(flag):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "p2pgame", "doe", "--policy", "fair", *([flag] if flag else [])]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert ("fair: periods" in run.stderr) == (flag is None)
+    if flag:
+        assert run.stderr == ""
