@@ -14,10 +14,9 @@ import numpy as np
 
 from p2pgame.network import load_feeder
 from p2pgame.network.registry import THREE_PHASE, three_phase_dss
+from p2pgame.results.result import UNRATED_KVA
 
 MODELS = ("lindistflow", "ac", "opendss")
-UNRATED_KVA = 1e8
-"""A rating this large (kVA) stands for "unrated": no distribution line or transformer carries it."""
 
 
 def register(subparsers) -> None:

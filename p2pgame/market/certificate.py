@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from p2pgame.market.game import PRICE_RANGE_PER_KWH
-from p2pgame.results.result import Certificate, NetworkCheck
+from p2pgame.results.result import UNRATED_KVA, Certificate, NetworkCheck
 
 PRICE_PLAYER = "market-operator"
 TOL_PRICE_GAP_PER_KWH = 1e-4
@@ -128,6 +128,7 @@ def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int) -> NetworkChec
         vmax_limit_pu=feeder.vmax_pu,
         nodes=list(feeder.nodes),
         lines=[f"{a}-{b}" for a, b in feeder.edges],
+        rated=np.asarray(feeder.rating_kva, dtype=float) < UNRATED_KVA,
         lindistflow=lindistflow.solve(feeder, inj_p, inj_q),
         ac=branchflow.solve(feeder, inj_p, inj_q),
     )

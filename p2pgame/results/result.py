@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 
 
+UNRATED_KVA = 1e8
+"""A rating this large (kVA) stands for "unrated" (pandapower's 99999 kA, say): no distribution line
+or transformer carries it, and a loading against it would read as an idle line."""
 VIOLATION_TOL_PU = 1e-6
 """Voltage beyond a limit by more than this (pu) is a violation: above solver rounding."""
 VIOLATION_TOL_PCT = 1e-4
@@ -73,7 +76,8 @@ class Certificate:
 class NetworkCheck:
     """Voltages and loadings of the final operating point: LinDistFlow (market model) and AC.
 
-    `lines` names line k (the line into `nodes[k]`) as 'from-to'.
+    `lines` names line k (the line into `nodes[k]`) as 'from-to'; `rated` (None: all) marks the
+    lines whose rating is a real one (below `UNRATED_KVA`), the only ones with a loading.
     """
 
     vmin_limit_pu: float
@@ -82,12 +86,18 @@ class NetworkCheck:
     lindistflow: object
     ac: object
     lines: list[str] | None = None
+    rated: np.ndarray | None = None
+
+    def loading(self, pf) -> np.ndarray:
+        """|S| / rating of each line (T, n) in `pf` (LinDistFlow or AC), nan where unrated."""
+        loading = np.atleast_2d(np.asarray(pf.loading, dtype=float))
+        return loading if self.rated is None else np.where(self.rated, loading, np.nan)
 
     def violations(self) -> list[dict]:
         """The AC power flow's limit violations, worst first within each kind: one dict per element
         and period with `element`, `period`, `quantity` ('v_pu' or 'loading_pct'), `value`, `limit`."""
         v = np.atleast_2d(np.asarray(self.ac.v_pu, dtype=float))
-        loading = 100.0 * np.atleast_2d(np.asarray(self.ac.loading, dtype=float))
+        loading = 100.0 * self.loading(self.ac)
         lines = self.lines or [f"line to {node}" for node in self.nodes]
         found = []
         for values, limit, beyond, names, quantity in (
@@ -103,9 +113,8 @@ class NetworkCheck:
             ]
         return found
 
-    @staticmethod
-    def _summary(pf) -> dict:
-        loading = np.asarray(pf.loading, dtype=float)
+    def _summary(self, pf) -> dict:
+        loading = self.loading(pf)
         finite = loading[np.isfinite(loading)]
         return {
             "vmax_pu": float(np.max(pf.v_pu)),

@@ -60,3 +60,18 @@ def test_an_unbalanced_outcome_fails_on_its_imbalance_and_nash_gap(market):
     assert off.dispatch_gap_kw == pytest.approx(float(np.max(np.abs(best.p_kw - moved.p_kw))))
     failure = next(f for f in off.failures if f["figure"] == "imbalance_kw")
     assert failure["value"] == off.imbalance_kw > failure["tolerance"] == market.settings.tol_imbalance_kw
+
+
+def test_stand_in_ratings_are_no_ratings():
+    """pandapower's case33bw rates every line at 99999 kA: its loading is unknown, not 0 %, and never a violation
+    (its voltages are: 0.9131 pu at node 17 under its own load)."""
+    from p2pgame.market.certificate import network_check
+    from p2pgame.network import load_feeder
+
+    feeder = load_feeder("case33bw")
+    check = network_check(feeder, [], [], [], 1)
+    assert check.to_dict()["ac"]["max_loading"] is None
+    assert {v["quantity"] for v in check.violations()} == {"v_pu"}
+    ieee13 = load_feeder("ieee13")  # real ratings: the loadings are the AC power flow's
+    check = network_check(ieee13, [], [], [], 1)
+    assert check.to_dict()["ac"]["max_loading"] == np.nanmax(check.ac.loading)
