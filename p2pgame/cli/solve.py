@@ -92,8 +92,7 @@ def violation_line(violations: list[dict], policy: str | None) -> str:
     for quantity in ("v_pu", "loading_pct"):
         rows = [v for v in violations if v["quantity"] == quantity]
         if rows:
-            worst.append(_violation(rows[0]) if quantity == "loading_pct" else _violation(
-                max(rows, key=lambda v: abs(v["value"] - v["limit"]))))
+            worst.append(_violation(max(rows, key=lambda v: abs(v["value"] - v["limit"]))))
     return f"{len(violations)} AC limit violations{blind}; worst: {'; '.join(worst)}"
 
 
