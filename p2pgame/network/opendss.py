@@ -254,7 +254,10 @@ def _compiled(path: Path, regulators: str = "solved") -> Iterator[None]:
             dss.Text.Command("Set ControlMode=OFF")
         elif dss.RegControls.Count() or dss.CapControls.Count():
             _solve(path)
-        yield
+        try:
+            yield
+        except dss.DSSException as exc:  # anything else OpenDSS refuses while we read the circuit
+            raise InputError(f"{path}: OpenDSS cannot read the circuit: {_message(exc)}") from None
 
 
 @contextmanager
