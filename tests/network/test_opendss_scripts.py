@@ -178,3 +178,21 @@ def test_written_dss_holds_the_voltage_ratios(tmp_path):
     for k, node in enumerate(feeder.nodes):
         assert theirs.v_pu[node]["a"] == pytest.approx(ours.v_pu[k], abs=2e-4), node
     assert theirs.v_pu["r"]["a"] > 1.0 > theirs.v_pu["t"]["a"]
+
+
+def test_market_on_a_regulated_feeder_is_certified_and_within_limits_under_ac(tmp_path):
+    """Customers at the load buses, taps solved at a light load in a run script: the envelopes (robust
+    rows with the ratios) keep the AC power flow of the outcome within the limits."""
+    from p2pgame.market import solve
+    from p2pgame.scenario.populate import at_load_buses
+
+    path = run_script(
+        tmp_path, 'Compile "{feeder}"\nSet LoadMult=0.45\nSolve\nSet ControlMode=OFF\nSet LoadMult=1\n'
+    )
+    feeder = load_dss(path)
+    assert feeder.ratio[feeder.index("br")] > 1
+    result = solve(at_load_buses(feeder), "jacobi", reactive=False, progress=False)
+    summary = result.to_dict()
+    assert result.certified and summary["violations"] == []
+    assert summary["network"]["ac"]["vmax_pu"] <= feeder.vmax_pu + 1e-3
+    assert summary["network"]["ac"]["vmin_pu"] >= feeder.vmin_pu - 1e-3
