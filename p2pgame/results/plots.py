@@ -413,9 +413,9 @@ def convergence(tables: ResultTables) -> Figure:
     left.set_ylabel("kW / kvar (log)")
     left.set_title("Market imbalance and dispatch moves per round")
     left.legend(fontsize=8)
-    prices_ = [c for c in history.columns if c == "proximal_pull" or c.endswith("_per_kwh")]
+    price_columns = [c for c in history.columns if c == "proximal_pull" or c.endswith("_per_kwh")]
     drawn = False
-    for column in prices_:
+    for column in price_columns:
         if (history[column] > 0).any():
             right.semilogy(rounds, history[column].where(history[column] > 0), marker=".",
                            label=column.replace("_", " "))
