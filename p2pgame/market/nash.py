@@ -37,9 +37,12 @@ periods of the round residuals (imbalances, largest move, proximal pull) repeati
 within `cycle_rtol` with a period of at most `cycle_max_period` sweeps; a stall is
 `stall_window` sweeps that halve neither the best imbalance nor the best pull so far.
 Either switches the rest of the run to Jacobi price steps (all players answer one
-posted price, one damped Newton step per round, whose line search cannot cycle), from
-the state reached. Jacobi runs are checked the same way, for the message only: a run
-that still fails names the cycle (period, sweeps, residuals) in its ConvergenceError.
+posted price, one damped Newton step per round with a line search), from the state
+reached, and starts a fresh regularised game around the current choices (the
+proximal-point step a cleared market takes, so a player stuck at a kink is released).
+Jacobi runs, native or after the switch, are checked the same way from the last such
+restart on, and restart the regularised game when they stall or cycle. A run that
+still fails names the last cycle (period, rounds, residuals) in its ConvergenceError.
 
 Price updates (`NashOutcome.price_updates`, `price_updates` in the history rows)
 count the prices posted to players: one per Jacobi round (rejected trials
@@ -290,6 +293,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     rejected, forced = 0, False  # Jacobi: consecutive rejected Newton trials; accept the next trial as it comes
     method = settings.method  # Gauss-Seidel turns to Jacobi price steps when its sweeps cycle or stall
     fallback = cycle = None
+    watched = 0  # the residual check looks at the rounds from this one on (reset after each remedy)
     for iteration in range(1, settings.max_iterations + 1):
         before = net.copy()
         if method == "jacobi":
@@ -361,15 +365,17 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         history.append(row)
         if progress is not None:
             progress(row)
-        if cycle is None:
-            period = find_cycle(history, settings)
-            if period is not None or is_stalled(history, settings):
-                cycle = describe_cycle(history, period, settings)
-                if method == "gauss-seidel":
-                    method = "jacobi"
-                    fallback = f"gauss-seidel {cycle}: Jacobi price steps from round {iteration + 1}"
-                    accepted, rejected, forced = None, 0, False
-                    step = newton_step(settings.max_price_step)
+        recent = history[watched:]
+        period = find_cycle(recent, settings)
+        restart = period is not None or is_stalled(recent, settings)
+        if restart:
+            # leave the cycle: Jacobi price steps for Gauss-Seidel, and a fresh regularised game
+            # around the current choices (a proximal-point step) for both
+            cycle, watched = describe_cycle(recent, period, settings), len(history)
+            if method == "gauss-seidel":
+                method = "jacobi"
+                fallback = f"gauss-seidel {cycle}: Jacobi price steps from round {iteration + 1}"
+                accepted, rejected, forced = None, 0, False
         imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
         budget = settings.tol_nash_rel * max(abs(sum(m.own_value(r.x) for m, r in zip(models, responses))), 1.0)
         # the price player's possible gain (price range 1 $/kWh) and a bound on what dropping the
@@ -395,7 +401,7 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
         # the regularised market has cleared to within a tenth of the players' total move from their centres
         moved = float(np.max(np.abs(net - centre).sum(axis=0)[mask]))
         cleared = imbalance <= max(settings.tol_imbalance_kw, 0.1 * moved)
-        if cleared and not finishing:
+        if (cleared or restart) and not finishing:
             # a proximal-point step, with weaker pulls: faster outer convergence, and a player still
             # pulled as hard as at the last move is travelling far, so it may go faster
             before_w = weights()
