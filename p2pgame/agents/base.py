@@ -130,7 +130,10 @@ class Agent(ABC):
         return self.model(T, dt_h).capability_from_bounds()
 
     def model(self, T: int, dt_h: float) -> "AgentModel":
-        """The compiled model of this agent for T periods of dt_h hours (built once, then cached)."""
+        """The compiled model of this agent for T periods of dt_h hours (built once, then cached).
+
+        Its state (envelope, warm start) is this agent's own, for `best_response` and `check_box`;
+        a game takes its own `fork()` of it, sharing the compiled arrays."""
         key = (int(T), float(dt_h))
         if key not in self._models:
             from p2pgame.agents.model import AgentModel

@@ -7,11 +7,18 @@ new price vector changes one coefficient array and the solver restarts from the
 previous solution. A proximal variant adds `-(rho / 2) ||(p, q) - centre||^2`,
 which makes the response unique and continuous in the prices (used by the Nash
 solvers; it vanishes at a fixed point).
+
+A compiled player is data in two parts. The compiled arrays (costs, bounds, constraint
+matrices, `Mp`/`Mq`, the structure key) are made read-only and shared by every model of
+the agent: each `Game` takes its own `AgentModel.fork()`, which owns the state a game
+changes (its envelope rows, linear objective, solver caches, warm start and proximal
+problem), so nothing one game does is seen by another.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -150,8 +157,36 @@ class _Proximal:
         return self.problem
 
 
+def _freeze_shared(model: "AgentModel") -> None:
+    """Make the compiled arrays that every fork shares read-only, so that no game can change them."""
+    prob = model.problem
+    arrays = [model.c0, model.b, model.bp, model.bq, prob.x_lb, prob.x_ub, prob.x0, prob.g_const, prob.q_coef,
+              prob.A.data, prob.H.data, model.M.data, model.Mp.data, model.Mq.data]
+    for a in arrays:
+        a.flags.writeable = False
+
+
+def _shallow(obj):
+    """A copy of `obj` sharing its attributes (`copy.copy` would take the pickling path, which drops
+    the Pyomo model and the solver state)."""
+    out = object.__new__(type(obj))
+    out.__dict__.update(obj.__dict__)
+    return out
+
+
+def _own_state(prob: CompiledProblem) -> CompiledProblem:
+    """A shallow copy of `prob` sharing its read-only arrays, with its own row bounds (envelopes),
+    linear objective and solver state (the interior method's index arrays depend on the pattern of
+    bounds only and are shared until this copy's pattern changes)."""
+    out = _shallow(prob)
+    out.g_lb, out.g_ub, out.c_min = prob.g_lb.copy(), prob.g_ub.copy(), prob.c_min.copy()
+    out._cache = {k: v for k, v in prob._cache.items() if k == "interior"}
+    return out
+
+
 class AgentModel:
-    """One agent's compiled problem for a horizon of T periods of dt_h hours."""
+    """One agent's compiled problem for a horizon of T periods of dt_h hours, and one owner's state of it
+    (its envelope, objective, warm start, proximal problem; see `fork`)."""
 
     def __init__(self, agent, T: int, dt_h: float):
         self.agent, self.T, self.dt_h = agent, int(T), float(dt_h)
@@ -178,7 +213,28 @@ class AgentModel:
         self._prox: _Proximal | None = None
         self._warm = None
         self.box = Box.unlimited(self.T)
+        _freeze_shared(self)
         prepare(self.problem)
+
+    def fork(self) -> "AgentModel":
+        """A model of the same agent sharing the compiled (read-only) arrays, with its own envelope,
+        objective, solver caches, warm start and proximal problem: what one game owns."""
+        other = _shallow(self)
+        other.problem = _own_state(self.problem)
+        other.__dict__.pop("_price_gradient", None)
+        other._prox = None
+        return other
+
+    @cached_property
+    def structure_key(self) -> str:
+        """A digest of the compiled problem's sparsity pattern, bound pattern and size: equal for
+        players whose problems differ only in their numbers."""
+        prob = self.problem
+        h = hashlib.sha1(f"{type(self.agent).__name__}:{self.T}:{prob.n}:{prob.m}".encode())
+        for a in (prob.A.indptr, prob.A.indices, prob.H.indptr, prob.H.indices, self.M.indptr, self.M.indices,
+                  np.isfinite(prob.x_lb), np.isfinite(prob.x_ub), prob.q_row, prob.q_i, prob.q_j):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
 
     def __getstate__(self) -> dict:
         """Pickle the compiled arrays, envelope and warm start without the Pyomo model (`model` is

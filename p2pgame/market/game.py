@@ -25,10 +25,11 @@ class Game:
         self.scenario = scenario
         self.T, self.dt_h = scenario.periods, scenario.dt_h
         self.reactive = bool(reactive)
-        self.customers: list[AgentModel] = [a.model(self.T, self.dt_h) for a in scenario.customers]
+        # each player compiled once per agent (`Agent.model`), its state this game's own (`AgentModel.fork`)
+        self.customers: list[AgentModel] = [a.model(self.T, self.dt_h).fork() for a in scenario.customers]
         up = scenario.upstream
         self.upstream: AgentModel | None = (
-            up.model(self.T, self.dt_h) if up is not None and getattr(up, "active", True) else None
+            up.model(self.T, self.dt_h).fork() if up is not None and getattr(up, "active", True) else None
         )
         self.envelopes = envelopes
         self.fixed_q = None
