@@ -96,6 +96,7 @@ class Agent(ABC):
             raise InputError(f"agent id must be a non-empty string, got {id!r}")
         self.id = id
         self.node = None if node is None else str(node)
+        self.phases: str | None = None  # phases it connects to on a three-phase feeder, None: all of its node's
         self._models: dict[tuple[int, float], "AgentModel"] = {}
 
     def __repr__(self) -> str:
@@ -120,6 +121,16 @@ class Agent(ABC):
     def der_rating_kw(self) -> float:
         """Size of the agent's controllable resources, for proportional envelope policies."""
         return 0.0
+
+    def phase_shares(self, node_phases: str = "abc") -> np.ndarray:
+        """Fixed shares `(3,)` of its net `p` and `q` on phases a, b, c of a three-phase feeder whose node has
+        `node_phases`: equal over `phases` (all of the node's when unset). A single-phase feeder ignores them."""
+        phases = node_phases if self.phases is None else self.phases
+        if not phases or set(phases) - set(node_phases) or len(set(phases)) != len(phases):
+            raise InputError(
+                f"agent {self.id!r}: phases {phases!r} must be distinct phases of its node {self.node} ({node_phases})"
+            )
+        return np.array([1.0 / len(phases) if ph in phases else 0.0 for ph in "abc"])
 
     def reactive_without_trading(self, T: int, dt_h: float) -> np.ndarray:
         """Net reactive export (kvar per period) when reactive power is not traded: unity power factor."""

@@ -48,14 +48,30 @@ BUILTIN: dict[str, tuple[Callable[[], Feeder], int, str]] = {
 THREE_PHASE = {"ieee13": IEEE13_DSS}
 
 
+def _ieee13_phases():
+    from p2pgame.network.threephase import from_dss
+
+    return from_dss(IEEE13_DSS, name="ieee13-3ph")
+
+
+# Built-in feeders in the phase frame (`threephase.PhaseFeeder`), on which markets run per phase:
+# name -> (builder, nodes below the source, source).
+PHASE_FEEDERS: dict[str, tuple[Callable[[], object], int, str]] = {
+    "ieee13-3ph": (_ieee13_phases, 14, "IEEE 13-node test feeder, 4.16 kV, unbalanced, per phase (feeders/ieee13/ieee13.dss)"),
+}
+
+
 def load_feeder(name_or_path: str | Path, *, regulators: str = "solved") -> Feeder:
-    """A built-in feeder by name, or a feeder file: OpenDSS `.dss` or pandapower `.json`.
+    """A built-in feeder by name (a `PhaseFeeder` for the names of `PHASE_FEEDERS`), or a feeder file:
+    OpenDSS `.dss` or pandapower `.json`.
 
     `regulators`: the regulator taps of a `.dss` file, `"solved"` or `"fixed"` (`opendss.load_dss`).
     """
     key = str(name_or_path)
     if key in BUILTIN:
         return BUILTIN[key][0]()
+    if key in PHASE_FEEDERS:
+        return PHASE_FEEDERS[key][0]()
     path = _existing_file(key)
     if path.suffix.lower() == ".dss":
         from p2pgame.network.opendss import load_dss

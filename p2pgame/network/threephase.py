@@ -53,10 +53,29 @@ class PhaseFeeder:
     node_kv: np.ndarray  # (n,) line-to-line voltage base of each node (transformers change it)
     vmin_pu: float = 0.95
     vmax_pu: float = 1.05
+    load_profile: np.ndarray | None = None  # (T,) multiplier of the passive loads, None: constant
+    source_path: Path | None = None  # the .dss file OpenDSS solves for the three-phase check
 
     @property
     def n(self) -> int:
         return len(self.nodes)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """`(parent, node)` of the line into each node."""
+        return [(self.substation if p < 0 else self.nodes[p], node) for p, node in zip(self.parent, self.nodes)]
+
+    def passive_load_phase(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
+        """Passive load per period, node and phase `(T, n, 3)`, kW and kvar, the load profile applied."""
+        profile = np.ones(periods) if self.load_profile is None else np.asarray(self.load_profile, float)
+        if profile.shape != (periods,):
+            raise InputError(f"feeder {self.name}: load_profile has {profile.size} values, expected {periods}")
+        return profile[:, None, None] * self.load_kw, profile[:, None, None] * self.load_kvar
+
+    def passive_load(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
+        """Passive load per period and node `(T, n)` (phases summed), kW and kvar."""
+        p, q = self.passive_load_phase(periods)
+        return p.sum(axis=2), q.sum(axis=2)
 
     @property
     def mask(self) -> np.ndarray:
@@ -108,7 +127,8 @@ def from_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0
         circuit = dss.Circuit.Name()
     feeder = _assemble(name or circuit, source, series, loads, base_kva, base_kv, v0, kv_ln)
     return dataclasses.replace(
-        feeder, substation=spelling.get(source, source), nodes=[spelling.get(node, node) for node in feeder.nodes]
+        feeder, substation=spelling.get(source, source), nodes=[spelling.get(node, node) for node in feeder.nodes],
+        source_path=path,
     )
 
 
@@ -283,12 +303,16 @@ class PhaseCheck:
 
     `v_pu` `(T, n, 3)` phase voltage magnitudes (nan where absent), `vuf` `(T, n)` voltage
     unbalance factor |V2| / |V1| at three-phase nodes (nan elsewhere), `loading` `(T, n)`
-    the largest phase current of the line into each node over its rated current (nan unrated).
+    the largest phase current of the line into each node over its rated current (nan unrated),
+    `loading_phase` `(T, n, 3)` each phase's. The rated current is the feeder's per-phase
+    rating over the nominal phase voltage at the sending end, so a rating the scenario
+    changes counts, not the file's.
     """
 
     v_pu: np.ndarray
     vuf: np.ndarray
     loading: np.ndarray
+    loading_phase: np.ndarray | None = None
 
     def summary(self) -> dict:
         return {
@@ -315,11 +339,29 @@ def injection_commands(feeder: PhaseFeeder, p_kw: np.ndarray, q_kvar: np.ndarray
 
 
 
-def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult=None) -> PhaseCheck:
+def passive_commands(feeder: PhaseFeeder, load_kw: np.ndarray, load_kvar: np.ndarray) -> list[str]:
+    """OpenDSS commands that replace the file's loads and capacitors by the feeder's own passive load `(n, 3)`
+    (constant power per node and phase, as LinDist3Flow sees it) and set the source to `v0_pu`."""
+    commands = ["BatchEdit Load..* enabled=no", "BatchEdit Capacitor..* enabled=no",
+                f"Vsource.source.pu={float(np.mean(feeder.v0_pu)):.12g}"]
+    for k, node in enumerate(feeder.nodes):
+        for ph in range(3):
+            if feeder.mask[k, ph] and (load_kw[k, ph] or load_kvar[k, ph]):
+                commands.append(
+                    f"New Load.passive_{node}_{PHASES[ph]} bus1={node}.{ph + 1} phases=1 conn=wye model=1"
+                    f" kV={feeder.node_kv[k] / math.sqrt(3):.10g} kW={load_kw[k, ph]:.12g} kvar={load_kvar[k, ph]:.12g}"
+                    " vminpu=0.5 vmaxpu=2 status=fixed"
+                )
+    return commands
+
+
+def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult=None, passive=None) -> PhaseCheck:
     """Solve each period's operating point on the three-phase feeder file in OpenDSS.
 
     `p_kw`, `q_kvar` `(T, n, 3)`: the customers' injections per node and phase (export
-    positive); the file's own loads stay as modelled there, scaled by `load_mult` `(T,)`.
+    positive); the file's own loads stay as modelled there, scaled by `load_mult` `(T,)`,
+    unless `passive` `(load_kw, load_kvar)`, each `(T, n, 3)`, replaces them and the
+    capacitors (`passive_commands`, the source then at the feeder's `v0_pu`).
     """
     import opendssdirect as dss
 
@@ -332,10 +374,14 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
     v = np.full((T, feeder.n, 3), np.nan)
     vuf = np.full((T, feeder.n), np.nan)
     loading = np.full((T, feeder.n), np.nan)
+    loading_phase = np.full((T, feeder.n, 3), np.nan)
+    kv = np.append(feeder.node_kv, feeder.base_kv) / math.sqrt(3)
+    rated_kv = kv[feeder.parent]  # nominal phase voltage at the sending end (the substation's for parent -1)
     lines = {}
     for t in range(T):
         with _compiled(Path(path)):
-            for command in injection_commands(feeder, p[t], q[t], mult[t]):
+            own = [] if passive is None else passive_commands(feeder, passive[0][t], passive[1][t])
+            for command in own + injection_commands(feeder, p[t], q[t], mult[t]):
                 dss.Text.Command(command)
             dss.Solution.Solve()
             if not dss.Solution.Converged():
@@ -352,18 +398,25 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
                     va, vb, vc = phasors[1], phasors[2], phasors[3]
                     vuf[t, k] = abs(va + a**2 * vb + a * vc) / abs(va + a * vb + a**2 * vc)
             if not lines:
-                lines = _line_of_node(feeder)
-            for k, element in lines.items():
-                dss.Circuit.SetActiveElement(element)
-                amps = dss.CktElement.NormalAmps()
-                m = dss.CktElement.NumPhases()
-                if amps > 0:
-                    loading[t, k] = max(dss.CktElement.CurrentsMagAng()[0:2 * m:2]) / amps
-    return PhaseCheck(v, vuf, loading)
+                lines = _lines_of_node(feeder)
+            for k, elements in lines.items():
+                amps = np.zeros(3)
+                for element in elements:
+                    dss.Circuit.SetActiveElement(element)
+                    m = dss.CktElement.NumPhases()
+                    phases = [node - 1 for node in dss.CktElement.NodeOrder()[:m]]
+                    amps[phases] += np.asarray(dss.CktElement.CurrentsMagAng()[0:2 * m:2])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    share = amps * rated_kv[k] / feeder.rating_kva[k]
+                rated = feeder.mask[k] & np.isfinite(feeder.rating_kva[k])
+                loading_phase[t, k, rated] = share[rated]
+                if rated.any():
+                    loading[t, k] = share[rated].max()
+    return PhaseCheck(v, vuf, loading, loading_phase)
 
 
-def _line_of_node(feeder: PhaseFeeder) -> dict[int, str]:
-    """The (first) series element into each node of the compiled circuit."""
+def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[str]]:
+    """The series elements into each node of the compiled circuit (single-phase units side by side)."""
     import opendssdirect as dss
 
     from p2pgame.network.opendss import _series_elements
@@ -374,6 +427,6 @@ def _line_of_node(feeder: PhaseFeeder) -> dict[int, str]:
         dss.Circuit.SetActiveElement(element)
         buses = [b.split(".")[0].lower() for b in dss.CktElement.BusNames()[:2]]
         k = index.get(buses[1])
-        if k is not None and k not in out:
-            out[k] = element
+        if k is not None:
+            out.setdefault(k, []).append(element)
     return out

@@ -102,6 +102,16 @@ def build(spec: ScenarioSpec, path: Path) -> Scenario:
             )
     T, dt_h = spec.horizon.periods, spec.horizon.dt_h
     customers = [_agent(c, f"{where}: customers[{i}]", T, dt_h) for i, c in enumerate(spec.customers)]
+    if hasattr(feeder, "phases"):
+        for i, agent in enumerate(customers):
+            node_phases = feeder.phases[feeder.index(agent.node)]
+            try:
+                agent.phase_shares(node_phases)
+            except InputError:
+                raise InputError(
+                    f"{where}: customers[{i}].phases (customer {agent.id}): {agent.phases!r} is not among the phases"
+                    f" {node_phases!r} of node {agent.node}"
+                ) from None
     up = spec.upstream
     try:
         upstream = UpstreamGrid(**given(up))
@@ -161,6 +171,8 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
         raise InputError(f"{where}: {exc}") from None
     load_kw = spec.load_scale * feeder.load_kw
     load_kvar = spec.load_scale * feeder.load_kvar
+    # a node's load and rating in the file are totals; a phase-frame feeder spreads them over its phases
+    shares = feeder.mask / feeder.mask.sum(axis=1, keepdims=True) if hasattr(feeder, "phases") else np.ones(feeder.n)
     for node, load in spec.loads.items():
         if node not in feeder.nodes:
             raise InputError(
@@ -168,7 +180,7 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
                 f" ({_listing(feeder.nodes)})"
             )
         k = feeder.index(node)
-        load_kw[k], load_kvar[k] = load.kw, load.kvar
+        load_kw[k], load_kvar[k] = load.kw * shares[k], load.kvar * shares[k]
     rating_kva = np.array(feeder.rating_kva, dtype=float)
     for node, rating in spec.ratings.items():
         if node not in feeder.nodes:
@@ -176,13 +188,16 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
                 f"{where}.ratings.{node}: not a node of feeder {feeder.name} below its substation"
                 f" ({_listing(feeder.nodes)})"
             )
-        rating_kva[feeder.index(node)] = rating
+        k = feeder.index(node)
+        rating_kva[k] = np.where(shares[k] > 0, rating * shares[k], rating_kva[k])
     changes = {"load_kw": load_kw, "load_kvar": load_kvar, "rating_kva": rating_kva}
     if spec.load_profile is not None:
         changes["load_profile"] = np.broadcast_to(spec.load_profile, (periods,))
     for key in ("v0_pu", "vmin_pu", "vmax_pu"):
         if getattr(spec, key) is not None:
             changes[key] = getattr(spec, key)
+    if "v0_pu" in changes and hasattr(feeder, "phases"):
+        changes["v0_pu"] = np.full(3, changes["v0_pu"])
     try:
         return dataclasses.replace(feeder, **changes)
     except InputError as exc:

@@ -93,10 +93,12 @@ class FeederSpec(Spec):
     @field_validator("builtin")
     @classmethod
     def _known_builtin(cls, name: str | None) -> str | None:
-        from p2pgame.network.registry import BUILTIN
+        from p2pgame.network.registry import BUILTIN, PHASE_FEEDERS
 
-        if name is not None and name not in BUILTIN:
-            raise ValueError(f"unknown built-in feeder {name!r} (built-in feeders: {', '.join(BUILTIN)})")
+        if name is not None and name not in BUILTIN and name not in PHASE_FEEDERS:
+            raise ValueError(
+                f"unknown built-in feeder {name!r} (built-in feeders: {', '.join([*BUILTIN, *PHASE_FEEDERS])})"
+            )
         return name
 
 
@@ -116,10 +118,14 @@ class CustomerEntry:
     type: str
     agent: AgentType
     keywords: dict[str, Any]
+    phases: str | None = None
 
     def build(self):
-        """The agent: its class called with id, node and the parameters the file set."""
-        return self.agent.cls(id=self.id, node=self.node, **self.keywords)
+        """The agent: its class called with id, node and the parameters the file set, then its phases."""
+        agent = self.agent.cls(id=self.id, node=self.node, **self.keywords)
+        if self.phases is not None:
+            agent.phases = self.phases
+        return agent
 
 
 @functools.cache
@@ -131,6 +137,7 @@ def customer_spec(params: type[Spec]) -> type[Spec]:
         id=(Annotated[str, Field(min_length=1)], ...),
         node=(NodeName, ...),
         type=(str, ...),
+        phases=(Annotated[str, Field(pattern="^(a|b|c|ab|ac|bc|abc)$")] | None, None),
     )
 
 
@@ -151,8 +158,8 @@ def _customer(value: Any, info: ValidationInfo) -> CustomerEntry:
     except InputError as exc:
         raise PydanticCustomError("agent_type", "{message}", {"message": str(exc)}) from None
     spec = customer_spec(agent.spec).model_validate(value, context=info.context)
-    keywords = {k: getattr(spec, k) for k in spec.model_fields_set if k not in RESERVED}
-    return CustomerEntry(spec.id, spec.node, name, agent, keywords)
+    keywords = {k: getattr(spec, k) for k in spec.model_fields_set if k not in (*RESERVED, "phases")}
+    return CustomerEntry(spec.id, spec.node, name, agent, keywords, spec.phases)
 
 
 Customer = Annotated[Any, PlainValidator(_customer)]
