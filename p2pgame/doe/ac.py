@@ -60,3 +60,29 @@ def ac_worst_case(feeder, node_idx: np.ndarray, box: Box) -> WorstCase:
         vmin_pu=v.min(axis=(0, 2)),
         max_loading=np.where(np.isneginf(loading), np.nan, loading),
     )
+
+
+def phase_ac_corner(feeder, columns: np.ndarray, box: Box, corner: str) -> tuple[np.ndarray, np.ndarray]:
+    """The OpenDSS three-phase check of `corner` on a `PhaseFeeder`: voltages `(T, m)` of the m node-phases
+    present and line loadings `(T, n)` (largest phase), customers on `columns` `(3n, N)` (`robust.phase_columns`).
+
+    The feeder's own passive loads replace the file's (`threephase.passive_commands`); a
+    period OpenDSS cannot solve gets nan voltages and infinite loadings.
+    """
+    from p2pgame.network.threephase import opendss_check
+
+    p_cust, q_cust = (box.pmax_kw, box.qmax_kvar) if corner == "export" else (box.pmin_kw, box.qmin_kvar)
+    periods, n = p_cust.shape[1], feeder.n
+    p = (columns @ p_cust).T.reshape(periods, n, 3)
+    q = (columns @ q_cust).T.reshape(periods, n, 3)
+    passive = feeder.passive_load_phase(periods)
+    present = feeder.mask
+    v, loading = np.full((periods, int(present.sum())), np.nan), np.full((periods, n), np.inf)
+    for t in range(periods):
+        try:
+            check = opendss_check(feeder.source_path, feeder, p[t:t + 1], q[t:t + 1],
+                                  passive=(passive[0][t:t + 1], passive[1][t:t + 1]))
+        except SolverError:
+            continue
+        v[t], loading[t] = check.v_pu[0][present], check.loading[0]
+    return v, loading

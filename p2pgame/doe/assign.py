@@ -9,7 +9,16 @@ import numpy as np
 from p2pgame.doe.envelopes import Envelopes
 from p2pgame.doe.policies import check_policy
 from p2pgame.doe.problem import Box, EnvelopeProblem, reference_operation, zero_width
-from p2pgame.doe.robust import NetworkArrays, RobustRows, check_passive
+from p2pgame.doe.robust import (
+    NetworkArrays,
+    PhaseNetworkArrays,
+    RobustRows,
+    build_phase_rows,
+    check_passive,
+    check_passive_phase,
+    phase_columns,
+    phase_groups,
+)
 from p2pgame.errors import InputError
 
 
@@ -56,14 +65,22 @@ def assign(
     if len(set(ids)) != len(ids):
         raise InputError(f"DOE assignment: customer {next(i for i in ids if ids.count(i) > 1)!r} is listed twice")
 
-    net = NetworkArrays.from_feeder(feeder, periods)
-    check_passive(net)
     node_idx = np.array([_node_index(feeder, c) for c in customers])
+    group_idx = None
+    if is_three_phase(feeder):
+        net = PhaseNetworkArrays.from_feeder(feeder, periods)
+        check_passive_phase(net)
+        group_idx, group_columns = phase_groups(phase_columns(feeder, customers))
+        rows = build_phase_rows(net, group_columns)
+    else:
+        net = NetworkArrays.from_feeder(feeder, periods)
+        check_passive(net)
+        rows = RobustRows.build(net)
     capability = _capabilities(customers, periods, dt_h, reactive, q_range_kvar)
     reference = zero_width(capability, reactive, *reference_operation(customers, capability, periods, dt_h))
     problem = EnvelopeProblem(
         net=net,
-        rows=RobustRows.build(net),
+        rows=rows,
         customers=customers,
         node_idx=node_idx,
         capability=capability,
@@ -73,6 +90,7 @@ def assign(
         dt_h=float(dt_h),
         q_fixed_kvar=np.array([_reactive_without_trading(c, periods, dt_h) for c in customers]) if reactive else None,
         progress=progress,
+        group_idx=group_idx,
     )
     box = policy_fn(problem, **options)
     for i, customer in enumerate(customers):
@@ -89,6 +107,13 @@ def assign(
         vmax_pu=net.vmax_pu,
         reactive=reactive,
     )
+
+
+def is_three_phase(feeder) -> bool:
+    """A feeder in the phase frame (`threephase.PhaseFeeder`), whose rows are per node and phase."""
+    from p2pgame.network.threephase import PhaseFeeder
+
+    return isinstance(feeder, PhaseFeeder)
 
 
 def _node_index(feeder, customer) -> int:

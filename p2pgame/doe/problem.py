@@ -56,6 +56,9 @@ class EnvelopeProblem:
     `q_fixed_kvar` `(N, T)` is each customer's reactive export without reactive trading
     (None: zero), from which `without_q_trading` builds the P-only problem. `progress`, if
     set, is called as `progress(stage, done, total)` by policies that take long.
+    The rows act on totals per group of customers the network cannot tell apart:
+    `group_idx` gives each customer's group (None: its node, on a single-phase feeder;
+    on a three-phase feeder a node and its phase shares, `robust.phase_groups`).
     """
 
     net: NetworkArrays
@@ -69,6 +72,7 @@ class EnvelopeProblem:
     dt_h: float = 1.0
     q_fixed_kvar: np.ndarray | None = None
     progress: Callable[[str, int, int], None] | None = None
+    group_idx: np.ndarray | None = None
     _p_only: EnvelopeProblem | None = field(default=None, init=False, repr=False)
 
     @property
@@ -78,6 +82,15 @@ class EnvelopeProblem:
     @property
     def periods(self) -> int:
         return self.capability.pmin_kw.shape[1]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The group of each customer, whose totals the robust rows see."""
+        return self.node_idx if self.group_idx is None else self.group_idx
+
+    @property
+    def n_groups(self) -> int:
+        return self.rows.lift.shape[1] // 4
 
     def step(self, stage: str, done: int, total: int) -> None:
         """Report progress (`done` of `total` steps of `stage`) to the caller's callback, if any."""
@@ -109,7 +122,7 @@ class EnvelopeProblem:
 
     def totals(self, box: Box) -> np.ndarray:
         """Node totals `[P+, P-, Q+, Q-]` of a box, `(T, 4n)`."""
-        return np.hstack([node_totals(self.node_idx, self.net.n, side) for side in box.sides()])
+        return np.hstack([node_totals(self.groups, self.n_groups, side) for side in box.sides()])
 
     def require_feasible(self, anchor: Box, where: str) -> None:
         """Raise InputError naming the period and the first limit the zero-width `anchor` boxes break."""
@@ -119,6 +132,12 @@ class EnvelopeProblem:
             return
         t, r = np.argwhere(bad)[0]
         j, limit, net = self.rows.node[r], self.rows.limit[r], self.net
+        if self.rows.phase is not None:
+            label = f"{net.nodes[j]} phase {'abc'[self.rows.phase[r]]}"
+            text = {"vmax": f"the LinDist3Flow voltage at node {label} rises above vmax_pu {net.vmax_pu}",
+                    "vmin": f"the LinDist3Flow voltage at node {label} falls below vmin_pu {net.vmin_pu}"}.get(
+                limit, f"the flow into node {label} exceeds its rating (as seen through its {THERMAL_SIDES}-sided inner polygon)")
+            raise InputError(f"feeder {net.name}, period {t}: {where}, {text}; no envelope can be assigned")
         node, n = net.nodes[j], net.n
         s = self.totals(anchor)[t]
         if limit == "vmax":

@@ -168,7 +168,9 @@ class RobustRows:
     `lift` maps node totals `s` (4n) to subtree totals, `unlift` back (`s = f - sum of the
     children's f`). Voltage rows are scaled by `base_kva / 2` (units kW times per-unit
     impedance) so that all rows carry kW-sized numbers. `limit[r]` is "vmax", "vmin" or
-    "rating" and `node[r]` the node (or the line into it) that row r protects.
+    "rating" and `node[r]` the node (or the line into it) that row r protects. On a
+    three-phase feeder (`build_phase_rows`) the rows act on group totals and `phase[r]`
+    names the phase.
     """
 
     G: sp.csr_matrix
@@ -177,6 +179,7 @@ class RobustRows:
     node: np.ndarray
     lift: sp.csr_matrix
     unlift: sp.csr_matrix
+    phase: np.ndarray | None = None  # on a three-phase feeder the phase (0, 1, 2) of each row's node
 
     @classmethod
     def build(cls, net: NetworkArrays) -> RobustRows:
@@ -325,4 +328,198 @@ def check_passive(net: NetworkArrays) -> None:
                 v=v[t, j], s=s_kva[t, j], node=net.nodes[j],
                 vmax=net.vmax_pu, vmin=net.vmin_pu, rating=net.rating_kva[j],
             )
+            raise InputError(f"feeder {net.name}, period {t}: the passive loads alone give {detail}")
+
+
+@dataclass
+class PhaseNetworkArrays:
+    """A `threephase.PhaseFeeder` as the envelope constraints see it: LinDist3Flow on node-phase columns.
+
+    Column `3 k + phase` is node k's phase; `w0_pu2`, `r_sens_pu`, `x_sens_pu` are
+    `lindist3flow.linear_map` (signed: phases couple both ways), `subtree` `(3n, 3n)` sums
+    each phase's injections below a line. `load_kw`, `load_kvar` `(T, 3n)` are the passive
+    loads per column, `rating_kva` `(3n,)` the per-phase line ratings (inf unrated or absent).
+    """
+
+    name: str
+    nodes: tuple[str, ...]
+    mask: np.ndarray
+    base_kva: float
+    vmin_pu: float
+    vmax_pu: float
+    rating_kva: np.ndarray
+    load_kw: np.ndarray
+    load_kvar: np.ndarray
+    w0_pu2: np.ndarray
+    r_sens_pu: np.ndarray
+    x_sens_pu: np.ndarray
+    subtree: np.ndarray
+
+    @classmethod
+    def from_feeder(cls, feeder, periods: int) -> PhaseNetworkArrays:
+        from p2pgame.network import lindist3flow
+
+        if not feeder.vmin_pu < feeder.vmax_pu:
+            raise InputError(f"feeder {feeder.name}: vmin_pu {feeder.vmin_pu} must be below vmax_pu {feeder.vmax_pu}")
+        w0, r3, x3 = lindist3flow.linear_map(feeder)
+        mask = feeder.mask
+        load_kw, load_kvar = feeder.passive_load_phase(periods)
+        rating = np.where(mask, np.asarray(feeder.rating_kva, float), np.inf).reshape(-1)
+        return cls(
+            name=feeder.name, nodes=tuple(feeder.nodes), mask=mask, base_kva=float(feeder.base_kva),
+            vmin_pu=float(feeder.vmin_pu), vmax_pu=float(feeder.vmax_pu), rating_kva=rating,
+            load_kw=load_kw.reshape(periods, -1), load_kvar=load_kvar.reshape(periods, -1),
+            w0_pu2=w0, r_sens_pu=r3, x_sens_pu=x3,
+            subtree=np.kron(feeder.downstream, np.eye(3)) * mask.reshape(1, -1),
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def periods(self) -> int:
+        return self.load_kw.shape[0]
+
+    @property
+    def present(self) -> np.ndarray:
+        """`(3n,)` True for the columns of phases that exist."""
+        return self.mask.reshape(-1)
+
+    def label(self, column: int) -> str:
+        """`node.phase` of a column."""
+        return f"{self.nodes[column // 3]}.{'abc'[column % 3]}"
+
+    def voltage_pu(self, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) -> np.ndarray:
+        """LinDist3Flow phase voltages `(..., 3n)` for column injections `(..., 3n)` (nan where a phase is absent)."""
+        base = self.base_kva / 3
+        w = self.w0_pu2 + 2.0 * (p_inj_kw @ self.r_sens_pu.T + q_inj_kvar @ self.x_sens_pu.T) / base
+        return np.where(self.present, np.sqrt(np.maximum(w, 0.0)), np.nan)
+
+    def flow(self, inj: np.ndarray) -> np.ndarray:
+        """Flow on each line and phase, `-(the phase's injections below)`, for `(..., 3n)` injections."""
+        return -(inj @ self.subtree.T)
+
+
+def phase_columns(feeder, customers) -> np.ndarray:
+    """`(3n, N)`: customer i's share of its net exports on each node-phase column (`Agent.phase_shares`;
+    equal over the node's phases for a customer object without that method)."""
+    out = np.zeros((3 * feeder.n, len(customers)))
+    for i, customer in enumerate(customers):
+        k = feeder.index(customer.node)
+        node_phases = feeder.phases[k]
+        method = getattr(customer, "phase_shares", None)
+        if method is None:
+            out[3 * k: 3 * k + 3, i] = [1.0 / len(node_phases) if ph in node_phases else 0.0 for ph in "abc"]
+        else:
+            out[3 * k: 3 * k + 3, i] = method(node_phases)
+    return out
+
+
+def phase_groups(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Customers with the same columns and shares are one group for the network: `(group of each customer,
+    (3n, G) columns of each group)`."""
+    unique, group = np.unique(np.round(columns.T, 12), axis=0, return_inverse=True)
+    return group.reshape(-1), unique.T
+
+
+def build_phase_rows(net: PhaseNetworkArrays, group_columns: np.ndarray) -> RobustRows:
+    """Robust rows on the group totals `s = [P+, P-, Q+, Q-]` (4G) of a three-phase feeder.
+
+    A group's total moves each row by its coefficient `a = (R3 E)[r, g]` (signed), so the
+    worst squared voltage at row r takes `P+` where `a > 0` and `P-` where `a < 0`:
+    `w0 + 2 / base (a+ P+ + a- P- + b+ Q+ + b- Q- - passive) <= vmax^2`, the mirror for
+    vmin; each line and phase has the polygon rows of the single-phase thermal limit on
+    the phase's subtree total (`H = D E >= 0`). The rows are dense and exact for the
+    linear model; `lift` and `unlift` are identities.
+    """
+    rows = np.flatnonzero(net.present)
+    a = net.r_sens_pu[rows] @ group_columns
+    bq = net.x_sens_pu[rows] @ group_columns
+    pos, neg = (lambda m: np.maximum(m, 0.0)), (lambda m: np.minimum(m, 0.0))
+    half_base = net.base_kva / 3 / 2.0
+    load_term = (net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T)[:, rows]
+    w0 = net.w0_pu2[rows]
+    blocks = [np.hstack([pos(a), neg(a), pos(bq), neg(bq)]), np.hstack([-neg(a), -pos(a), -neg(bq), -pos(bq)])]
+    rhs = [half_base * (net.vmax_pu**2 - w0) + load_term, -half_base * (net.vmin_pu**2 - w0) - load_term]
+    limits = ["vmax"] * rows.size + ["vmin"] * rows.size
+    columns = [rows, rows]
+    rated = np.flatnonzero(np.isfinite(net.rating_kva))
+    if rated.size:
+        h = net.subtree[rated] @ group_columns
+        empty = np.zeros_like(h)
+        p_sub = net.load_kw @ net.subtree[rated].T
+        q_sub = net.load_kvar @ net.subtree[rated].T
+        m = THERMAL_SIDES
+        reach = net.rating_kva[rated] * np.cos(np.pi / m)
+        for k in range(m):
+            theta = (2 * k + 1) * np.pi / m
+            c, s = np.cos(theta), np.sin(theta)
+            p_cols = [empty, -c * h] if c > 0 else [-c * h, empty]
+            q_cols = [empty, -s * h] if s > 0 else [-s * h, empty]
+            blocks.append(np.hstack(p_cols + q_cols))
+            rhs.append(reach - c * p_sub - s * q_sub)
+            limits += ["rating"] * rated.size
+            columns.append(rated)
+    column = np.concatenate(columns)
+    width = 4 * group_columns.shape[1]
+    return RobustRows(
+        G=sp.csr_matrix(np.vstack(blocks)),
+        b=np.hstack(rhs),
+        limit=tuple(limits),
+        node=column // 3,
+        lift=sp.identity(width, format="csr"),
+        unlift=sp.identity(width, format="csr"),
+        phase=column % 3,
+    )
+
+
+def phase_worst_case(net: PhaseNetworkArrays, columns: np.ndarray, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar) -> WorstCase:
+    """Exact LinDist3Flow worst case of `(N, T)` boxes with customers on `columns` `(3n, N)`, per period."""
+    base = net.base_kva / 3
+    a, b = net.r_sens_pu @ columns, net.x_sens_pu @ columns  # (3n, N)
+    pos, neg = np.maximum(a, 0.0), np.minimum(a, 0.0)
+    qpos, qneg = np.maximum(b, 0.0), np.minimum(b, 0.0)
+    passive = net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T  # (T, 3n)
+    top = (pos @ pmax_kw + neg @ pmin_kw + qpos @ qmax_kvar + qneg @ qmin_kvar).T - passive
+    bottom = (pos @ pmin_kw + neg @ pmax_kw + qpos @ qmin_kvar + qneg @ qmax_kvar).T - passive
+    present = net.present
+    v_top = np.sqrt(np.maximum(net.w0_pu2 + 2 * top / base, 0.0))[:, present]
+    v_bottom = np.sqrt(np.maximum(net.w0_pu2 + 2 * bottom / base, 0.0))[:, present]
+    h = net.subtree @ columns
+    flows = [net.flow(-net.load_kw) + (h @ x).T * -1 for x in (pmax_kw, pmin_kw)]
+    qflows = [net.flow(-net.load_kvar) + (h @ x).T * -1 for x in (qmax_kvar, qmin_kvar)]
+    s_kva = np.hypot(np.maximum(*map(np.abs, flows)), np.maximum(*map(np.abs, qflows)))
+    return WorstCase(vmax_pu=v_top.max(axis=1), vmin_pu=v_bottom.min(axis=1), max_loading=_max_loading(net, s_kva))
+
+
+def phase_sample_check(net: PhaseNetworkArrays, columns: np.ndarray, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar,
+                       samples: int = 1000, seed: int = 0) -> WorstCase:
+    """LinDist3Flow extremes over `samples` random points inside the boxes, per period (see `sample_check`)."""
+    rng = np.random.default_rng(seed)
+    periods = pmin_kw.shape[1]
+    vmax, vmin, loading = np.empty(periods), np.empty(periods), np.empty(periods)
+    for t in range(periods):
+        p = pmin_kw[:, t] + rng.random((samples, columns.shape[1])) * (pmax_kw[:, t] - pmin_kw[:, t])
+        q = qmin_kvar[:, t] + rng.random((samples, columns.shape[1])) * (qmax_kvar[:, t] - qmin_kvar[:, t])
+        p_inj, q_inj = p @ columns.T - net.load_kw[t], q @ columns.T - net.load_kvar[t]
+        v = net.voltage_pu(p_inj, q_inj)[:, net.present]
+        vmax[t], vmin[t] = v.max(), v.min()
+        loading[t] = np.max(_max_loading(net, np.hypot(net.flow(p_inj), net.flow(q_inj))))
+    return WorstCase(vmax_pu=vmax, vmin_pu=vmin, max_loading=loading)
+
+
+def check_passive_phase(net: PhaseNetworkArrays) -> None:
+    """Raise InputError when the passive loads alone break a LinDist3Flow limit on some node and phase."""
+    v = net.voltage_pu(-net.load_kw, -net.load_kvar)
+    s_kva = np.hypot(net.flow(-net.load_kw), net.flow(-net.load_kvar))
+    for bad, text in (
+        (v > net.vmax_pu + 1e-9, "a LinDist3Flow voltage of {v:.4f} pu at {where}, above vmax_pu {vmax}"),
+        (v < net.vmin_pu - 1e-9, "a LinDist3Flow voltage of {v:.4f} pu at {where}, below vmin_pu {vmin}"),
+        (s_kva > net.rating_kva * (1 + 1e-9), "a flow of {s:.1f} kVA on the line into {where}, over its {rating:.1f} kVA"),
+    ):
+        if bad.any():
+            t, c = np.argwhere(bad)[0]
+            detail = text.format(v=v[t, c], s=s_kva[t, c], where=net.label(c), vmax=net.vmax_pu, vmin=net.vmin_pu,
+                                 rating=net.rating_kva[c])
             raise InputError(f"feeder {net.name}, period {t}: the passive loads alone give {detail}")

@@ -153,7 +153,8 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
     cust = responses[:n_cust]
     stage("network check")
     network = network_check(
-        feeder, game.customer_nodes(), [r.p_kw for r in cust], [r.q_kvar for r in cust], game.T
+        feeder, game.customer_nodes(), [r.p_kw for r in cust], [r.q_kvar for r in cust], game.T,
+        customers=scenario.customers,
     )
     locational_prices = None
     if method == "lmp":

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from p2pgame.agents.model import Prices
 from p2pgame.doe.robust import THERMAL_SIDES
-from p2pgame.errors import SolverError
+from p2pgame.errors import InputError, SolverError
 from p2pgame.solvers import CompiledProblem, solve
 from p2pgame.solvers.result import likely_cause
 
@@ -103,7 +103,13 @@ def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
     Nodal prices pi_j(t) = lam(t) - (voltage and flow multipliers) x sensitivities, in $/kWh.
     """
     from p2pgame.network.lindistflow import linear_map
+    from p2pgame.network.threephase import PhaseFeeder
 
+    if isinstance(feeder, PhaseFeeder):
+        raise InputError(
+            f"feeder {feeder.name}: locational prices (method lmp, policy welfare) are single-phase only;"
+            " on a three-phase feeder use jacobi, gauss-seidel or centralized with another DOE policy"
+        )
     T, dt = game.T, game.dt_h
     game.apply_envelopes(None)
     w0, R, X = linear_map(feeder)

@@ -118,9 +118,17 @@ def nodal_injections(feeder, nodes: list[str], p_kw: np.ndarray, q_kvar: np.ndar
     return inj_p, inj_q
 
 
-def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int) -> NetworkCheck:
-    """LinDistFlow and AC power flow of the customers' operating point with the passive loads."""
+def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int, customers=None) -> NetworkCheck:
+    """LinDistFlow and AC power flow of the customers' operating point with the passive loads.
+
+    On a three-phase feeder (`threephase.PhaseFeeder`; `customers` give the phase shares)
+    `phase_network_check` instead.
+    """
     from p2pgame.network import branchflow, lindistflow
+    from p2pgame.network.threephase import PhaseFeeder
+
+    if isinstance(feeder, PhaseFeeder):
+        return phase_network_check(feeder, customers, p_kw, q_kvar, T)
 
     inj_p, inj_q = nodal_injections(feeder, nodes, np.asarray(p_kw), np.asarray(q_kvar), T)
     return NetworkCheck(
@@ -131,4 +139,50 @@ def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int) -> NetworkChec
         rated=np.asarray(feeder.rating_kva, dtype=float) < UNRATED_KVA,
         lindistflow=lindistflow.solve(feeder, inj_p, inj_q),
         ac=branchflow.solve(feeder, inj_p, inj_q),
+    )
+
+
+def phase_network_check(feeder, customers, p_kw, q_kvar, T: int) -> NetworkCheck:
+    """LinDist3Flow and OpenDSS's three-phase power flow of the customers' operating point, per node and phase.
+
+    Each customer's `p`, `q` go onto its phases by `Agent.phase_shares`; the passive loads
+    are the feeder's own per phase (`threephase.passive_commands` puts them into OpenDSS in
+    place of the file's). Columns of the result are the node-phases present (`632.a`), the
+    line of a column the line into its node on that phase; `vuf` is OpenDSS's voltage
+    unbalance factor `(T, n)` at the three-phase nodes.
+    """
+    from p2pgame.doe.robust import phase_columns
+    from p2pgame.network import lindist3flow
+    from p2pgame.network.powerflow import PowerFlowResult
+    from p2pgame.network.threephase import opendss_check
+
+    columns = phase_columns(feeder, customers)
+    n = feeder.n
+    p = (columns @ np.asarray(p_kw, float)).T.reshape(T, n, 3)
+    q = (columns @ np.asarray(q_kvar, float)).T.reshape(T, n, 3)
+    load_p, load_q = feeder.passive_load_phase(T)
+    linear = lindist3flow.solve(feeder, p - load_p, q - load_q)
+    check = opendss_check(feeder.source_path, feeder, p, q, passive=(load_p, load_q))
+    present = feeder.mask
+    labels = [f"{node}.{ph}" for node, phases in zip(feeder.nodes, feeder.phases) for ph in phases]
+    rating = np.asarray(feeder.rating_kva, float)[present]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        linear_loading = np.hypot(linear.p_flow_kw, linear.q_flow_kvar)[:, present] / rating
+    parents = [feeder.substation if k < 0 else feeder.nodes[k] for k in feeder.parent]
+    lines = [f"{parents[k]}-{node}.{ph}" for k, (node, phases) in enumerate(zip(feeder.nodes, feeder.phases))
+             for ph in phases]
+    nan = np.full((T, len(labels)), np.nan)
+    v0 = float(np.mean(feeder.v0_pu))
+    return NetworkCheck(
+        vmin_limit_pu=feeder.vmin_pu,
+        vmax_limit_pu=feeder.vmax_pu,
+        nodes=labels,
+        lines=lines,
+        rated=np.isfinite(rating) & (rating < UNRATED_KVA),
+        lindistflow=PowerFlowResult(feeder.name, lindist3flow.MODEL, labels, linear.v_pu[:, present],
+                                    linear.p_flow_kw[:, present], linear.q_flow_kvar[:, present],
+                                    linear_loading, 0.0, v0),
+        ac=PowerFlowResult(feeder.name, "opendss-3ph", labels, check.v_pu[:, present], nan, nan,
+                           check.loading_phase[:, present], np.nan, v0),
+        vuf=check.vuf,
     )

@@ -87,6 +87,7 @@ class NetworkCheck:
     ac: object
     lines: list[str] | None = None
     rated: np.ndarray | None = None
+    vuf: np.ndarray | None = None  # (T, n) voltage unbalance factor of a three-phase check (nan at other nodes)
 
     def loading(self, pf) -> np.ndarray:
         """|S| / rating of each line (T, n) in `pf` (LinDistFlow or AC), nan where unrated."""
@@ -126,7 +127,7 @@ class NetworkCheck:
         return {
             "limits": {"vmin_pu": float(self.vmin_limit_pu), "vmax_pu": float(self.vmax_limit_pu)},
             "lindistflow": self._summary(self.lindistflow),
-            "ac": self._summary(self.ac),
+            "ac": self._summary(self.ac) | ({} if self.vuf is None else {"vuf_max": float(np.nanmax(self.vuf))}),
         }
 
 

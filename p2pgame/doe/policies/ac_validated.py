@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2pgame.doe.ac import ac_corner
+from p2pgame.doe.ac import ac_corner, phase_ac_corner
 from p2pgame.doe.problem import Box, EnvelopeProblem
 from p2pgame.errors import InputError
 
@@ -23,7 +23,8 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
     customer at that corner keeps all voltages within `[vmin_pu, vmax_pu]` and all lines
     within their ratings. The anchor is the base policy's operating point when it has
     one (`operating_point=`), else the customers' reference points. `base_options` go to
-    the base policy.
+    the base policy. On a three-phase feeder the AC check is OpenDSS's three-phase power
+    flow of the corner (`ac.phase_ac_corner`): every phase voltage and line current.
     """
     from p2pgame.doe.policies import POLICIES, call_policy
 
@@ -47,7 +48,22 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
 
 def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str) -> np.ndarray:
     """Per period, the largest factor in [0, 1] keeping the AC power flow of `corner` within limits."""
+    from p2pgame.doe.assign import is_three_phase
+    from p2pgame.doe.robust import phase_columns
+
     net = problem.net
+    if is_three_phase(problem.feeder):
+        columns = phase_columns(problem.feeder, problem.customers)
+        labels = [net.label(c) for c in np.flatnonzero(net.present)]
+
+        def corner_flow(scaled):
+            return phase_ac_corner(problem.feeder, columns, scaled, corner)
+    else:
+        labels = list(net.nodes)
+
+        def corner_flow(scaled):
+            return ac_corner(problem.feeder, problem.node_idx, scaled, corner)
+
     stage, total = f"ac-validated: {corner} corner power flows", 2 + int(np.ceil(np.log2(1.0 / SCALE_TOL)))
     done = 0
 
@@ -56,9 +72,9 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
         problem.step(stage, done, total)
         done += 1
         scaled = Box(*(a + scale[None, :] * (b - a) for a, b in zip(anchor, box)))
-        v, loading = ac_corner(problem.feeder, problem.node_idx, scaled, corner)
+        v, loading = corner_flow(scaled)
         high, low, hot = ~(v <= net.vmax_pu), ~(v >= net.vmin_pu), loading > 1.0
-        return ~(high | low | hot).any(axis=1), (v, loading, high, low, hot)
+        return ~((high | low).any(axis=1) | hot.any(axis=1)), (v, loading, high, low, hot)
 
     periods = problem.periods
     lo, hi = np.zeros(periods), np.ones(periods)
@@ -71,10 +87,10 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
             text = "no convergence"
         elif high[t].any():
             j = int(np.argmax(v[t]))
-            text = f"a voltage of {v[t, j]:.4f} pu at node {net.nodes[j]}, above vmax_pu {net.vmax_pu}"
+            text = f"a voltage of {v[t, j]:.4f} pu at node {labels[j]}, above vmax_pu {net.vmax_pu}"
         elif low[t].any():
             j = int(np.argmin(v[t]))
-            text = f"a voltage of {v[t, j]:.4f} pu at node {net.nodes[j]}, below vmin_pu {net.vmin_pu}"
+            text = f"a voltage of {v[t, j]:.4f} pu at node {labels[j]}, below vmin_pu {net.vmin_pu}"
         else:
             j = int(np.nanargmax(loading[t]))
             text = f"a loading of {loading[t, j]:.3f} on the line into node {net.nodes[j]}"

@@ -65,8 +65,8 @@ def log_widths(problem: EnvelopeProblem, anchor: Box, stage: str = "fair: period
     Each period is one `stage` step of the problem's progress. The q sides' logs count
     `q_weight` times.
     """
-    big_n, n, rows = problem.n_customers, problem.net.n, problem.rows
-    incidence = sp.csr_matrix((np.ones(big_n), (problem.node_idx, np.arange(big_n))), shape=(n, big_n))
+    big_n, n, rows = problem.n_customers, problem.n_groups, problem.rows
+    incidence = sp.csr_matrix((np.ones(big_n), (problem.groups, np.arange(big_n))), shape=(n, big_n))
     aggregate = sp.block_diag([incidence] * 4).tocsr()
     jac = sp.bmat([[None, rows.G], [-aggregate, rows.unlift]]).tocoo()
     sides = 4 if problem.reactive else 2

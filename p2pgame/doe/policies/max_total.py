@@ -15,8 +15,8 @@ def max_total(problem: EnvelopeProblem, *, q_weight: float = 1.0) -> Box:
 
     An LP (HiGHS, hot-started from period to period) on the node totals of the bounds,
     each between the totals of its customers' reference operations and of their ranges.
-    Customers at one node are interchangeable for the network, so each node's total is
-    split among them in proportion to their headroom (every customer at a node gets the
+    Customers at one node (and, on a three-phase feeder, with the same phase shares) are
+    interchangeable for the network, so each node's total is split among them in proportion to their headroom (every customer at a node gets the
     same fraction of its range). Across nodes the
     policy is purely efficient: customers where the network is weak (large R, X) may get
     nothing.
@@ -41,7 +41,7 @@ def largest_total(problem: EnvelopeProblem, anchor: Box, *, q_weight: float = 1.
     row that the held boxes already fill (to within `ROW_TOL`) is held where they put it.
     """
     cap = problem.capability
-    n = problem.net.n
+    n = problem.n_groups
     lo_tot = problem.totals(anchor)
     cap_tot = problem.totals(cap)
     rows = problem.rows
@@ -68,7 +68,7 @@ def largest_total(problem: EnvelopeProblem, anchor: Box, *, q_weight: float = 1.
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(room != 0, (totals - lo_tot) / room, 0.0).clip(0.0, 1.0)  # (T, 4n)
     sides = [
-        start + share[:, k * n : (k + 1) * n].T[problem.node_idx] * (limit - start)
+        start + share[:, k * n : (k + 1) * n].T[problem.groups] * (limit - start)
         for k, (start, limit) in enumerate(zip(anchor.sides(), cap.sides()))
     ]
     if hold_p:

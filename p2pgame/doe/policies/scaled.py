@@ -29,13 +29,13 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray) -> 
     The anchor itself must be robustly feasible.
     """
     net, rows = problem.net, problem.rows
-    n, periods = net.n, problem.periods
+    n, periods = problem.n_groups, problem.periods
     sides = range(4) if problem.reactive else range(2)
     anchor_sides, cap_sides = anchor.sides(), problem.capability.sides()
     result = [side.copy() for side in anchor_sides]
 
     def totals(vectors) -> np.ndarray:
-        return np.concatenate([np.bincount(problem.node_idx, weights=v, minlength=n) for v in vectors])
+        return np.concatenate([np.bincount(problem.groups, weights=v, minlength=n) for v in vectors])
 
     for t in range(periods):
         a = [side[:, t] for side in anchor_sides]
@@ -52,7 +52,7 @@ def common_widths(problem: EnvelopeProblem, anchor: Box, weight: np.ndarray) -> 
             for k in range(4):
                 growing = free[k] & ~held[k]
                 slope[k * n : (k + 1) * n, _WIDTH[k]] = np.bincount(
-                    problem.node_idx[growing], weights=_OUTWARD[k] * weight[growing], minlength=n
+                    problem.groups[growing], weights=_OUTWARD[k] * weight[growing], minlength=n
                 )
             beta = largest_widths(rows.lhs(slope.T).T, rows.b[t] - rows.lhs(fixed[None])[0], top)
             value = [a[k] + _OUTWARD[k] * beta[_WIDTH[k]] * weight for k in range(4)]
