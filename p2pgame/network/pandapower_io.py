@@ -327,18 +327,32 @@ def mv_oberrhein() -> Feeder:
     return from_pandapower(net, "mv_oberrhein", ext_grid=0)
 
 
+def _seeded(create):
+    """pandapower's net from `create` with Python's `random` seeded: the Kerber nets draw their
+    branch-out cable types with it, so each process built another net (other envelopes, other
+    rounds). The caller's random state is restored."""
+    import random
+
+    state = random.getstate()
+    random.seed(0)
+    try:
+        return create()
+    finally:
+        random.setstate(state)
+
+
 def kerber_landnetz_kabel_1() -> Feeder:
     """Kerber's rural 0.4 kV cable network 1 (pandapower `create_kerber_landnetz_kabel_1`)."""
     import pandapower.networks as pn
 
-    return from_pandapower(pn.create_kerber_landnetz_kabel_1(), "kerber_landnetz_kabel_1")
+    return from_pandapower(_seeded(pn.create_kerber_landnetz_kabel_1), "kerber_landnetz_kabel_1")
 
 
 def kerber_landnetz_freileitung_1() -> Feeder:
     """Kerber's rural 0.4 kV overhead-line network 1 (pandapower `create_kerber_landnetz_freileitung_1`)."""
     import pandapower.networks as pn
 
-    return from_pandapower(pn.create_kerber_landnetz_freileitung_1(), "kerber_landnetz_freileitung_1")
+    return from_pandapower(_seeded(pn.create_kerber_landnetz_freileitung_1), "kerber_landnetz_freileitung_1")
 
 
 def ieee_european_lv_asymmetric() -> Feeder:
