@@ -45,6 +45,6 @@ def random_market(seed: int, *, periods: int = 6, upstream_mode: str = "tariff")
     return Scenario(f"random-{seed}", feeder, customers, upstream, periods=periods, dt_h=24 / periods, settings=settings)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_market():
     return random_market

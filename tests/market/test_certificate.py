@@ -12,10 +12,8 @@ SEED = 3  # a random market of the equilibrium tests (conftest.random_market), s
 
 
 @pytest.fixture(scope="module")
-def market():
-    from conftest import random_market
-
-    return random_market(SEED)
+def market(make_market):
+    return make_market(SEED)
 
 
 @pytest.fixture(scope="module")
