@@ -66,11 +66,12 @@ def assign(
         raise InputError(f"DOE assignment: customer {next(i for i in ids if ids.count(i) > 1)!r} is listed twice")
 
     node_idx = np.array([_node_index(feeder, c) for c in customers])
-    group_idx = None
+    group_idx = columns = None
     if is_three_phase(feeder):
         net = PhaseNetworkArrays.from_feeder(feeder, periods)
         check_passive_phase(net)
-        group_idx, group_columns = phase_groups(phase_columns(feeder, customers))
+        columns = phase_columns(feeder, customers)
+        group_idx, group_columns = phase_groups(columns)
         rows = build_phase_rows(net, group_columns)
     else:
         net = NetworkArrays.from_feeder(feeder, periods)
@@ -106,6 +107,7 @@ def assign(
         vmin_pu=net.vmin_pu,
         vmax_pu=net.vmax_pu,
         reactive=reactive,
+        phase_columns=columns,
     )
 
 

@@ -15,7 +15,9 @@ class Envelopes:
     """Box envelopes `(N, T)` assigned by `policy`: customer i may choose any net export
     `p` in `[pmin_kw, pmax_kw]` and net reactive export `q` in `[qmin_kvar, qmax_kvar]`
     in each period, independently of the others, and the feeder stays within the
-    LinDistFlow limits `vmin_pu`, `vmax_pu` and the line ratings.
+    LinDistFlow limits `vmin_pu`, `vmax_pu` and the line ratings (LinDist3Flow, per node
+    and phase, on a three-phase feeder, where `phase_columns` puts each customer's box
+    onto its phases, `robust.phase_columns`).
     """
 
     policy: str
@@ -28,6 +30,7 @@ class Envelopes:
     vmin_pu: float
     vmax_pu: float
     reactive: bool = True
+    phase_columns: np.ndarray | None = None  # (3n, N) each customer's phase shares on a three-phase feeder
 
     @property
     def periods(self) -> int:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from p2pgame.doe.ac import ac_worst_case, corner_injections
+from p2pgame.doe.ac import ac_worst_case, corner_injections, phase_ac_corner
 from p2pgame.doe.envelopes import Envelopes
-from p2pgame.doe.robust import NetworkArrays, worst_case
+from p2pgame.doe.robust import NetworkArrays, PhaseNetworkArrays, WorstCase, phase_worst_case, worst_case
 from p2pgame.errors import InputError
 
 CORNER_FILES = {"export": "export_corner.dss", "import": "import_corner.dss"}
@@ -20,7 +20,22 @@ def node_index(feeder, envelopes: Envelopes) -> np.ndarray:
 
 
 def worst_case_report(feeder, envelopes: Envelopes) -> dict:
-    """`{"lindistflow": {...}, "ac": {...}}`: extreme voltages and loading over all periods and corners."""
+    """`{"lindistflow": {...}, "ac": {...}}`: extreme voltages and loading over all periods and corners.
+
+    On a three-phase feeder: LinDist3Flow's exact worst case per node and phase, and
+    OpenDSS's three-phase power flow of the export and import corners.
+    """
+    if envelopes.phase_columns is not None:
+        net = PhaseNetworkArrays.from_feeder(feeder, envelopes.periods)
+        columns = envelopes.phase_columns
+        corners = [phase_ac_corner(feeder, columns, envelopes.bounds, corner) for corner in ("export", "import")]
+        v = np.hstack([v for v, _ in corners])
+        loading = np.hstack([x for _, x in corners])
+        ac = WorstCase(np.nanmax(v, axis=1), np.nanmin(v, axis=1), np.nanmax(np.where(np.isnan(loading), -np.inf, loading), axis=1))
+        return {
+            "lindistflow": phase_worst_case(net, columns, *envelopes.bounds).summary(),
+            "ac": ac.summary(),
+        }
     idx = node_index(feeder, envelopes)
     net = NetworkArrays.from_feeder(feeder, envelopes.periods)
     return {
@@ -43,6 +58,8 @@ def export_dss(feeder, envelopes: Envelopes, directory: str | Path) -> dict[str,
     """
     from p2pgame.network.opendss import write_dss
 
+    if envelopes.phase_columns is not None:
+        raise InputError(f"feeder {feeder.name}: --export-dss writes single-phase feeders; this one is three-phase")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{directory}: exists and is not a directory; --export-dss needs a directory")

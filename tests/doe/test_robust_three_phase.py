@@ -84,3 +84,18 @@ def test_a_phase_the_node_lacks_is_refused_in_one_line(tmp_path):
     (tmp_path / "ieee13_day.csv").write_text((SCENARIO.parent / "ieee13_day.csv").read_text())
     with pytest.raises(InputError, match=r"customers\[2\]\.phases \(customer c611\): 'a' is not among the phases 'c' of node 611"):
         load_scenario(tmp_path / "bad.toml")
+
+
+def test_worst_case_report_per_phase(day):
+    """max-total fills the LinDist3Flow limits exactly; OpenDSS's three-phase corners show what LinDist3Flow
+    leaves out (losses), which ac-validated then removes."""
+    from p2pgame.doe.report import worst_case_report
+
+    scenario, env = day[0], day[1]
+    report = worst_case_report(scenario.feeder, env)
+    assert report["lindistflow"]["vmin_pu"] == pytest.approx(env.vmin_pu, abs=1e-6)
+    assert report["lindistflow"]["vmax_pu"] == pytest.approx(env.vmax_pu, abs=1e-6)
+    assert report["ac"]["vmin_pu"] < env.vmin_pu
+    validated = doe.assign("ac-validated", scenario.feeder, scenario.customers, scenario.periods, scenario.dt_h)
+    ac = worst_case_report(scenario.feeder, validated)["ac"]
+    assert env.vmin_pu - 1e-9 <= ac["vmin_pu"] and ac["vmax_pu"] <= env.vmax_pu + 1e-9 and ac["max_loading"] <= 1 + 1e-9
