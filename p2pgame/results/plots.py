@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from p2pgame.results.writers import ResultTables
+from p2pgame.results.writers import AC_MODELS, BALANCED, ResultTables
 
 DPI = 130
 MAX_FIGSIZE_IN = (16.0, 10.0)  # width, height: at DPI, 2080 x 1300 px at most
@@ -39,6 +39,7 @@ MAX_NAMED_CUSTOMERS = 10
 MAX_TICK_LABELS = 40
 VOLTAGE_CMAP = "viridis"
 MIN_COLOUR_SPAN = 1.0  # kW or kvar: solver noise around zero stays white
+PHASE_COLOURS = {"a": "tab:blue", "b": "tab:green", "c": "tab:purple"}
 
 
 def plot_all(tables: ResultTables, folder: Path) -> list[Path]:
@@ -92,17 +93,33 @@ def peak_periods(tables: ResultTables) -> list[tuple[int, str]]:
 
     Without PV the first is the period of the highest AC voltage.
     """
-    cust, volt = tables.customers, tables.voltages
+    cust, volt = tables.customers, node_voltages(tables)
     pv_column = next((c for c in ("pv_available_kw", "pv_used_kw") if c in cust and cust[c].fillna(0).max() > 0), None)
     if pv_column is not None:
         first = (int(cust.groupby("period")[pv_column].sum().idxmax()), "peak PV")
     else:
-        first = (int(volt.loc[volt["v_ac_pu"].idxmax(), "period"]), "highest voltage")
-    demand = volt.groupby("period")["passive_load_kw"].sum()
+        first = (int(volt.loc[volt["ac"].idxmax(), "period"]), "highest voltage")
+    demand = tables.prices.set_index("period")["passive_load_kw"]
     for column in ("consumption_kw", "ev_charge_kw"):
         if column in cust:
             demand = demand.add(cust.groupby("period")[column].sum(), fill_value=0.0)
     return [first, (int(demand.idxmax()), "peak load")]
+
+
+def node_voltages(tables: ResultTables) -> pd.DataFrame:
+    """voltages.csv one row per node, phase and period: the AC check's voltage (`ac`) and the market's
+    linear model's (`linear`)."""
+    volt = tables.voltages
+    role = np.where(volt["model"].isin(AC_MODELS), "ac", "linear")
+    wide = volt.assign(role=role).pivot_table(index=["node", "phase", "period"], columns="role", values="v_pu",
+                                              sort=False)
+    return wide.reset_index()[["node", "phase", "period", "ac", "linear"]]
+
+
+def _phases(volt: pd.DataFrame) -> list[str]:
+    """The phases of the voltage rows: [`BALANCED`] on a single-phase feeder, else those of a, b, c present."""
+    present = set(volt["phase"])
+    return [BALANCED] if present == {BALANCED} else [ph for ph in "abc" if ph in present]
 
 
 def _limits(ax, tables: ResultTables) -> None:
@@ -145,21 +162,30 @@ def profile_segments(ax, distance_pu, parent, v_pu, v0_pu: float, **style) -> Li
 
 
 def voltage_profile(tables: ResultTables) -> Figure:
-    """Voltage against electrical distance from the substation, LinDistFlow and AC, at the two peak periods."""
-    volt = tables.voltages
+    """Voltage against electrical distance from the substation, AC and the linear model, at the two peak periods;
+    on a three-phase feeder one curve per phase."""
+    volt = node_voltages(tables)
     nodes, parent, distance = _topology(tables)
+    phases = _phases(volt)
     fig = _figure(12, 5.2)
     axes = fig.subplots(1, 2, sharey=True)
     small = len(nodes) <= 20
     many = len(nodes) > 200
     peaks = peak_periods(tables)
     for ax, (period, label) in zip(axes, peaks):
-        rows = volt[volt["period"] == period].set_index("node").loc[nodes]
-        for column, colour, style in (("v_ac_pu", AC_COLOUR, "-"), ("v_lindistflow_pu", LIN_COLOUR, "--")):
-            v = rows[column].to_numpy()
-            profile_segments(ax, distance[1:], parent[1:] - 1, v[1:], v[0], colors=colour, linestyles=style,
-                             linewidths=1.0 if many else 1.6)
-            ax.plot(distance, v, "o", color=colour, markersize=1.5 if many else 4)
+        at = volt[volt["period"] == period]
+        for ph in phases:
+            rows = at[at["phase"] == ph].set_index("node").reindex(nodes)
+            keep = np.flatnonzero(np.isfinite(rows["ac"].to_numpy()))  # the nodes with this phase
+            position = np.full(len(nodes), -1)
+            position[keep] = np.arange(len(keep))
+            up = np.where(parent[keep] >= 0, position[np.maximum(parent[keep], 0)], -1)
+            for column, colour, style in (("ac", AC_COLOUR, "-"), ("linear", LIN_COLOUR, "--")):
+                colour = colour if ph == BALANCED else PHASE_COLOURS[ph]
+                v = rows[column].to_numpy()[keep]
+                profile_segments(ax, distance[keep][1:], up[1:] - 1, v[1:], v[0], colors=colour, linestyles=style,
+                                 linewidths=1.0 if many else 1.6)
+                ax.plot(distance[keep], v, "o", color=colour, markersize=1.5 if many else 4)
         _limits(ax, tables)
         ax.set_title(f"{label}: {_hour(tables, period)}")
         ax.set_xlabel("electrical distance from the substation, sum of |z| (pu)")
@@ -169,24 +195,39 @@ def voltage_profile(tables: ResultTables) -> Figure:
     axes[0].set_ylim(*_voltage_view(volt[volt["period"].isin([period for period, _ in peaks])], vmin, vmax))
     if small:
         fig.draw_without_rendering()  # fix the layout, so that label sizes are known
+        where = dict(zip(nodes, distance))
         for ax, (period, _) in zip(axes, peaks):
-            rows = volt[volt["period"] == period]
-            _label_points(ax, rows["node"].tolist(), rows["distance_pu"].to_numpy(), rows["v_ac_pu"].to_numpy())
-    axes[1].legend(
-        handles=[
-            Line2D([], [], color=AC_COLOUR, marker="o", label="AC power flow"),
-            Line2D([], [], color=LIN_COLOUR, marker="o", linestyle="--", label="LinDistFlow (market model)"),
-            Line2D([], [], color=LIMIT_COLOUR, linestyle=":", label=f"limits {vmin:g} / {vmax:g} pu"),
-        ],
-        loc="best",
-    )
+            lowest = volt[volt["period"] == period].groupby("node", sort=False)["ac"].min()
+            _label_points(ax, lowest.index.tolist(), lowest.index.map(where).to_numpy(float), lowest.to_numpy())
+    models = _model_names(tables)
+    if phases == [BALANCED]:
+        handles = [Line2D([], [], color=AC_COLOUR, marker="o", label=models[0]),
+                   Line2D([], [], color=LIN_COLOUR, marker="o", linestyle="--", label=f"{models[1]} (market model)")]
+    else:
+        handles = [Line2D([], [], color=PHASE_COLOURS[ph], marker="o", label=f"phase {ph}") for ph in phases]
+        handles += [Line2D([], [], color="0.3", label=models[0]),
+                    Line2D([], [], color="0.3", linestyle="--", label=f"{models[1]} (market model)")]
+    handles.append(Line2D([], [], color=LIMIT_COLOUR, linestyle=":", label=f"limits {vmin:g} / {vmax:g} pu"))
+    axes[1].legend(handles=handles, loc="best")
     fig.suptitle(f"Voltage along the feeder, one segment per line - {_title(tables)}")
     return fig
 
 
+MODEL_NAMES = {"ac": "AC power flow", "lindistflow": "LinDistFlow", "opendss-3ph": "OpenDSS three-phase",
+               "lindist3flow": "LinDist3Flow"}
+
+
+def _model_names(tables: ResultTables) -> tuple[str, str]:
+    """Readable names of the AC check and of the linear market model in voltages.csv."""
+    models = list(dict.fromkeys(tables.voltages["model"]))
+    ac = next((m for m in models if m in AC_MODELS), "ac")
+    linear = next((m for m in models if m not in AC_MODELS), "linear")
+    return MODEL_NAMES.get(ac, ac), MODEL_NAMES.get(linear, linear)
+
+
 def _voltage_view(volt, vmin: float, vmax: float) -> tuple[float, float]:
     """A voltage range around the data that also shows each limit not far outside it."""
-    values = volt[["v_ac_pu", "v_lindistflow_pu"]].to_numpy()
+    values = volt[["ac", "linear"]].to_numpy()
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     pad = max(0.1 * (hi - lo), 0.002)
     lo, hi = lo - pad, hi + pad
@@ -229,42 +270,48 @@ def _node_ticks(ax, labels: list[str], what: str) -> None:
 
 
 def voltage_heatmap(tables: ResultTables) -> Figure:
-    """AC and LinDistFlow voltage of every node and period, nodes ordered by electrical distance.
+    """AC and linear-model voltage of every node (and phase, on a three-phase feeder) and period, nodes ordered
+    by electrical distance.
 
     The colour scale spans the voltages of both models (the limits marked on it when inside);
     node-periods outside the limits are drawn in red.
     """
-    volt = tables.voltages
+    volt = node_voltages(tables)
     dt_h = _dt_h(tables)
-    order = tables.feeder.sort_values("distance_pu", kind="stable")["node"].tolist()
+    distance = tables.feeder.set_index("node")["distance_pu"]
+    phases = _phases(volt)
+    volt = volt.assign(row=volt["node"] if phases == [BALANCED] else volt["node"] + "." + volt["phase"])
+    rows = volt.drop_duplicates("row")
+    order = rows.assign(d=rows["node"].map(distance)).sort_values(["d", "phase"], kind="stable")["row"].tolist()
     T = int(volt["period"].max()) + 1
     vmin, vmax = tables.limits_pu
-    values = volt[["v_ac_pu", "v_lindistflow_pu"]].to_numpy()
+    values = volt[["ac", "linear"]].to_numpy()
     pad = max(1e-3, 0.02 * (np.nanmax(values) - np.nanmin(values)))
     norm = Normalize(float(np.nanmin(values)) - pad, float(np.nanmax(values)) + pad)
     red = ListedColormap([LIMIT_COLOUR])
-    fig = _figure(14, 7)
+    fig = _figure(14, 7 if phases == [BALANCED] else 9)
     axes = fig.subplots(1, 2, sharey=True)
     image = None
-    for ax, (column, name) in zip(axes, (("v_lindistflow_pu", "LinDistFlow (market model)"),
-                                         ("v_ac_pu", "AC power flow"))):
-        grid = volt.pivot(index="node", columns="period", values=column).reindex(order).to_numpy()
+    ac_name, linear_name = _model_names(tables)
+    for ax, (column, name) in zip(axes, (("linear", f"{linear_name} (market model)"), ("ac", ac_name))):
+        grid = volt.pivot(index="row", columns="period", values=column).reindex(order).to_numpy()
         extent = (0, T * dt_h, len(order) - 0.5, -0.5)
         image = ax.imshow(grid, aspect="auto", cmap=VOLTAGE_CMAP, norm=norm, interpolation="nearest", extent=extent)
         mask = (grid < vmin) | (grid > vmax)
         ax.imshow(np.ma.masked_where(~mask, np.ones_like(grid)), aspect="auto", cmap=red, interpolation="nearest",
                   extent=extent)
         outside = int(mask.sum())
-        ax.set_title(f"{name}: {np.nanmin(grid):.3f}-{np.nanmax(grid):.3f} pu, "
-                     f"{outside} node-periods outside the limits")
+        what = "node-periods" if phases == [BALANCED] else "node-phase-periods"
+        ax.set_title(f"{name}: {np.nanmin(grid):.3f}-{np.nanmax(grid):.3f} pu,\n{outside} {what} outside the limits")
         ax.set_xlabel("time (h)")
-    _node_ticks(axes[0], order, "nodes, by electrical distance from the substation (top)")
+    rows_are = "nodes" if phases == [BALANCED] else "node.phase"
+    _node_ticks(axes[0], order, f"{rows_are}, by electrical distance from the substation (top)")
     bar = fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.01)
     for limit in (vmin, vmax):
         if norm.vmin <= limit <= norm.vmax:
             bar.ax.axhline(limit, color=LIMIT_COLOUR, linewidth=2)
     bar.set_label(f"voltage (pu); red: outside the limits {vmin:g}-{vmax:g} pu")
-    fig.suptitle(f"Node voltages over the day - {_title(tables)}")
+    fig.suptitle(f"{'Node' if phases == [BALANCED] else 'Phase'} voltages over the day - {_title(tables)}")
     return fig
 
 
@@ -283,7 +330,8 @@ def line_loading(tables: ResultTables) -> Figure:
         _note(ax, "no line of this feeder has a rating")
         ax.set_title(f"Line loading - {_title(tables)}")
         return fig
-    rated = rated.assign(line=rated["from_node"] + " - " + rated["to_node"])
+    rated = rated.assign(line=rated["from_node"] + " - " + rated["to_node"]
+                         + ("." + rated["phase"] if "phase" in rated else ""))
     grid = rated.pivot(index="period", columns="line", values="loading_pct")
     peak = grid.max().sort_values(ascending=False)
     curves = grid[peak.index].to_numpy().T  # one row per line, most loaded first
@@ -612,8 +660,9 @@ def feeder_layout(tables: ResultTables) -> tuple[dict[str, tuple[float, float]],
 
 def feeder(tables: ResultTables) -> Figure:
     """The feeder at its bus coordinates (else as a layered tree), nodes coloured by AC voltage at the two peak
-    periods (substation a triangle, customers' nodes squares, nodes outside the limits ringed red)."""
-    volt = tables.voltages
+    periods (substation a triangle, customers' nodes squares, nodes outside the limits ringed red); on a
+    three-phase feeder a node's phase furthest from the middle of the limits."""
+    volt = node_voltages(tables)
     table = tables.feeder
     nodes, parents = table["node"].tolist(), table["parent"].tolist()
     pos, geographic = feeder_layout(tables)
@@ -621,7 +670,9 @@ def feeder(tables: ResultTables) -> Figure:
     substation = nodes[parents.index("")]
     vmin, vmax = tables.limits_pu
     peaks = peak_periods(tables)
-    shown = volt.loc[volt["period"].isin([p for p, _ in peaks]), "v_ac_pu"]
+    middle = (vmin + vmax) / 2
+    volt = volt.loc[(volt["ac"] - middle).abs().groupby([volt["node"], volt["period"]], sort=False).idxmax()]
+    shown = volt.loc[volt["period"].isin([p for p, _ in peaks]), "ac"]
     # colours span the voltages shown, so that differences along the feeder stay visible
     pad = max(1e-3, 0.05 * (shown.max() - shown.min()))
     norm = Normalize(vmin=shown.min() - pad, vmax=shown.max() + pad)
@@ -632,7 +683,7 @@ def feeder(tables: ResultTables) -> Figure:
     segments = [(pos[p], pos[node]) for node, p in zip(nodes, parents) if p]
     image = None
     for ax, (period, label) in zip(axes, peaks):
-        v = volt[volt["period"] == period].set_index("node")["v_ac_pu"]
+        v = volt[volt["period"] == period].set_index("node")["ac"]
         ax.add_collection(LineCollection(segments, colors="0.55", linewidths=max(0.5, 1.5 * scale), zorder=1))
         for group, marker, size in (
             ([substation], "^", 260),

@@ -124,11 +124,28 @@ class NetworkCheck:
         }
 
     def to_dict(self) -> dict:
-        return {
+        """`limits`, `lindistflow` (the market's linear model) and `ac` (the AC check), and one entry per
+        formulation under its own name besides (`lindist3flow`, and `opendss` with `vuf_max`, on a
+        three-phase feeder)."""
+        out = {
             "limits": {"vmin_pu": float(self.vmin_limit_pu), "vmax_pu": float(self.vmax_limit_pu)},
             "lindistflow": self._summary(self.lindistflow),
-            "ac": self._summary(self.ac) | ({} if self.vuf is None else {"vuf_max": float(np.nanmax(self.vuf))}),
+            "ac": self._summary(self.ac) | ({} if self.vuf is None else {"vuf_max": _max(self.vuf)}),
         }
+        for role, pf in (("lindistflow", self.lindistflow), ("ac", self.ac)):
+            name = FORMULATION_KEYS.get(pf.model, pf.model)
+            if name not in out:
+                out[name] = out[role]
+        return out
+
+
+FORMULATION_KEYS = {"opendss-3ph": "opendss"}
+"""The `network` key of a power-flow model's entry in the JSON, where it differs from the model's name."""
+
+
+def _max(values) -> float | None:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmax(values)) if np.isfinite(values).any() else None
 
 
 @dataclass
@@ -187,12 +204,15 @@ class MarketResult:
                 {
                     "id": r.agent_id,
                     "node": node,
+                    "phases": phases,
                     "p_kw": _list(r.p_kw),
                     "q_kvar": _list(r.q_kvar),
+                    "p_kw_by_phase": {ph: _list(share * np.asarray(r.p_kw)) for ph, share in shares.items()},
+                    "q_kvar_by_phase": {ph: _list(share * np.asarray(r.q_kvar)) for ph, share in shares.items()},
                     "payoff": float(r.payoff),
                     "own_value": float(r.own_value),
                 }
-                for r, node in zip(self.customers, self.customer_nodes)
+                for r, node, (phases, shares) in zip(self.customers, self.customer_nodes, self.phase_shares())
             ],
             "upstream": None
             if self.upstream is None
@@ -203,6 +223,23 @@ class MarketResult:
             "violations": self.violations(),
             "history": self.history,
         }
+
+    def phase_shares(self) -> list[tuple[str, dict[str, float]]]:
+        """Per customer its phases and the share of its `p`, `q` on each (`Agent.phase_shares`) on a
+        three-phase feeder; on a single-phase one (or without the scenario) all on the balanced `abc`."""
+        from p2pgame.doe.robust import phase_columns
+        from p2pgame.network.threephase import PhaseFeeder
+
+        feeder = getattr(self.case, "feeder", None)
+        if not isinstance(feeder, PhaseFeeder):
+            return [("abc", {"abc": 1.0})] * len(self.customers)
+        columns = phase_columns(feeder, self.case.customers)
+        out = []
+        for i, node in enumerate(self.customer_nodes):
+            k = feeder.index(node)
+            on = {ph: float(share) for ph, share in zip("abc", columns[3 * k: 3 * k + 3, i]) if share > 0}
+            out.append(("".join(on), on))
+        return out
 
     @property
     def welfare(self) -> float:
@@ -251,7 +288,7 @@ class MarketResult:
         return price_table(self)
 
     def voltages(self) -> pd.DataFrame:
-        """voltages.csv: per node and period, LinDistFlow and AC voltages, AC flows and passive loads."""
+        """voltages.csv: per node, phase, period and power-flow model the voltage (long format)."""
         from p2pgame.results.writers import voltage_table
 
         return voltage_table(self)

@@ -10,9 +10,11 @@ Files (one row per customer or node and period; `time_h` is the start of the per
     summary.json   the `p2pgame solve --json` object (`MarketResult.to_dict()`)
     customers.csv  net exports, inputs and decisions under each agent type's own column names
                    (`Agent.result_columns`), market revenue per period and the payoff over the horizon
-    prices.csv     uniform (and locational) prices, market imbalances, upstream exchange
-    voltages.csv   LinDistFlow and AC voltages, AC line flows and passive loads per node,
-                   with each node's parent and electrical distance from the substation
+    prices.csv     uniform (and locational) prices, market imbalances, upstream exchange, the feeder's
+                   passive load
+    voltages.csv   long format `node, phase, period, model, v_pu`: every power-flow model's voltage
+                   (the market's linear model and the AC check) per node and phase; phase `abc`
+                   on a single-phase feeder (its balanced equivalent), `a`, `b`, `c` on a three-phase one
     envelopes.csv  the operator's box envelopes (header only when the market had none)
     lines.csv      AC flow, rating and loading (percent) of each line (the line into a node) per period
     nodal_prices.csv  per node and period the locational price, the substation's included
@@ -22,7 +24,9 @@ Files (one row per customer or node and period; `time_h` is the start of the per
     history.csv    one row per round of the Nash dynamics (header only for one-shot methods)
     feeder.csv     each node's parent, electrical distance, line data and drawing coordinates
                    (empty where the feeder data carry none)
-A folder without one of these files was written by an older p2pgame and is refused in one line.
+    opendss/       on a three-phase feeder read from a .dss file: master.dss and one script per
+                   period (t00.dss, ...) that put that period's outcome onto the feeder (`opendss_scripts`)
+A folder without one of these files or columns was written by an older p2pgame and is refused in one line.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from p2pgame.errors import InputError
+from p2pgame.results.result import UNRATED_KVA
 
 SUMMARY = "summary.json"
 CSV_FILES = {
@@ -53,13 +58,14 @@ CSV_FILES = {
     "feeder": "feeder.csv",
 }
 PLOTS_DIR = "plots"
+OPENDSS_DIR = "opendss"
 
 # Columns each table must have (reading a results folder checks them); text columns are read as strings.
 REQUIRED = {
     "customers": ["customer", "node", "period", "time_h", "p_kw", "q_kvar", "revenue_usd", "payoff_total_usd"],
-    "prices": ["period", "time_h", "active_per_kwh", "imbalance_kw", "imbalance_kvar"],
-    "voltages": ["period", "time_h", "node", "parent", "distance_pu", "v_lindistflow_pu", "v_ac_pu",
-                 "passive_load_kw", "passive_load_kvar"],
+    "prices": ["period", "time_h", "active_per_kwh", "imbalance_kw", "imbalance_kvar", "passive_load_kw",
+               "passive_load_kvar"],
+    "voltages": ["node", "phase", "period", "model", "v_pu"],
     "envelopes": ["customer", "node", "period", "time_h", "pmin_kw", "pmax_kw", "qmin_kvar", "qmax_kvar"],
     "lines": ["period", "time_h", "from_node", "to_node", "p_flow_kw", "q_flow_kvar", "s_kva", "rating_kva",
               "loading_pct"],
@@ -69,7 +75,8 @@ REQUIRED = {
     "history": ["iteration", "imbalance_kw", "imbalance_kvar"],
     "feeder": ["node", "parent", "distance_pu", "r_pu", "x_pu", "rating_kva", "x_coord", "y_coord"],
 }
-TEXT_COLUMNS = {"customer": str, "node": str, "parent": str, "from_node": str, "to_node": str}
+TEXT_COLUMNS = {"customer": str, "node": str, "parent": str, "from_node": str, "to_node": str, "phase": str,
+                "model": str}
 
 
 @dataclass
@@ -178,6 +185,9 @@ def price_table(result) -> pd.DataFrame:
         table["reactive_per_kvarh"] = result.price_reactive
     table["imbalance_kw"] = cert.imbalance_kw_t
     table["imbalance_kvar"] = cert.imbalance_kvar_t
+    load_kw, load_kvar = _case(result).feeder.passive_load(result.periods)
+    table["passive_load_kw"] = np.reshape(load_kw, (result.periods, -1)).sum(axis=1)
+    table["passive_load_kvar"] = np.reshape(load_kvar, (result.periods, -1)).sum(axis=1)
     if result.upstream is not None:
         table["upstream_p_kw"] = result.upstream.p_kw
         table["upstream_q_kvar"] = result.upstream.q_kvar
@@ -187,33 +197,48 @@ def price_table(result) -> pd.DataFrame:
 
 
 def voltage_table(result) -> pd.DataFrame:
-    """Per node (substation first) and period: voltages (LinDistFlow, AC), AC line flows, passive load."""
+    """Long format, one row per node (substation first), phase, period and power-flow model: `v_pu`.
+
+    A model is a formulation of the network check (`model`: the market's linear one, `lindistflow`
+    or `lindist3flow`, and the AC check, `ac` or `opendss`), so a new formulation adds rows. On a
+    three-phase feeder `phase` is `a`, `b` or `c` (the phases present at the node); on a
+    single-phase feeder the balanced equivalent is one row under phase `abc`.
+    """
     feeder = _case(result).feeder
     net = result.network
-    T, n = result.periods, feeder.n
-    load_kw, load_kvar = feeder.passive_load(T)
-    ac, lin = net.ac, net.lindistflow
-    nodes = [feeder.substation, *feeder.nodes]
-    parents = ["", *(feeder.substation if p < 0 else feeder.nodes[p] for p in feeder.parent)]
+    T = result.periods
+    frames = []
+    for pf in (net.lindistflow, net.ac):
+        v = np.reshape(np.asarray(pf.v_pu, dtype=float), (T, -1))
+        if _three_phase(feeder):
+            substation = [(feeder.substation, ph, float(feeder.v0_pu[k])) for k, ph in enumerate("abc")]
+            labels = [label.rsplit(".", 1) for label in net.nodes]
+        else:
+            substation = [(feeder.substation, BALANCED, float(pf.v0_pu))]
+            labels = [(node, BALANCED) for node in net.nodes]
+        nodes = [node for node, _, _ in substation] + [node for node, _ in labels]
+        phases = [ph for _, ph, _ in substation] + [ph for _, ph in labels]
+        values = np.column_stack([np.tile([v0 for _, _, v0 in substation], (T, 1)), v])
+        frames.append(pd.DataFrame({
+            "node": np.tile(nodes, T),
+            "phase": np.tile(phases, T),
+            "period": np.repeat(np.arange(T), len(nodes)),
+            "model": pf.model,
+            "v_pu": values.ravel(),
+        }))
+    return pd.concat(frames, ignore_index=True)
 
-    def with_substation(values, at_substation):
-        return np.column_stack([np.full(T, at_substation), np.reshape(values, (T, n))])
 
-    columns = {
-        "period": np.repeat(np.arange(T), n + 1),
-        "time_h": np.repeat(_time(result), n + 1),
-        "node": np.tile(nodes, T),
-        "parent": np.tile(parents, T),
-        "distance_pu": np.tile([0.0, *feeder.distance_pu], T),
-        "v_lindistflow_pu": with_substation(lin.v_pu, lin.v0_pu),
-        "v_ac_pu": with_substation(ac.v_pu, ac.v0_pu),
-        "p_flow_ac_kw": with_substation(ac.p_flow_kw, np.nan),
-        "q_flow_ac_kvar": with_substation(ac.q_flow_kvar, np.nan),
-        "loading_ac": with_substation(ac.loading, np.nan),
-        "passive_load_kw": with_substation(load_kw, 0.0),
-        "passive_load_kvar": with_substation(load_kvar, 0.0),
-    }
-    return pd.DataFrame({k: np.ravel(v) for k, v in columns.items()})
+BALANCED = "abc"
+"""The phase of a single-phase feeder's (balanced equivalent's) rows in voltages.csv."""
+AC_MODELS = ("ac", "opendss-3ph")
+"""The `model` values of voltages.csv that are an AC check (the others are the market's linear model)."""
+
+
+def _three_phase(feeder) -> bool:
+    from p2pgame.network.threephase import PhaseFeeder
+
+    return isinstance(feeder, PhaseFeeder)
 
 
 def _empty(key: str) -> pd.DataFrame:
@@ -248,9 +273,13 @@ def _parents(feeder) -> list[str]:
 def line_table(result) -> pd.DataFrame:
     """Per line (named by its ends) and period: AC flow into the receiving node, rating, loading in percent.
 
-    Unrated lines have an empty rating and loading.
+    Unrated lines have an empty rating and loading. On a three-phase feeder one row per line, phase
+    (column `phase`) and period: OpenDSS's loading of that phase against its per-phase rating, and
+    `s_kva` the apparent power that loading stands for (OpenDSS's flows are not read: empty).
     """
     feeder = _case(result).feeder
+    if _three_phase(feeder):
+        return _phase_line_table(result, feeder)
     ac = result.network.ac
     T, n = result.periods, feeder.n
     p_kw = np.reshape(ac.p_flow_kw, (T, n))
@@ -268,6 +297,31 @@ def line_table(result) -> pd.DataFrame:
             "s_kva": s_kva.ravel(),
             "rating_kva": np.tile(rating, T),
             "loading_pct": (100.0 * s_kva / rating).ravel(),
+        }
+    )
+
+
+def _phase_line_table(result, feeder) -> pd.DataFrame:
+    net = result.network
+    T = result.periods
+    present = feeder.mask
+    parents = _parents(feeder)
+    ends = [(parents[k], node, ph) for k, (node, phases) in enumerate(zip(feeder.nodes, feeder.phases)) for ph in phases]
+    rating = np.asarray(feeder.rating_kva, float)[present]
+    rating = np.where(np.isfinite(rating) & (rating < UNRATED_KVA), rating, np.nan)
+    loading = np.reshape(net.loading(net.ac), (T, len(ends)))
+    return pd.DataFrame(
+        {
+            "period": np.repeat(np.arange(T), len(ends)),
+            "time_h": np.repeat(_time(result), len(ends)),
+            "from_node": np.tile([e[0] for e in ends], T),
+            "to_node": np.tile([e[1] for e in ends], T),
+            "phase": np.tile([e[2] for e in ends], T),
+            "p_flow_kw": np.nan,
+            "q_flow_kvar": np.nan,
+            "s_kva": (loading * rating).ravel(),
+            "rating_kva": np.tile(rating, T),
+            "loading_pct": (100.0 * loading).ravel(),
         }
     )
 
@@ -322,23 +376,42 @@ def history_table(result) -> pd.DataFrame:
 
 
 def feeder_table(result) -> pd.DataFrame:
-    """Per node (substation first): parent, electrical distance, line into it, drawing coordinates (if any)."""
+    """Per node (substation first): parent, electrical distance, line into it, drawing coordinates (if any).
+
+    On a three-phase feeder `r_pu`, `x_pu` are the mean of the line's phase self-impedances,
+    the distance their sum along the path, and the rating the sum over its phases.
+    """
     feeder = _case(result).feeder
     nodes = [feeder.substation, *feeder.nodes]
     coords = feeder.coords or {}
     xy = np.array([coords.get(node, (np.nan, np.nan)) for node in nodes], dtype=float)
+    r_pu, x_pu, distance_pu, rating_kva = _line_data(feeder)
     return pd.DataFrame(
         {
             "node": nodes,
             "parent": ["", *_parents(feeder)],
-            "distance_pu": [0.0, *feeder.distance_pu],
-            "r_pu": [np.nan, *feeder.r_pu],
-            "x_pu": [np.nan, *feeder.x_pu],
-            "rating_kva": [np.nan, *np.where(np.isfinite(feeder.rating_kva), feeder.rating_kva, np.nan)],
+            "distance_pu": [0.0, *distance_pu],
+            "r_pu": [np.nan, *r_pu],
+            "x_pu": [np.nan, *x_pu],
+            "rating_kva": [np.nan, *np.where(np.isfinite(rating_kva), rating_kva, np.nan)],
             "x_coord": xy[:, 0],
             "y_coord": xy[:, 1],
         }
     )
+
+
+def _line_data(feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Resistance, reactance (pu), electrical distance from the substation and rating (kVA) of each node's line."""
+    if not _three_phase(feeder):
+        return feeder.r_pu, feeder.x_pu, feeder.distance_pu, feeder.rating_kva
+    mask = feeder.mask
+    diagonal = np.diagonal(feeder.z_pu, axis1=1, axis2=2)
+    z = np.where(mask, diagonal, 0).sum(axis=1) / mask.sum(axis=1)
+    distance = np.zeros(feeder.n)
+    for k in range(feeder.n):  # parents first
+        distance[k] = abs(z[k]) + (distance[feeder.parent[k]] if feeder.parent[k] >= 0 else 0.0)
+    rating = np.where(mask, feeder.rating_kva, 0.0).sum(axis=1)
+    return z.real, z.imag, distance, rating
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -378,14 +451,64 @@ def write_results(result, out_dir: str | Path, *, force: bool = False, plots: bo
     out = check_out_dir(out_dir, force)
     tables = result_tables(result)
 
+    scripts = opendss_scripts(result)
+
     def fill(tmp: Path) -> None:
         write_tables(tables, tmp)
+        if scripts:
+            (tmp / OPENDSS_DIR).mkdir()
+            for name, text in scripts.items():
+                (tmp / OPENDSS_DIR / name).write_text(text, encoding="utf-8")
         if plots:
             from p2pgame.results.plots import plot_all
 
             plot_all(tables, tmp / PLOTS_DIR)
 
     return replace_atomically(out, fill)
+
+
+def opendss_scripts(result) -> dict[str, str]:
+    """OpenDSS scripts of a three-phase outcome by file name (none unless the feeder was read from a .dss file).
+
+    `master.dss` is the feeder file as p2pgame solves it; `tNN.dss` is that file followed by the
+    commands that put period NN's outcome onto it, the same ones as the in-process OpenDSS check
+    (`threephase.passive_commands`: the passive loads as scenario-scaled, in place of the file's;
+    `threephase.injection_commands`: every customer's per-phase P and Q). Each compiles on its own:
+    `compile tNN.dss`, then `solve`, gives period NN's voltages.
+    """
+    from p2pgame.doe.robust import phase_columns
+    from p2pgame.network.threephase import injection_commands, passive_commands
+
+    case = _case(result)
+    feeder = case.feeder
+    if not _three_phase(feeder) or feeder.source_path is None:
+        return {}
+    path = Path(feeder.source_path)
+    try:
+        circuit = path.read_text(encoding="utf-8").rstrip() + "\n"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the feeder file for the OpenDSS scripts: {exc}") from None
+    if any(line.split(maxsplit=1)[:1] and line.split(maxsplit=1)[0].lower() in ("redirect", "compile")
+           for line in circuit.splitlines()):
+        circuit = f'Redirect "{path.resolve()}"\n'  # a feeder of several files: refer to them where they are
+    T, n = result.periods, feeder.n
+    columns = phase_columns(feeder, case.customers)
+    p_kw = (columns @ np.array([r.p_kw for r in result.customers], float)).T.reshape(T, n, 3)
+    q_kvar = (columns @ np.array([r.q_kvar for r in result.customers], float)).T.reshape(T, n, 3)
+    load_kw, load_kvar = feeder.passive_load_phase(T)
+    head = f"! {result.scenario}: the feeder {feeder.name} as p2pgame solves it (from {path.name})\n"
+    scripts = {"master.dss": head + circuit}
+    width = max(2, len(str(T - 1)))
+    for t in range(T):
+        commands = passive_commands(feeder, load_kw[t], load_kvar[t]) + injection_commands(
+            feeder, p_kw[t], q_kvar[t], 1.0)
+        start = t * result.dt_h
+        scripts[f"t{t:0{width}d}.dss"] = (
+            f"! {result.scenario}, period {t} ({start:g}-{start + result.dt_h:g} h): the market outcome on the"
+            f" feeder {feeder.name}; compile this file, then solve\n"
+            + circuit + "\n".join(commands) + "\n"
+        )
+    return scripts
 
 
 def write_tables(tables: ResultTables, directory: Path) -> None:
@@ -476,7 +599,8 @@ def read_results(directory: str | Path) -> ResultTables:
             raise InputError(f"{path}: cannot be read as CSV: {str(exc).strip().splitlines()[0]}") from None
         missing = [c for c in REQUIRED[key] if c not in table.columns]
         if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; written by an older p2pgame?"
+                             " write it again with p2pgame solve --out")
         for column in TEXT_COLUMNS:
             if column in table.columns:
                 table[column] = table[column].fillna("")

@@ -68,16 +68,37 @@ def test_csv_files_reproduce_the_certificate(result, tables):
 
 def test_voltages_reproduce_the_network_check(result, tables):
     volt = tables.voltages
-    nodes = volt[volt["parent"] != ""]
-    assert len(volt) == result.periods * (len(result.network.nodes) + 1)
+    assert list(volt.columns) == ["node", "phase", "period", "model", "v_pu"]
+    assert set(volt["phase"]) == {"abc"} and set(volt["model"]) == {"ac", "lindistflow"}
+    assert len(volt) == 2 * result.periods * (len(result.network.nodes) + 1)
+    substation = result.case.feeder.substation
+    nodes = volt[volt["node"] != substation]
     net = result.network.to_dict()
     for model in ("ac", "lindistflow"):
-        assert nodes[f"v_{model}_pu"].min() == net[model]["vmin_pu"]
-        assert nodes[f"v_{model}_pu"].max() == net[model]["vmax_pu"]
-    ac = nodes.pivot(index="period", columns="node", values="v_ac_pu")[result.network.nodes].to_numpy()
-    np.testing.assert_array_equal(ac, result.network.ac.v_pu)
-    substation = volt[volt["parent"] == ""]
-    assert (substation["distance_pu"] == 0).all() and (substation["v_ac_pu"] == result.case.feeder.v0_pu).all()
+        rows = nodes[nodes["model"] == model]
+        assert rows["v_pu"].min() == net[model]["vmin_pu"] and rows["v_pu"].max() == net[model]["vmax_pu"]
+    ac = nodes[nodes["model"] == "ac"].pivot(index="period", columns="node", values="v_pu")[result.network.nodes]
+    np.testing.assert_array_equal(ac.to_numpy(), result.network.ac.v_pu)
+    assert (volt.loc[volt["node"] == substation, "v_pu"] == result.case.feeder.v0_pu).all()
+
+
+def test_passive_load_is_in_the_price_table(result, tables):
+    load_kw, load_kvar = result.case.feeder.passive_load(result.periods)
+    np.testing.assert_allclose(tables.prices["passive_load_kw"], load_kw.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(tables.prices["passive_load_kvar"], load_kvar.sum(axis=1), rtol=1e-12)
+
+
+def test_folder_with_the_wide_voltage_table_of_an_older_p2pgame_is_refused_in_one_line(folder, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ["summary.json", *writers.CSV_FILES.values()]:
+        (old / name).write_bytes((folder / name).read_bytes())
+    pd.DataFrame({"period": [0], "time_h": [0.0], "node": ["650"], "parent": [""], "distance_pu": [0.0],
+                  "v_lindistflow_pu": [1.0], "v_ac_pu": [1.0], "passive_load_kw": [0.0],
+                  "passive_load_kvar": [0.0]}).to_csv(old / "voltages.csv", index=False)
+    with pytest.raises(InputError, match=r"voltages\.csv: missing column\(s\) phase, model, v_pu; .*older p2pgame") as err:
+        read_results(old)
+    assert "\n" not in str(err.value)
 
 
 def test_envelopes_round_trip(result, tables):
@@ -164,3 +185,10 @@ def test_reading_a_damaged_folder_names_the_file(folder, tmp_path):
     (broken / "summary.json").write_text("{")
     with pytest.raises(InputError, match="summary.json: cannot be read as JSON"):
         read_results(broken)
+
+
+def test_json_customers_on_a_single_phase_feeder_are_on_the_balanced_phase(result):
+    for c in result.to_dict()["customers"]:
+        assert c["phases"] == "abc"
+        assert c["p_kw_by_phase"] == {"abc": c["p_kw"]} and c["q_kvar_by_phase"] == {"abc": c["q_kvar"]}
+    assert set(result.to_dict()["network"]) == {"limits", "lindistflow", "ac"}
