@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from p2pgame.agents.base import Agent
 from p2pgame.errors import InputError
 
-METHODS = ("jacobi", "gauss-seidel", "centralized", "lmp")
+from p2pgame.market.equilibrium import METHODS  # the registry of equilibrium methods
 
 
 @dataclass

@@ -1,0 +1,384 @@
+"""The proximal machinery the Nash methods share: settings, the players' proximal responses and their
+price sensitivities, the state of a run, Newton price steps, the cycle and stall checks, and the
+round loop with its convergence test and centre moves (the method itself is a `PriceRule`).
+See `p2pgame.market.nash` for the dynamics as a whole.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from p2pgame.errors import ConvergenceError
+from p2pgame.solvers import sensitivity
+
+
+@dataclass
+class NashSettings:
+    """Knobs of the best-response dynamics (defaults work for the built-in agents); every tuning
+    constant of the Nash methods lives here."""
+
+    method: str = "gauss-seidel"
+    max_iterations: int = 300
+    tol_imbalance_kw: float = 1e-3
+    tol_nash_rel: float = 1e-6
+    tol_price_per_kwh: float = 1e-6
+    initial_price_per_kwh: float = 0.1
+    price_step_per_kwh: float = 0.01
+    max_price_step: float = 0.1
+    exact_sensitivities: bool = True
+    gauss_seidel_damping: float = 0.5
+    rho_decay: float = 0.85
+    cycle_max_period: int = 4  # longest cycle (rounds) the residual check looks for
+    cycle_repeats: int = 3  # periods the residuals must repeat before a cycle is declared
+    cycle_rtol: float = 0.02  # relative match of repeated residuals (absolute floor: the tolerances)
+    stall_window: int = 30  # rounds without halving the best imbalance or pull that count as a stall
+    first_move_share: float = 0.1  # share of a typical customer's span that a first price step moves it
+    rho_min_share: float = 0.1  # the proximal scale never drops below this share of its first value
+    newton_damping: float = 1e-3  # Levenberg-Marquardt damping of price steps, share of the proximal bound
+    rejected_damping_growth: float = 10.0  # the damping's growth after each rejected Jacobi trial
+    max_rejections: int = 3  # rejected Jacobi trials before a dual gradient step is taken as it comes
+    descent_share: float = 1e-4  # Armijo share of the predicted descent a Jacobi trial must achieve
+    gauss_seidel_players: float = 30.0  # Gauss-Seidel damping is capped at this over the number of players
+    gauss_seidel_min_damping: float = 0.01
+    sweep_progress: float = 0.9  # a sweep leaving more than this share of the best imbalance made no progress
+    sweep_growth: float = 1.5  # a sweep growing the imbalance by this factor halves the damping
+    sweep_stall: int = 3  # sweeps without progress that halve the damping
+    operator_share: float = 0.5  # shares of the Nash budget: the price player's gain,
+    proximal_share: float = 0.25  # the bound on the proximal terms' gain,
+    gap_share: float = 0.5  # each player's measured gain,
+    gap_check_bound: float = 100.0  # and the bound under which the gains are measured
+    gap_check_every: int = 5  # rounds between measurements of the players' gains
+    cleared_share: float = 0.1  # imbalance, as a share of the total move from the centres, that counts as cleared
+    travelling_pull: float = 0.5  # a player pulled this share as hard as at the last centre move is travelling
+    min_weight_factor: float = 1 / 64  # the floor of a travelling player's halved weight factor
+
+
+@dataclass
+class NashOutcome:
+    prices: np.ndarray  # stacked (lam, mu), 2T
+    responses: list
+    iterations: int  # rounds (Jacobi) or sweeps (Gauss-Seidel)
+    converged: bool
+    seconds: float
+    price_updates: int = 0  # prices posted to players: one per Jacobi round, one per player in a Gauss-Seidel sweep
+    history: list[dict] = field(default_factory=list)
+    fallback: str | None = None  # why and from which sweep Gauss-Seidel switched to Jacobi price steps
+
+
+_CYCLE_KEYS = ("imbalance_kw", "imbalance_kvar", "max_move", "proximal_pull")
+
+
+def find_cycle(history: list[dict], settings: NashSettings) -> int | None:
+    """The shortest period (rounds) with which the last rounds' residuals repeat, none of them
+    within the imbalance and price tolerances, or None."""
+    floors = np.array([settings.tol_imbalance_kw] * 3 + [settings.tol_price_per_kwh])
+    for period in range(1, settings.cycle_max_period + 1):
+        rows = (settings.cycle_repeats + 1) * period
+        if len(history) < rows:
+            break
+        recent = np.array([[row[k] for k in _CYCLE_KEYS] for row in history[-rows:]])
+        if not np.all((recent[:, :2] > floors[:2]).any(axis=1) | (recent[:, 3] > floors[3])):
+            continue  # a round within the tolerances: the run is finishing, not cycling
+        later, earlier = recent[period:], recent[:-period]
+        if np.all(np.abs(later - earlier) <= settings.cycle_rtol * np.maximum(np.abs(later), floors)):
+            return period
+    return None
+
+
+def is_stalled(history: list[dict], settings: NashSettings) -> bool:
+    """True when the last `stall_window` rounds halved neither the best imbalance nor the best pull before them."""
+    window = settings.stall_window
+    if len(history) <= window:
+        return False
+
+    def best(rows, key):
+        return min(max(r["imbalance_kw"], r["imbalance_kvar"]) if key == "imbalance" else r[key] for r in rows)
+
+    before, recent = history[:-window], history[-window:]
+    return all(best(recent, key) > 0.5 * best(before, key) for key in ("imbalance", "proximal_pull"))
+
+
+def describe_cycle(history: list[dict], period: int | None, settings: NashSettings) -> str:
+    """'cycle of period p over rounds a-b (imbalance x / y kvar, ...)' or a stall's window, for messages."""
+    if period is None:
+        a = history[-settings.stall_window]["iteration"]
+        return f"stall: rounds {a}-{history[-1]['iteration']} halved neither the imbalance nor the proximal pull"
+    rows = history[-period:]
+    kw = " / ".join(f"{r['imbalance_kw']:.3g}" for r in rows)
+    kvar = " / ".join(f"{r['imbalance_kvar']:.3g}" for r in rows)
+    pull = " / ".join(f"{r['proximal_pull']:.3g}" for r in rows)
+    a = history[-(settings.cycle_repeats + 1) * period]["iteration"]
+    return (f"cycle of period {period} over rounds {a}-{history[-1]['iteration']} (imbalance {kw} kW,"
+            f" {kvar} kvar; proximal pull {pull} $/kWh)")
+
+
+class _Totals:
+    """Running sums over the players of net exports, sensitivities and sensitivity x price last seen.
+
+    Replacing one player's terms costs O(T^2), so a Gauss-Seidel sweep is linear in the number of players.
+    """
+
+    def __init__(self, net: np.ndarray, sens: np.ndarray, seen: np.ndarray):
+        self.net = net.sum(axis=0)
+        self.sens = sens.sum(axis=0)
+        self.reaction = np.einsum("ijk,ik->j", sens, seen)
+
+    def replace(self, old_net, old_sens, old_seen, new_net, new_sens, new_seen) -> None:
+        self.net += new_net - old_net
+        self.sens += new_sens - old_sens
+        self.reaction += new_sens @ new_seen - old_sens @ old_seen
+
+
+def _span_kw(model) -> float:
+    """The widest range of net export a player can use in one period (kW, at least 1)."""
+    box, cap = model.box, model.agent.capability(model.T, model.dt_h)
+    span = np.minimum(cap.pmax_kw, box.pmax_kw) - np.maximum(cap.pmin_kw, box.pmin_kw)
+    span = span[np.isfinite(span)]
+    return float(max(np.max(span, initial=0.0), 1.0))
+
+
+def initial_rho(game, settings: NashSettings) -> float:
+    """Proximal scale ($/kW^1.5; a player's weight is it over sqrt(span)) such that a price step
+    of `price_step` moves a typical customer by `first_move_share` of its span."""
+    spans = [_span_kw(m) for m in game.customers] or [1.0]
+    return settings.price_step_per_kwh * game.dt_h / (settings.first_move_share * np.sqrt(float(np.median(spans))))
+
+
+def initial_prices(game, settings: NashSettings) -> np.ndarray:
+    """Stacked (lam, mu) to start from: the middle of the upstream tariff's band where there is one
+    (equilibrium prices lie in it while the substation has headroom), else the settings' price."""
+    price = np.zeros(2 * game.T)
+    price[:game.T] = settings.initial_price_per_kwh
+    band_of = getattr(game.upstream.agent, "price_band", None) if game.upstream is not None else None
+    band = band_of(game.T) if band_of is not None else None
+    if band is not None:
+        price = 0.5 * (band[0] + band[1])
+    return np.where(game.traded, price, 0.0)
+
+
+def proximal_response(model, prices, weight: float, centre: np.ndarray, exact: bool = True):
+    """A player's proximal best response with proximal weight `weight` ($/kW^2) and its price
+    sensitivity d(p, q)/d(lam, mu) (2T x 2T)."""
+    r = model.best_response(prices, proximal=(weight, centre))
+    dx = sensitivity(model._prox_problem(weight), r.solution, model.price_gradient().T) if exact else None
+    if dx is None:  # the proximal bound: no player moves faster than dt / weight per unit price
+        return r, np.diag(np.full(2 * model.T, model.dt_h / weight))
+    return r, model.M @ dx
+
+
+def respond(model, prices, weight: float | None, centre: np.ndarray | None, exact: bool = True):
+    """`proximal_response`, or (the plain best response, None) when `weight` is None."""
+    if weight is None:
+        return model.best_response(prices), None
+    return proximal_response(model, prices, weight, centre, exact)
+
+
+class SerialExecutor:
+    """Runs a round's best responses one after another in this process."""
+
+    def map(self, models, prices, weights, centres, exact):
+        """`respond` for each model: `weights` one per model, one for all, or None (plain responses)."""
+        if weights is None:
+            return [respond(m, prices, None, None) for m in models]
+        weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+        return [respond(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
+
+
+
+
+class PriceRule(ABC):
+    """How a Nash method moves the prices in one round (a Jacobi round, a Gauss-Seidel sweep)."""
+
+    name: str
+
+    @abstractmethod
+    def round(self, run: "ProximalDynamics", before: np.ndarray) -> None:
+        """One round: the players' proximal responses and the price steps (`before`: the exports entering it)."""
+
+    def after_restart(self, run: "ProximalDynamics", cycle: str, iteration: int) -> tuple["PriceRule", str | None]:
+        """The rule to go on with after a cycle or stall, and why it changed (None: unchanged)."""
+        return self, None
+
+    def after_centre_move(self, run: "ProximalDynamics") -> None:
+        """React to a new regularised game (the centres moved to the current choices)."""
+
+
+class ProximalDynamics:
+    """The state the Nash methods share: prices, proximal weights and centres, the players' last
+    responses, sensitivities and the prices they saw, and the running sums over them."""
+
+    def __init__(self, game, settings: NashSettings, executor):
+        self.game, self.settings, self.executor = game, settings, executor
+        self.T, self.dt = game.T, game.dt_h
+        self.mask = game.traded
+        self.models = game.players
+        self.M = M = len(self.models)
+        self.price = initial_prices(game, settings)
+        self.rho = initial_rho(game, settings)
+        self.rho_min = self.rho * settings.rho_min_share
+        span_kw = np.array([_span_kw(m) for m in self.models])
+        self.reach = np.sqrt(2 * self.T) * span_kw  # diameter of each player's (p, q)
+        # A player's proximal weight is rho x factor / sqrt(span). The upstream grid spans the whole
+        # feeder: with a house's weight, clearing a regularised market would need prices far from the
+        # equilibrium; with a weight over its span, its tariff kinks would dominate every price step.
+        # The square root measured best on the default day and the synthetic markets (N = 10 to 100).
+        self.scales = np.sqrt(span_kw)
+        self.factor = np.ones(M)  # halved for a player whose pull does not halve between centre moves
+        self.start = time.perf_counter()
+        self.responses = [r for r, _ in executor.map(self.models, game.prices(self.price), None, None, False)]
+        self.net = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in self.responses])
+        self.centre = self.net.copy()
+        self.sens = np.zeros((M, 2 * self.T, 2 * self.T))
+        self.seen = np.tile(self.price, (M, 1))  # the prices each player last responded to
+        self.totals = _Totals(self.net, self.sens, self.seen)
+        self.updates = 0
+
+    def weights(self) -> np.ndarray:
+        return self.rho * self.factor / self.scales
+
+    def accept(self, i: int, r, s: np.ndarray, at: np.ndarray) -> None:
+        new = np.concatenate([r.p_kw, r.q_kvar])
+        self.totals.replace(self.net[i], self.sens[i], self.seen[i], new, s, at)
+        self.responses[i] = r
+        self.net[i], self.sens[i], self.seen[i] = new, s, at
+
+    def resum(self) -> None:
+        """Recompute the running sums (against rounding drift, or after the state was replaced)."""
+        self.totals = _Totals(self.net, self.sens, self.seen)
+
+    def newton_step(self, radius: float, anticipate: bool = True, damping: float | None = None) -> np.ndarray:
+        """Move to the price that clears the market if every player reacts along its sensitivity
+        from the price it last saw (a Newton step for Jacobi; no double counting for Gauss-Seidel).
+        Without `anticipate`, the plain Newton step on the excess supply as it stands."""
+        damping = self.settings.newton_damping if damping is None else damping
+        mask, totals = self.mask, self.totals
+        predicted = totals.net[mask]
+        if anticipate:
+            predicted = predicted + (totals.sens @ self.price - totals.reaction)[mask]
+        S = totals.sens[np.ix_(mask, mask)]
+        S = 0.5 * (S + S.T) + damping * float(np.sum(self.dt / self.weights())) * np.eye(S.shape[0])
+        d = -np.linalg.solve(S, predicted)
+        scale = np.max(np.abs(d), initial=0.0) / radius
+        out = np.zeros(2 * self.T)
+        out[mask] = d / max(scale, 1.0)
+        return out
+
+    def dual_value(self) -> float:
+        """The regularised dual function at the current price: sum of proximal payoffs (convex in price)."""
+        prox = float(np.sum(self.weights()[:, None] * (self.net - self.centre)[:, self.mask] ** 2))
+        return sum(r.payoff for r in self.responses) - 0.5 * prox
+
+    def move_centres(self, pulls: np.ndarray, last_pulls: np.ndarray) -> None:
+        """A proximal-point step, with weaker pulls: faster outer convergence, and a player still
+        pulled as hard as at the last move is travelling far, so it may go faster."""
+        s, mask = self.settings, self.mask
+        before_w = self.weights()
+        self.rho = max(self.rho * s.rho_decay, self.rho_min)
+        travelling = (pulls > s.travelling_pull * last_pulls) & (pulls > s.tol_price_per_kwh)
+        self.factor[travelling] = np.maximum(self.factor[travelling] / 2, s.min_weight_factor)
+        # releasing a player's pull acts on its response like a price change of
+        # weight x (net - centre) / dt: the next price anticipates it through the player's sensitivity
+        self.seen[:, mask] -= before_w[:, None] * (self.net - self.centre)[:, mask] / self.dt
+        self.resum()
+        self.centre = self.net.copy()
+
+
+def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None, executor=None) -> NashOutcome:
+    """Iterate `rule`'s rounds of proximal responses and price steps until the market clears and nobody is pulled.
+
+    `executor.map(models, prices, weights, centres, exact)` computes the first responses, the
+    rule's batched rounds and those of the gap checks (default: serially in this process).
+    """
+    run = ProximalDynamics(game, settings, executor or SerialExecutor())
+    s, T, dt, mask, models = settings, run.T, run.dt, run.mask, run.models
+    history: list[dict] = []
+    converged = False
+    last_pulls = np.full(run.M, np.inf)
+    iteration = 0
+    next_gap_check = 0
+    fallback = cycle = None
+    watched = 0  # the residual check looks at the rounds from this one on (reset after each remedy)
+    for iteration in range(1, s.max_iterations + 1):
+        before = run.net.copy()
+        rule.round(run, before)
+        net, centre = run.net, run.centre
+        z = net.sum(axis=0)
+        # $/kWh the proximal terms still exert
+        pulls = run.weights() * np.max(np.abs(net - centre)[:, mask], axis=1) / dt
+        pull = float(pulls.max())
+        row = {
+            "iteration": iteration,
+            "imbalance_kw": float(np.max(np.abs(z[:T]))),
+            "imbalance_kvar": float(np.max(np.abs(z[T:]))) if game.reactive else 0.0,
+            "max_move": float(np.max(np.abs(net - before)[:, mask])),
+            "proximal_pull": pull,
+            "price_updates": run.updates,
+            "seconds": time.perf_counter() - run.start,
+        }
+        history.append(row)
+        if progress is not None:
+            progress(row)
+        recent = history[watched:]
+        period = find_cycle(recent, s)
+        restart = period is not None or is_stalled(recent, s)
+        if restart:
+            # leave the cycle: the rule's remedy (Gauss-Seidel turns to Jacobi price steps), and a
+            # fresh regularised game around the current choices (a proximal-point step) for all
+            cycle, watched = describe_cycle(recent, period, s), len(history)
+            rule, why = rule.after_restart(run, cycle, iteration)
+            fallback = why or fallback
+        imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
+        budget = s.tol_nash_rel * max(abs(sum(m.own_value(r.x) for m, r in zip(models, run.responses))), 1.0)
+        # the price player's possible gain (price range 1 $/kWh) and a bound on what dropping the
+        # proximal terms could gain the players (concavity: rho |P - centre| x the reach of P)
+        operator_gain = dt * float(np.abs(z[mask]).sum())
+        proximal_gain = float(np.sum(run.weights() * np.linalg.norm((net - centre)[:, mask], axis=1) * run.reach))
+        settled = imbalance <= s.tol_imbalance_kw and pull <= s.tol_price_per_kwh
+        if settled and operator_gain <= s.operator_share * budget:
+            if proximal_gain <= s.proximal_share * budget:
+                converged = True
+                break
+            if proximal_gain <= s.gap_check_bound * budget and iteration >= next_gap_check:
+                # the bound is loose: measure the players' gains from dropping the proximal terms
+                next_gap_check = iteration + s.gap_check_every
+                prices = game.prices(run.price)
+                answers = run.executor.map(models, prices, None, None, False)
+                gains = [b.payoff - m.payoff(r.x, prices) for m, r, (b, _) in zip(models, run.responses, answers)]
+                if max(gains) <= s.gap_share * budget:
+                    converged = True
+                    break
+        # only the price player's gain is left: clear this regularised market exactly before moving on
+        finishing = settled and operator_gain > s.operator_share * budget
+        # the regularised market has cleared to within a share of the players' total move from their centres
+        moved = float(np.max(np.abs(net - centre).sum(axis=0)[mask]))
+        cleared = imbalance <= max(s.tol_imbalance_kw, s.cleared_share * moved)
+        if (cleared or restart) and not finishing:
+            run.move_centres(pulls, last_pulls)
+            last_pulls = pulls
+            rule.after_centre_move(run)  # a new regularised game
+    if not converged:
+        last = history[-1]
+        if fallback is not None:
+            note = f" ({fallback})"
+        else:
+            note = f" after a {cycle}" if cycle is not None else ""
+        raise ConvergenceError(
+            f"{s.method} did not converge in {s.max_iterations} rounds{note}: last imbalance"
+            f" {last['imbalance_kw']:.3g} kW / {last['imbalance_kvar']:.3g} kvar, proximal pull"
+            f" {last['proximal_pull']:.3g} $/kWh (tolerances {s.tol_imbalance_kw:g} kW,"
+            f" {s.tol_price_per_kwh:g} $/kWh); raise max_iterations or check the scenario"
+        )
+    return NashOutcome(
+        prices=run.price,
+        responses=run.responses,
+        iterations=iteration,
+        price_updates=run.updates,
+        converged=converged,
+        seconds=time.perf_counter() - run.start,
+        history=history,
+        fallback=fallback,
+    )
