@@ -9,6 +9,13 @@ The DOE cases are solved with the `centralized` method: the Nash equilibrium of 
 game has the centralised optimum's prices and welfare (its certificate proves it: Nash
 gap and price gap to the centralised prices), and solving the best-response dynamics for
 every row would only add time. Its dispatch need not be unique where the prices are.
+A case the scenario cannot hold (no feasible envelope, say) is a row with its one-line reason.
+
+On a three-phase scenario (a `PhaseFeeder` read from a .dss file) the comparison also puts the
+single-phase-equivalent market's outcome (the same scenario on the feeder's single-phase
+reduction, `single_phase_equivalent`) onto the three-phase feeder and checks it in OpenDSS
+next to the three-phase market's (`phase_rows`): min and max phase voltage, worst VUF and
+loading, and where a phase limit breaks.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from p2pgame.doe import POLICIES
+from p2pgame.errors import InputError
+from p2pgame.results.writers import line_data
 
 GROUPS = {
     "a": "(a) active only vs active + reactive",
@@ -61,9 +70,14 @@ class Comparison:
     results: dict = field(repr=False, default_factory=dict)  # case name -> MarketResult
     cases: list[Case] = field(repr=False, default_factory=list)
     feeder: object = field(repr=False, default=None)
+    phase_rows: list[dict] | None = None  # three-phase scenarios: both markets' outcomes checked in OpenDSS
+    phase_note: str | None = None  # why there are no phase rows on a three-phase scenario
 
     def to_dict(self) -> dict:
-        return {"scenario": self.scenario, "note": NOTE, "rows": self.rows}
+        out = {"scenario": self.scenario, "note": NOTE, "rows": self.rows}
+        if self.phase_rows is not None or self.phase_note is not None:
+            out["three_phase_check"] = {"rows": self.phase_rows, "note": self.phase_note}
+        return out
 
 
 def envelope_use(result) -> tuple[float | None, float | None]:
@@ -136,12 +150,115 @@ def compare(scenario=None, *, only: list[str] | None = None, progress: bool = Fa
 
         scenario = default_scenario()
     todo = [c for c in cases(scenario.settings.doe_policy) if only is None or c.name in only]
-    comparison = Comparison(scenario.name, [], {}, todo, scenario.feeder)
+    comparison = Comparison(scenario.name, [], {}, [], scenario.feeder)
     for case in tqdm(todo, desc="compare", unit="case", disable=not progress, leave=False):
-        result = solve(scenario, method=case.method, reactive=case.reactive, doe_policy=case.doe_policy)
+        try:
+            result = solve(scenario, method=case.method, reactive=case.reactive, doe_policy=case.doe_policy)
+        except InputError as exc:
+            comparison.rows.append(refused_row(case, str(exc)))
+            continue
+        comparison.cases.append(case)
         comparison.results[case.name] = result
         comparison.rows.append(row(case, result))
+    if _three_phase(scenario.feeder):
+        if scenario.feeder.source_path is None:
+            comparison.phase_note = "the feeder was not read from a .dss file: no OpenDSS check of the outcomes"
+        else:
+            main = f"P+Q, {scenario.settings.doe_policy}"
+            three = comparison.results.get(main) or solve(scenario, method="centralized", reactive=True,
+                                                          doe_policy=scenario.settings.doe_policy)
+            single = solve(single_phase_equivalent(scenario), method="centralized", reactive=True,
+                           doe_policy=scenario.settings.doe_policy)
+            comparison.phase_rows = [phase_row(f"single-phase equivalent, {main}", scenario, single),
+                                     phase_row(f"three-phase, {main}", scenario, three)]
     return comparison
+
+
+def refused_row(case: Case, reason: str) -> dict:
+    """The row of a case the scenario cannot hold: its reason, no figures."""
+    return {"case": case.name, "groups": list(case.groups), "method": case.method,
+            "reactive_trading": case.reactive, "doe_policy": case.doe_policy, "refused": reason}
+
+
+def _three_phase(feeder) -> bool:
+    from p2pgame.network.threephase import PhaseFeeder
+
+    return isinstance(feeder, PhaseFeeder)
+
+
+def single_phase_equivalent(scenario):
+    """The scenario file with its three-phase feeder read single-phase (`opendss.load_dss` of the same .dss:
+    phases averaged), everything else (passive loads, ratings, customers, settings) as written; the
+    customers' phases are then ignored. Where the reduction starts below the three-phase source (IEEE 13
+    at the regulator's output), its source voltage is the three-phase one through the voltage ratios on the
+    way, averaged over the phases."""
+    import dataclasses
+    from pathlib import Path
+
+    from p2pgame.scenario.loader import build, read_toml, validate
+
+    path = Path(scenario.source)
+    if not path.is_file():
+        raise InputError(f"{scenario.name}: the single-phase equivalent needs the scenario's file, not {path}")
+    raw = read_toml(path)
+    feeder = {k: v for k, v in raw["feeder"].items() if k not in ("builtin", "pandapower")}
+    raw["feeder"] = feeder | {"dss": str(Path(scenario.feeder.source_path).resolve())}
+    equivalent = build(validate(raw, path), path)
+    phases = scenario.feeder
+    if equivalent.feeder.substation != phases.substation:
+        k = phases.index(equivalent.feeder.substation)
+        v0 = np.asarray(phases.v0_pu, float).copy()
+        while k >= 0:
+            v0 = v0 * phases.ratio[k]
+            k = phases.parent[k]
+        equivalent.feeder = dataclasses.replace(equivalent.feeder, v0_pu=float(v0.mean()))
+    equivalent.name = f"{scenario.name} (single-phase equivalent)"
+    return equivalent
+
+
+def phase_row(name: str, scenario, result) -> dict:
+    """A market outcome (a result on `scenario`'s customers, in their order) checked on the scenario's
+    three-phase feeder: OpenDSS's phase voltages, VUF and loadings, and the worst phase-limit breaks."""
+    from p2pgame.market.certificate import network_check
+
+    p_kw = np.array([r.p_kw for r in result.customers], float)
+    q_kvar = np.array([r.q_kvar for r in result.customers], float)
+    ids = [r.agent_id for r in result.customers]
+    if ids != [c.id for c in scenario.customers]:
+        raise InputError(f"{name}: its customers {ids} are not the scenario's")
+    check = network_check(scenario.feeder, [c.node for c in scenario.customers], p_kw, q_kvar, scenario.periods,
+                          customers=scenario.customers)
+    v = np.asarray(check.ac.v_pu, float)
+    summary = check.to_dict()["opendss"]
+    found = check.violations()
+    violations = [x for x in found if x["quantity"] == "v_pu"]
+    worst = {side: max((x for x in violations if (x["value"] > x["limit"]) == (side == "above")),
+                       key=lambda x: abs(x["value"] - x["limit"]), default=None) for side in ("above", "below")}
+    overloads = [x for x in found if x["quantity"] == "loading_pct"]
+    own = result.network.to_dict()
+    return {
+        "market": name,
+        "welfare": float(result.certificate.welfare),
+        "certified": bool(result.certified),
+        "own_model_vmin_pu": own["ac"]["vmin_pu"],
+        "own_model_vmax_pu": own["ac"]["vmax_pu"],
+        "vmin_pu": summary["vmin_pu"],
+        "vmax_pu": summary["vmax_pu"],
+        "lowest": _where(check, v, np.unravel_index(np.argmin(v), v.shape)),
+        "highest": _where(check, v, np.unravel_index(np.argmax(v), v.shape)),
+        "vuf_max": summary.get("vuf_max"),
+        "max_loading": summary["max_loading"],
+        "phase_limit_breaks": len(violations),
+        "worst_above": worst["above"],
+        "worst_below": worst["below"],
+        "phase_overloads": len(overloads),
+        "worst_overload": max(overloads, key=lambda x: x["value"], default=None),
+    }
+
+
+def _where(check, v, tk) -> dict:
+    t, k = (int(i) for i in tk)
+    return {"element": check.nodes[k], "period": t, "value": float(v[t, k])}
 
 
 def _fmt(v, spec: str) -> str:
@@ -154,6 +271,9 @@ def table(comparison: Comparison) -> str:
             " V LinDistFlow pu | V AC pu | max loading | envelope use | at limit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in comparison.rows:
+        if "refused" in r:
+            lines.append(f"| {r['case']} | refused: {r['refused']} |")
+            continue
         price = f"{r['price_active_mean']:.3f} [{r['price_active_min']:.3f}, {r['price_active_max']:.3f}]"
         if r["locational_min"] is not None:
             price += f"; nodal [{r['locational_min']:.3f}, {r['locational_max']:.3f}]"
@@ -164,7 +284,35 @@ def table(comparison: Comparison) -> str:
             f" {r['vmin_ac_pu']:.4f}-{r['vmax_ac_pu']:.4f} | {_fmt(r['max_loading'], '.2f')} |"
             f" {_fmt(r['envelope_utilisation'], '.2f')} | {_fmt(r['envelope_at_limit'], '.2f')} |"
         )
+    if comparison.phase_note is not None:
+        lines += ["", f"three-phase check: {comparison.phase_note}"]
+    if comparison.phase_rows:
+        lines += ["", phase_table(comparison.phase_rows)]
     return "\n".join(lines)
+
+
+def phase_table(rows: list[dict]) -> str:
+    """The outcomes checked on the three-phase feeder in OpenDSS, one line per market."""
+    head = ("| market (outcome checked in OpenDSS three-phase) | welfare $ | V own AC model pu | V min pu (where) |"
+            " V max pu (where) | VUF max | max loading | phase voltage-limit breaks (worst) |"
+            " phase overloads (worst) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        worst = [x for x in (r["worst_above"], r["worst_below"]) if x is not None]
+        breaks = "; ".join(f"{x['value']:.4f} pu at {x['element']}, period {x['period']}" for x in worst)
+        o = r["worst_overload"]
+        over = "" if o is None else f" ({o['value']:.1f} % on line {o['element']}, period {o['period']})"
+        lines.append(
+            f"| {r['market']} | {r['welfare']:,.2f} | {r['own_model_vmin_pu']:.4f}-{r['own_model_vmax_pu']:.4f} |"
+            f" {r['vmin_pu']:.4f} ({_at(r['lowest'])}) | {r['vmax_pu']:.4f} ({_at(r['highest'])}) |"
+            f" {_fmt(r['vuf_max'], '.4f')} | {_fmt(r['max_loading'], '.2f')} |"
+            f" {r['phase_limit_breaks']}{f' ({breaks})' if breaks else ''} | {r['phase_overloads']}{over} |"
+        )
+    return "\n".join(lines)
+
+
+def _at(where: dict) -> str:
+    return f"{where['element']}, period {where['period']}"
 
 
 def _figure(**options):
@@ -234,15 +382,15 @@ def plot_profiles(comparison: Comparison):
     ref = next((c for c in comparison.cases if c.doe_policy == "none" and c.method == "centralized"),
                comparison.cases[-1])  # the network-blind market, where violations show
     blind = comparison.results[ref.name]
-    v_blind = np.asarray(blind.network.ac.v_pu)
+    v_blind = _node_voltages(feeder, blind.network)
     periods = [(int(v_blind.max(axis=1).argmax()), "highest"), (int(v_blind.min(axis=1).argmin()), "lowest")]
     parent = np.asarray(feeder.parent)
-    dist = feeder.distance_pu
+    dist = line_data(feeder)[2]
     leaves = np.setdiff1d(np.arange(len(parent)), parent[parent >= 0])
     for ax, (t, what) in zip(axes, periods):
         for case in comparison.cases:
             pf = comparison.results[case.name].network.ac
-            v = np.asarray(pf.v_pu)[t]
+            v = _node_voltages(feeder, comparison.results[case.name].network)[t]
             style = styles[case.name]
             profile_segments(ax, dist, parent, v, pf.v0_pu, colors=style["color"], linestyles=style["linestyle"],
                              linewidths=style["linewidth"], label=case.name)
@@ -259,8 +407,25 @@ def plot_profiles(comparison: Comparison):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("voltage, AC (pu)")
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(f"{comparison.scenario}: voltage profiles along the feeder (every line drawn; ends labelled)")
+    worst = " (per node its phase furthest from the limits' middle)" if _three_phase(feeder) else ""
+    fig.suptitle(f"{comparison.scenario}: voltage profiles along the feeder (every line drawn; ends labelled){worst}")
     return fig
+
+
+def _node_voltages(feeder, network) -> np.ndarray:
+    """AC voltages `(T, n)` per node; on a three-phase feeder each node's phase furthest from the middle of the
+    limits."""
+    v = np.atleast_2d(np.asarray(network.ac.v_pu, float))
+    if not _three_phase(feeder):
+        return v
+    column = np.array([feeder.index(label.rsplit(".", 1)[0]) for label in network.nodes])
+    out = np.full((len(v), feeder.n), np.nan)
+    middle = (feeder.vmin_pu + feeder.vmax_pu) / 2
+    for k in range(feeder.n):
+        phases = v[:, column == k]
+        pick = np.abs(phases - middle).argmax(axis=1)
+        out[:, k] = phases[np.arange(len(v)), pick]
+    return out
 
 
 def plot_prices(comparison: Comparison):

@@ -385,7 +385,7 @@ def feeder_table(result) -> pd.DataFrame:
     nodes = [feeder.substation, *feeder.nodes]
     coords = feeder.coords or {}
     xy = np.array([coords.get(node, (np.nan, np.nan)) for node in nodes], dtype=float)
-    r_pu, x_pu, distance_pu, rating_kva = _line_data(feeder)
+    r_pu, x_pu, distance_pu, rating_kva = line_data(feeder)
     return pd.DataFrame(
         {
             "node": nodes,
@@ -400,7 +400,7 @@ def feeder_table(result) -> pd.DataFrame:
     )
 
 
-def _line_data(feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def line_data(feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resistance, reactance (pu), electrical distance from the substation and rating (kVA) of each node's line."""
     if not _three_phase(feeder):
         return feeder.r_pu, feeder.x_pu, feeder.distance_pu, feeder.rating_kva

@@ -1,13 +1,16 @@
-"""The compare benchmark's rows on the default IEEE 13-node day are consistent with what the designs promise."""
+"""The compare benchmark's rows on the default IEEE 13-node day are consistent with what the designs promise;
+on the three-phase day it also checks the single-phase-equivalent and the three-phase outcomes in OpenDSS."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from p2pgame.bench.compare import compare, save_plots, table
+from p2pgame.bench.compare import compare, save_plots, single_phase_equivalent, table
 from p2pgame.cli import main
+from p2pgame.scenario import load_scenario
 from p2pgame.scenario.default import default_scenario
 
 CASES = ["P only, max-total", "P+Q, max-total", "P+Q, ac-validated", "P+Q, network-blind"]
@@ -63,4 +66,55 @@ def test_plots_of_a_subset(tmp_path):
     comparison = compare(default_scenario(), only=["P+Q, max-total"])
     paths = save_plots(comparison, tmp_path)
     assert [p.name for p in paths] == ["compare_voltages.png", "compare_profiles.png", "compare_prices.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+THREE_PHASE = Path(__file__).parents[2] / "scenarios" / "ieee13_3ph_day.toml"
+
+
+@pytest.fixture(scope="module")
+def three_phase():
+    scenario = load_scenario(THREE_PHASE)
+    return scenario, compare(scenario, only=["P only, ac-validated", "P+Q, ac-validated"])
+
+
+def test_a_case_the_three_phase_day_cannot_hold_is_a_row_with_its_reason(three_phase):
+    _, comparison = three_phase
+    refused = comparison.rows[0]
+    assert refused["case"] == "P only, ac-validated" and "652 phase a" in refused["refused"]
+    assert [c.name for c in comparison.cases] == ["P+Q, ac-validated"]
+    assert "| P only, ac-validated | refused: " in table(comparison)
+
+
+def test_three_phase_market_respects_every_phase_limit_the_single_phase_equivalent_breaks(three_phase):
+    """The single-phase-equivalent market's outcome, within the limits in its own (balanced) AC model,
+    overloads a phase of a line in OpenDSS three-phase; the three-phase market's outcome stays within every
+    phase voltage limit and rating there."""
+    scenario, comparison = three_phase
+    single, three = comparison.phase_rows
+    assert single["market"].startswith("single-phase equivalent") and three["market"].startswith("three-phase")
+    assert 0.95 <= single["own_model_vmin_pu"] and single["own_model_vmax_pu"] <= 1.05
+    assert single["phase_overloads"] > 0 and single["max_loading"] > 1.0 + TOL
+    assert three["phase_limit_breaks"] == three["phase_overloads"] == 0
+    assert 0.95 <= three["vmin_pu"] and three["vmax_pu"] <= 1.05 and three["max_loading"] <= 1.0 + TOL
+    # the three-phase row is the three-phase market's own OpenDSS check
+    net = comparison.results["P+Q, ac-validated"].network
+    assert (three["vmin_pu"], three["vmax_pu"]) == (net.ac.v_pu.min(), net.ac.v_pu.max())
+    assert three["lowest"]["element"] in net.nodes and "." in three["lowest"]["element"]
+    lines = table(comparison).splitlines()
+    assert any(line.startswith("| single-phase equivalent, P+Q, ac-validated |") for line in lines)
+    assert json.loads(json.dumps(comparison.to_dict()))["three_phase_check"]["rows"][1] == three
+
+
+def test_single_phase_equivalent_is_the_scenario_on_the_reduced_feeder():
+    scenario = load_scenario(THREE_PHASE)
+    equivalent = single_phase_equivalent(scenario)
+    assert not hasattr(equivalent.feeder, "phases") and equivalent.feeder.substation == "RG60"
+    assert [c.id for c in equivalent.customers] == [c.id for c in scenario.customers]
+    # the source behind the regulator's taps: the single-phase day's 1.015 pu at RG60, to rounding
+    assert equivalent.feeder.v0_pu == pytest.approx(1.015, abs=1e-3)
+
+
+def test_plots_of_a_three_phase_comparison(three_phase, tmp_path):
+    paths = save_plots(three_phase[1], tmp_path)
     assert all(p.stat().st_size > 10_000 for p in paths)
