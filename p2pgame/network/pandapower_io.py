@@ -171,15 +171,16 @@ def _bus_powers(net) -> Iterator[tuple[str, int, int, float, float]]:
         yield "shunt", idx, int(row.bus), row.step * row.p_mw, row.step * row.q_mvar
 
 
-def _refuse_unmodelled(where, net, bus_of, area, dead, ext_grid) -> None:
-    """InputError naming the first in-service element of the feeder's area that the importer does not model."""
+def _refuse_unmodelled(where, net, bus_of, area, dead, ext_grid, modelled=MODELLED,
+                       model="single-phase feeder model") -> None:
+    """InputError naming the first in-service element of the feeder's area outside the `modelled` tables."""
     for idx, grid in _rows(net, "ext_grid"):
         if idx != ext_grid and int(grid.bus) not in dead and bus_of[int(grid.bus)] in area:
             raise InputError(f"{where}: external grid {idx} at bus {grid.bus} also supplies the feeder of external grid"
                              f" {ext_grid}; a feeder has one source")
     for table in sorted(net.keys()):
         frame = net[table]
-        if table in MODELLED or table.startswith("res_") or not isinstance(frame, pd.DataFrame):
+        if table in modelled or table.startswith("res_") or not isinstance(frame, pd.DataFrame):
             continue
         bus_columns = [c for c in frame.columns if "bus" in c]
         if "in_service" not in frame or not bus_columns:
@@ -190,7 +191,7 @@ def _refuse_unmodelled(where, net, bus_of, area, dead, ext_grid) -> None:
             if not ac_columns or any(bus_of.get(b) in area and b not in dead for b in buses):
                 at = f" at bus {buses[0]}" if buses else ""
                 raise InputError(
-                    f"{where}: in-service {table} {idx}{at} cannot be represented in the single-phase feeder model;"
+                    f"{where}: in-service {table} {idx}{at} cannot be represented in the {model};"
                     " take it out of service or replace it by a load or sgen"
                 )
 
@@ -364,6 +365,17 @@ def ieee_european_lv_asymmetric() -> Feeder:
     return from_pandapower(net, "ieee_european_lv_asymmetric")
 
 
+def ieee_european_lv_phases():
+    """The IEEE European LV test feeder as pandapower holds it, per phase (`threephase.from_pandapower`)."""
+    import pandapower.networks as pn
+
+    from p2pgame.network.threephase import from_pandapower as phase_feeder
+
+    with _quiet_pandapower():
+        net = pn.ieee_european_lv_asymmetric()
+    return phase_feeder(net, "eulv-3ph")
+
+
 def from_pandapower_json(path: str | Path) -> Feeder:
     """A feeder from a pandapower net saved with `pandapower.to_json`, named after the file."""
     import pandapower as pp
@@ -374,3 +386,62 @@ def from_pandapower_json(path: str | Path) -> Feeder:
     except Exception as exc:  # from_json raises whatever its JSON or table decoding hits
         raise InputError(f"{path}: not a pandapower net ({' '.join(str(exc).split())})") from None
     return from_pandapower(net, path.stem)
+
+
+def runpp_3ph_check(net, feeder, p_kw, q_kvar, passive=None):
+    """pandapower's `runpp_3ph` of each period's operating point on the net a `PhaseFeeder` was read from.
+
+    `p_kw`, `q_kvar` `(T, n, 3)`: the customers' injections per node and phase (export
+    positive). The net's own loads and static generators stay as they are unless `passive`
+    `(load_kw, load_kvar)`, each `(T, n, 3)`, replaces them; the injections go on as wye
+    asymmetric loads of the opposite sign, the external grid at the feeder's `v0_pu`. The
+    result is a `threephase.PhaseCheck`, loadings on the feeder's per-phase ratings at the
+    nominal phase voltage of the node each line feeds (a transformer's low-voltage side).
+    """
+    import pandapower as pp
+
+    from p2pgame.network.threephase import PhaseCheck
+
+    p, q = np.asarray(p_kw, float), np.asarray(q_kvar, float)
+    T, n = len(p), feeder.n
+    buses = [int(node) for node in feeder.nodes]
+    v = np.full((T, n, 3), np.nan)
+    vuf = np.full((T, n), np.nan)
+    loading_phase = np.full((T, n, 3), np.nan)
+    index = {node: k for k, node in enumerate(feeder.nodes)}
+    bus_of = _merged_buses(net)
+    for t in range(T):
+        solved = copy.deepcopy(net)
+        net_kw, net_kvar = -p[t], -q[t]
+        if passive is not None:
+            for table in ("load", "sgen", "asymmetric_load", "asymmetric_sgen"):
+                if table in solved and len(solved[table]):
+                    solved[table]["in_service"] = False
+            net_kw, net_kvar = net_kw + passive[0][t], net_kvar + passive[1][t]
+        solved.ext_grid["vm_pu"] = float(np.mean(feeder.v0_pu))
+        for k in np.flatnonzero(np.abs(net_kw).sum(axis=1) + np.abs(net_kvar).sum(axis=1) > 0):
+            pp.create_asymmetric_load(
+                solved, buses[k], type="wye", name=f"p2p {feeder.nodes[k]}",
+                **{f"p_{ph}_mw": net_kw[k, i] / 1000 for i, ph in enumerate(PHASES)},
+                **{f"q_{ph}_mvar": net_kvar[k, i] / 1000 for i, ph in enumerate(PHASES)},
+            )
+        try:
+            with _quiet_pandapower():
+                pp.runpp_3ph(solved, numba=False)
+        except pp.LoadflowNotConverged as exc:
+            raise SolverError(f"pandapower net {feeder.name}: runpp_3ph failed at period {t}'s operating point ({exc})") from None
+        res = solved.res_bus_3ph
+        for i, ph in enumerate(PHASES):
+            v[t, :, i] = res[f"vm_{ph}_pu"].to_numpy()[buses]
+        vuf[t] = res["unbalance_percent"].to_numpy()[buses] / 100
+        amps = np.zeros((n, 3))
+        for table, frm, to, side in (("line", "from_bus", "to_bus", "from"), ("trafo", "hv_bus", "lv_bus", "lv")):
+            result = solved[f"res_{table}_3ph"]
+            for idx, row in _rows(net, table):
+                k = index.get(bus_of[int(row[to])])
+                if k is not None and feeder.parent[k] == index.get(bus_of[int(row[frm])], -1) and idx in result.index:
+                    amps[k] += [result.at[idx, f"i_{ph}_{side}_ka"] for ph in PHASES]
+        with np.errstate(invalid="ignore", divide="ignore"):  # a line's current at its node's voltage, a transformer's on its LV side
+            loading_phase[t] = amps * feeder.node_kv[:, None] / math.sqrt(3) * 1000 / feeder.rating_kva
+    loading = np.nanmax(np.where(np.isfinite(loading_phase), loading_phase, -np.inf), axis=2)
+    return PhaseCheck(v, vuf, np.where(np.isfinite(loading), loading, np.nan), loading_phase)

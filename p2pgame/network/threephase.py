@@ -31,6 +31,8 @@ from p2pgame.network.feeder import radial_order
 
 PHASES = "abc"
 ALPHA = np.exp(-2j * np.pi / 3 * np.arange(3))  # phase rotations of a, b, c: 1, e^{-j 2pi/3}, e^{+j 2pi/3}
+# pandapower tables `from_pandapower` reads; in-service rows of any other table at the feeder are refused
+PANDAPOWER_TABLES = frozenset(("bus", "ext_grid", "line", "trafo", "switch", "load", "sgen", "asymmetric_load", "asymmetric_sgen"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +55,8 @@ class PhaseFeeder:
     node_kv: np.ndarray  # (n,) line-to-line voltage base of each node (transformers change it)
     vmin_pu: float = 0.95
     vmax_pu: float = 1.05
+    coords: dict[str, tuple[float, float]] | None = None  # drawing position of each node, the substation included
+    source_net: object | None = None  # the pandapower net it was read from (`pandapower_io.runpp_3ph_check`)
     load_profile: np.ndarray | None = None  # (T,) multiplier of the passive loads, None: constant
     source_path: Path | None = None  # the .dss file OpenDSS solves for the three-phase check
 
@@ -295,6 +299,150 @@ def _assemble(name, source, series, loads, base_kva, base_kv, v0, kv_ln) -> Phas
         base_kva=float(base_kva), base_kv=float(base_kv), v0_pu=np.full(3, v0),
         node_kv=np.array([kv_ln[node] * math.sqrt(3) for node in nodes]),
     )
+
+
+def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
+    """The radial feeder of a pandapower net in the phase frame, the one `runpp_3ph` solves.
+
+    Lines become phase matrices from their sequence data, `Zs = (Z0 + 2 Z1) / 3` on the
+    diagonal and `Zm = (Z0 - Z1) / 3` off it (the neutral and earth return folded in, as
+    pandapower's sequence model does); their charging (`c_nf_per_km`, `c0_nf_per_km`) is
+    taken half at each end at balanced nominal voltages, where only the positive-sequence
+    part draws. A two-winding `Dyn` transformer (other vector groups are refused) is the
+    same kind of phase matrix from its positive- and zero-sequence data
+    (`_dyn_zero_sequence`), on the low-voltage base, behind its voltage ratio: the delta
+    side carries no zero-sequence voltage, and its phase shift turns all three phases
+    alike, which leaves the phase voltage magnitudes and the coupling
+    `conj(alpha_phi) alpha_psi` unchanged. A `load` or `sgen` is spread equally
+    over the phases; `asymmetric_load` and `asymmetric_sgen` go per phase, a delta row's
+    `p_a` being the element between a and b (b-c, c-a for `p_b`, `p_c`) and spread by the
+    module's delta rule. Switches, out-of-service elements, the choice of external grid
+    and the refusal of anything else follow `pandapower_io.from_pandapower`; the feeder
+    starts at the external grid's bus, at its `vm_pu` on all phases, and keeps a copy of
+    the net for `pandapower_io.runpp_3ph_check`.
+    """
+    import copy
+
+    import networkx as nx
+
+    from p2pgame.network import pandapower_io as ppio
+
+    where = f"pandapower net {name}"
+    grids = net.ext_grid[net.ext_grid.in_service.astype(bool)]
+    if ext_grid is None:
+        if len(grids) != 1:
+            raise InputError(
+                f"{where}: {len(grids)} in-service external grids (indices {list(grids.index)}); choose one with ext_grid="
+            )
+        ext_grid = grids.index[0]
+    elif ext_grid not in grids.index:
+        raise InputError(f"{where}: no in-service external grid with index {ext_grid}; have {list(grids.index)}")
+    bus_of = ppio._merged_buses(net)
+    source = bus_of[int(grids.at[ext_grid, "bus"])]
+    open_lines, open_trafos = ppio._open_switched(net)
+    dead = set(net.bus.index[~net.bus.in_service.astype(bool)])
+    base_kva = float(net.sn_mva) * 1000
+    vn_kv = {bus_of[b]: float(v) for b, v in net.bus.vn_kv.items()}
+    omega = 2 * math.pi * float(net.f_hz)
+
+    elements = []  # (label, from, to, z_pu (3, 3), ratio, rating_kva per phase, charging kVA per phase at each end)
+    for idx, line in ppio._rows(net, "line"):
+        if idx in open_lines or {int(line.from_bus), int(line.to_bus)} & dead:
+            continue
+        frm, to = bus_of[int(line.from_bus)], bus_of[int(line.to_bus)]
+        length = line.length_km / line.parallel
+        z1 = complex(line.r_ohm_per_km, line.x_ohm_per_km) * length
+        z0 = complex(line.r0_ohm_per_km, line.x0_ohm_per_km) * length
+        y1 = complex(line.g_us_per_km * 1e-6, omega * line.c_nf_per_km * 1e-9) * line.length_km * line.parallel
+        y0 = complex(line.get("g0_us_per_km", 0.0) * 1e-6, omega * line.c0_nf_per_km * 1e-9) * line.length_km * line.parallel
+        v = vn_kv[frm] / math.sqrt(3) * ALPHA
+        consumed_kva = v * np.conj(_sequence_matrix(z1=y1, z0=y0) / 2 @ v) * 1000
+        rating = line.max_i_ka * line.df * line.parallel * vn_kv[frm] / math.sqrt(3) * 1000
+        elements.append((f"line {idx}", frm, to, _sequence_matrix(z1, z0) * base_kva / 1000 / vn_kv[frm] ** 2,
+                         1.0, rating, consumed_kva))
+    for idx, trafo in ppio._rows(net, "trafo"):
+        if idx in open_trafos or {int(trafo.hv_bus), int(trafo.lv_bus)} & dead:
+            continue
+        branch = ppio._trafo_branch(where, idx, trafo, bus_of, vn_kv, float(net.sn_mva))
+        z1 = complex(branch.r_pu, branch.x_pu)
+        z0 = _dyn_zero_sequence(where, idx, trafo, abs(z1) / (trafo.vk_percent / 100))
+        elements.append((f"trafo {idx}", branch.from_bus, branch.to_bus, _sequence_matrix(z1, z0), branch.ratio,
+                         branch.rating_kva / 3, np.zeros(3, complex)))
+    for branch in ppio._switch_branches(net, bus_of, vn_kv, float(net.sn_mva), dead):
+        elements.append((branch.element, branch.from_bus, branch.to_bus, branch.r_pu * np.eye(3), 1.0, np.inf,
+                         np.zeros(3, complex)))
+
+    graph = nx.Graph([(frm, to) for _, frm, to, *_ in elements])
+    graph.add_node(source)
+    area = nx.node_connected_component(graph, source)
+    ppio._refuse_unmodelled(where, net, bus_of, area, dead, ext_grid, modelled=PANDAPOWER_TABLES,
+                            model="three-phase feeder model")
+    series: dict[frozenset, dict] = {}
+    for label, frm, to, z, ratio, rating, consumed in elements:
+        if frm not in area:
+            continue
+        item = series.setdefault(frozenset((frm, to)), {
+            "from": frm, "to": to, "z": None, "ratio": np.full(3, ratio), "phases": {0, 1, 2},
+            "rating": np.zeros(3), "charging": {frm: np.zeros(3, complex), to: np.zeros(3, complex)}, "elements": [],
+        })
+        if item["from"] != frm or item["ratio"][0] != ratio:
+            raise InputError(f"{where}: {label} and {item['elements'][0]} join buses {frm} and {to} with different"
+                             " voltage ratios or directions; parallel units must match")
+        item["z"] = z if item["z"] is None else np.linalg.inv(np.linalg.inv(item["z"]) + np.linalg.inv(z))
+        item["rating"] += rating
+        for bus in (frm, to):
+            item["charging"][bus] += consumed
+        item["elements"].append(label)
+    loads: dict[str, np.ndarray] = {}
+    for table, sign in (("load", 1.0), ("sgen", -1.0), ("asymmetric_load", 1.0), ("asymmetric_sgen", -1.0)):
+        for idx, row in ppio._rows(net, table):
+            node = bus_of[int(row.bus)]
+            if int(row.bus) in dead or node not in area:
+                continue
+            total = loads.setdefault(node, np.zeros(3, complex))
+            if not table.startswith("asymmetric"):
+                total += sign * row.scaling * complex(row.p_mw, row.q_mvar) * 1000 / 3
+                continue
+            delta = str(row.get("type", "wye")) == "delta"
+            for ph, phase in enumerate(PHASES):
+                s = sign * row.scaling * complex(row[f"p_{phase}_mw"], row[f"q_{phase}_mvar"]) * 1000
+                total += _spread(s, [ph, (ph + 1) % 3], 1, delta)
+    kv_ln = {node: kv / math.sqrt(3) for node, kv in vn_kv.items() if node in area}
+    feeder = _assemble(name, source, series, loads, base_kva, kv_ln[source] * math.sqrt(3),
+                       float(grids.at[ext_grid, "vm_pu"]), kv_ln)
+    coords = ppio._bus_coords(net, bus_of)
+    drawn = (source, *feeder.nodes)
+    return dataclasses.replace(
+        feeder, coords={node: coords[node] for node in drawn} if all(node in coords for node in drawn) else None,
+        source_net=copy.deepcopy(net),
+    )
+
+
+def _dyn_zero_sequence(where: str, idx, trafo, scale: float) -> complex:
+    """Zero-sequence impedance a Dyn unit shows its low-voltage side, pandapower's T model (pu per `scale`
+    per unit of short-circuit voltage): the leakage split by `si0_hv_partial`, the delta shorting the
+    high-voltage part through the magnetising branch (`mag0_percent`, `mag0_rx`)."""
+    group = str(trafo.get("vector_group", ""))
+    if group != "Dyn":
+        raise InputError(
+            f"{where}: trafo {idx}: vector group {group or 'not given'}; the phase frame holds Dyn units"
+            " (delta primary, grounded star secondary)"
+        )
+    columns = ("vk0_percent", "vkr0_percent", "mag0_percent", "mag0_rx", "si0_hv_partial")
+    values = [float(trafo.get(c, math.nan)) for c in columns]
+    if any(math.isnan(v) for v in values):
+        missing = ", ".join(c for c, v in zip(columns, values) if math.isnan(v))
+        raise InputError(f"{where}: trafo {idx}: no {missing}; its zero sequence needs them")
+    vk0, vkr0, mag0, mag0_rx, hv_share = values
+    leakage = complex(vkr0, math.sqrt(max(vk0**2 - vkr0**2, 0.0))) / 100 * scale
+    magnetising = abs(leakage) * mag0 / 100 * complex(mag0_rx, 1.0) / math.hypot(mag0_rx, 1.0)
+    hv, lv = hv_share * leakage, (1 - hv_share) * leakage
+    return lv + hv * magnetising / (hv + magnetising)
+
+
+def _sequence_matrix(z1: complex, z0: complex) -> np.ndarray:
+    """The phase matrix of a transposed element with positive-sequence `z1` and zero-sequence `z0`."""
+    return np.full((3, 3), (z0 - z1) / 3) + np.eye(3) * z1
 
 
 @dataclass(frozen=True)
