@@ -2,7 +2,8 @@
 
 With `--out DIR` the folder is checked before the (long) solve and written
 atomically after it: a failed run leaves nothing, and an existing folder is
-replaced only with `--force`.
+replaced only with `--force`. On a three-phase feeder read from a .dss file it
+also holds `opendss/`, one OpenDSS script per period of the outcome.
 
 The certificate decides the exit code: an outcome outside its tolerances prints
 "not certified: <figure> = <value> (tolerance <tol>)" on stderr and exits 1, after the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -66,7 +68,7 @@ def run(args) -> int:
             raise
         raise InputError(f"{args.scenario}: {exc}") from None
     if args.out:
-        from p2pgame.results.writers import write_results
+        from p2pgame.results.writers import OPENDSS_DIR, write_results
 
         write_results(result, args.out, force=args.force)
     if args.json:
@@ -74,7 +76,9 @@ def run(args) -> int:
     else:
         print(summary(result))
         if args.out:
-            print(f"results written to {args.out}")
+            scripts = Path(args.out) / OPENDSS_DIR
+            extra = f" (OpenDSS scripts per period in {scripts})" if scripts.is_dir() else ""
+            print(f"results written to {args.out}{extra}")
     sys.stdout.flush()
     violations = result.violations()
     if violations:
@@ -105,6 +109,7 @@ def _violation(v: dict) -> str:
 def summary(result) -> str:
     """A readable summary: prices, welfare, certificate, voltage range, limit violations."""
     c, net = result.certificate, result.network.to_dict()
+    linear, ac = ("LinDist3Flow", "OpenDSS three-phase") if "opendss" in net else ("LinDistFlow", "AC")
     lines = [
         f"scenario {result.scenario}: method {result.method}, envelopes {result.doe_policy},"
         f" reactive trading {'on' if result.reactive_trading else 'off'}",
@@ -141,10 +146,11 @@ def summary(result) -> str:
         f"largest dispatch difference to the centralised solution {c.dispatch_gap_kw:.1f} kW"
         " (information: the equilibrium dispatch need not be unique, its prices are)",
         "certified" if c.certified else f"NOT CERTIFIED: {'; '.join(c.reasons())}",
-        f"voltages: LinDistFlow {net['lindistflow']['vmin_pu']:.4f}-{net['lindistflow']['vmax_pu']:.4f} pu,"
-        f" AC {net['ac']['vmin_pu']:.4f}-{net['ac']['vmax_pu']:.4f} pu"
+        f"voltages: {linear} {net['lindistflow']['vmin_pu']:.4f}-{net['lindistflow']['vmax_pu']:.4f} pu,"
+        f" {ac} {net['ac']['vmin_pu']:.4f}-{net['ac']['vmax_pu']:.4f} pu"
         f" (limits {net['limits']['vmin_pu']:.2f}-{net['limits']['vmax_pu']:.2f});"
-        f" worst line loading {_fmt(net['ac']['max_loading'])}",
+        f" worst line loading {_fmt(net['ac']['max_loading'])}"
+        + ("" if "opendss" not in net else f"; worst VUF {_fmt(net['opendss']['vuf_max'])}"),
     ]
     violations = result.violations()
     if violations:

@@ -54,3 +54,17 @@ def test_force_needs_out_and_out_needs_a_folder_to_write_in(tmp_path, capsys):
     blocker.write_text("")
     err = refused(capsys, "solve", DAY, "--out", blocker / "day", "--quiet")
     assert f"{blocker / 'day'}: cannot create it, {blocker} is not a folder" in err
+
+
+def test_three_phase_day_writes_its_opendss_scripts_and_names_its_models(tmp_path):
+    out = tmp_path / "day3"
+    run = p2pgame("solve", ROOT / "scenarios" / "ieee13_3ph_day.toml", "--method", "centralized", "--out", out,
+                  "--quiet")
+    assert run.returncode == 0, run.stderr
+    voltages = next(line for line in run.stdout.splitlines() if line.startswith("voltages:"))
+    assert voltages.startswith("voltages: LinDist3Flow ") and " OpenDSS three-phase " in voltages
+    assert "worst VUF" in voltages
+    assert f"results written to {out} (OpenDSS scripts per period in {out / 'opendss'})" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["network"]["opendss"]) == {"vmin_pu", "vmax_pu", "vuf_max", "max_loading"}
+    assert len(list((out / "opendss").glob("t*.dss"))) == summary["periods"]
