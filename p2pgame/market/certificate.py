@@ -162,7 +162,12 @@ def phase_network_check(feeder, customers, p_kw, q_kvar, T: int) -> NetworkCheck
     q = (columns @ np.asarray(q_kvar, float)).T.reshape(T, n, 3)
     load_p, load_q = feeder.passive_load_phase(T)
     linear = lindist3flow.solve(feeder, p - load_p, q - load_q)
-    check = opendss_check(feeder.source_path, feeder, p, q, passive=(load_p, load_q))
+    if feeder.source_net is not None:  # read from pandapower: checked by its own three-phase power flow
+        from p2pgame.network.pandapower_io import runpp_3ph_check
+
+        check, model = runpp_3ph_check(feeder.source_net, feeder, p, q, passive=(load_p, load_q)), "runpp_3ph"
+    else:
+        check, model = opendss_check(feeder.source_path, feeder, p, q, passive=(load_p, load_q)), "opendss-3ph"
     present = feeder.mask
     labels = [f"{node}.{ph}" for node, phases in zip(feeder.nodes, feeder.phases) for ph in phases]
     rating = np.asarray(feeder.rating_kva, float)[present]
@@ -182,7 +187,7 @@ def phase_network_check(feeder, customers, p_kw, q_kvar, T: int) -> NetworkCheck
         lindistflow=PowerFlowResult(feeder.name, lindist3flow.MODEL, labels, linear.v_pu[:, present],
                                     linear.p_flow_kw[:, present], linear.q_flow_kvar[:, present],
                                     linear_loading, 0.0, v0),
-        ac=PowerFlowResult(feeder.name, "opendss-3ph", labels, check.v_pu[:, present], nan, nan,
+        ac=PowerFlowResult(feeder.name, model, labels, check.v_pu[:, present], nan, nan,
                            check.loading_phase[:, present], np.nan, v0),
         vuf=check.vuf,
     )

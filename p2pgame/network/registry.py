@@ -58,6 +58,9 @@ def _ieee13_phases():
 # name -> (builder, nodes below the source, source).
 PHASE_FEEDERS: dict[str, tuple[Callable[[], object], int, str]] = {
     "ieee13-3ph": (_ieee13_phases, 14, "IEEE 13-node test feeder, 4.16 kV, unbalanced, per phase (feeders/ieee13/ieee13.dss)"),
+    "eulv-3ph": (
+        _pandapower("ieee_european_lv_phases"), 906, "IEEE European LV feeder, 0.416 kV, 55 single-phase houses, per phase (pandapower)"
+    ),
 }
 
 

@@ -148,6 +148,29 @@ def test_houses_on_their_load_phases(feeder, net):
     np.testing.assert_allclose(day.feeder.load_kw, 0.4 * feeder.load_kw)  # the houses' passive 40 %
 
 
+def test_eulv_day_file_is_the_populated_day():
+    """scenarios/eulv_day.toml: the houses of `at_load_phases(eulv-3ph, house_kw=2)`, parameter for parameter."""
+    import dataclasses
+    from pathlib import Path
+
+    from p2pgame.network import load_feeder
+    from p2pgame.scenario import load_scenario
+    from p2pgame.scenario.populate import at_load_phases
+
+    day = load_scenario(Path(__file__).parents[2] / "scenarios" / "eulv_day.toml")
+    built = at_load_phases(dataclasses.replace(load_feeder("eulv-3ph"), vmin_pu=0.9, vmax_pu=1.1), house_kw=2.0)
+    assert (day.feeder.vmin_pu, day.feeder.vmax_pu) == (0.9, 1.1)
+    np.testing.assert_allclose(day.feeder.passive_load_phase(24)[0], built.feeder.passive_load_phase(24)[0], atol=1e-12)
+    np.testing.assert_allclose(day.feeder.passive_load_phase(24)[1], built.feeder.passive_load_phase(24)[1], atol=1e-12)
+    assert day.upstream.capacity_kva == pytest.approx(built.upstream.capacity_kva)
+    assert [(c.id, c.node, c.phases) for c in day.customers] == [(c.id, c.node, c.phases) for c in built.customers]
+    for a, b in zip(day.customers, built.customers):
+        for key in ("pv_kw", "demand_min_kw", "demand_max_kw", "utility_a_per_kwh", "utility_b_per_kw2h", "q_load_kvar",
+                    "battery_kwh", "battery_kw", "soc_min_kwh", "soc0_kwh", "inverter_kva", "reactive_cost_per_kvar2h"):
+            np.testing.assert_allclose(np.broadcast_to(getattr(a, key), np.shape(getattr(b, key))), getattr(b, key),
+                                       rtol=1e-11, err_msg=f"{a.id}.{key}")
+
+
 def test_runpp_3ph_check_puts_the_feeders_loads_and_injections_on_the_net(feeder, net):
     """The net's houses replaced by the feeder's per-phase loads give the net's own solution; an
     injection of a house's whole load on its phase gives the net without that house."""
