@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from p2pgame.agents.model import Prices
 from p2pgame.doe.robust import THERMAL_SIDES
-from p2pgame.errors import InputError, SolverError
+from p2pgame.errors import SolverError
 from p2pgame.solvers import CompiledProblem, solve
 from p2pgame.solvers.result import likely_cause
 
@@ -97,26 +97,54 @@ def _node_incidence(game, feeder) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(N), (at, np.arange(N))), shape=(len(feeder.nodes), N))
 
 
-def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
-    """Network-constrained optimum without envelopes: LinDistFlow voltages and line ratings.
-
-    Nodal prices pi_j(t) = lam(t) - (voltage and flow multipliers) x sensitivities, in $/kWh.
-    """
-    from p2pgame.network.lindistflow import linear_map
+def price_points(feeder, customers) -> tuple[list[str], np.ndarray]:
+    """Where `locational` prices: `(labels, weights)`, the nodes (on a three-phase feeder the node-phases
+    present, `632.a`) and `(N, m)` the weight of each point's price in each customer's (its phase shares)."""
+    from p2pgame.doe.robust import phase_columns
     from p2pgame.network.threephase import PhaseFeeder
 
     if isinstance(feeder, PhaseFeeder):
-        raise InputError(
-            f"feeder {feeder.name}: locational prices (method lmp, policy welfare) are single-phase only;"
-            " on a three-phase feeder use jacobi, gauss-seidel or centralized with another DOE policy"
-        )
+        keep = feeder.mask.reshape(-1)
+        labels = [f"{node}.{ph}" for node, phases in zip(feeder.nodes, feeder.phases) for ph in phases]
+        return labels, phase_columns(feeder, customers)[keep].T
+    weights = np.zeros((len(customers), feeder.n))
+    weights[np.arange(len(customers)), [feeder.index(c.node) for c in customers]] = 1.0
+    return list(feeder.nodes), weights
+
+
+def _network_space(game, feeder):
+    """The linear network model `locational` prices on: `(w0, R, X, base_kva, incidence, load_p, load_q,
+    subtree, rating_kva)` over the nodes, or over the node-phases present (LinDist3Flow) on a three-phase feeder."""
+    T = game.T
+    if hasattr(feeder, "phases"):
+        from p2pgame.network.lindist3flow import linear_map as linear_map_3ph
+
+        keep = feeder.mask.reshape(-1)
+        w0, R, X = linear_map_3ph(feeder)
+        load_p, load_q = (x.reshape(T, -1)[:, keep] for x in feeder.passive_load_phase(T))
+        sub = (np.kron(feeder.downstream, np.eye(3)) * keep)[np.ix_(keep, keep)]
+        inc = sp.csr_matrix(price_points(feeder, game.scenario.customers)[1].T)
+        rating = np.asarray(feeder.rating_kva, float).reshape(-1)[keep]
+        return w0[keep], R[np.ix_(keep, keep)], X[np.ix_(keep, keep)], feeder.base_kva / 3, inc, load_p, load_q, sub, rating
+    from p2pgame.network.lindistflow import linear_map
+
+    w0, R, X = linear_map(feeder)
+    load_p, load_q = feeder.passive_load(T)
+    rating = np.asarray(feeder.rating_kva, float)
+    return w0, R, X, feeder.base_kva, _node_incidence(game, feeder), load_p, load_q, feeder.downstream, rating
+
+
+def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
+    """Network-constrained optimum without envelopes: LinDistFlow voltages and line ratings.
+
+    Nodal prices pi_j(t) = lam(t) - (voltage and flow multipliers) x sensitivities, in $/kWh,
+    one per node, or on a three-phase feeder one per node and phase present (LinDist3Flow,
+    the points of `price_points`).
+    """
     T, dt = game.T, game.dt_h
     game.apply_envelopes(None)
-    w0, R, X = linear_map(feeder)
-    base = feeder.base_kva
-    n = len(feeder.nodes)
-    inc = _node_incidence(game, feeder)
-    load_p, load_q = feeder.passive_load(T)
+    w0, R, X, base, inc, load_p, load_q, sub, rating_kva = _network_space(game, feeder)
+    n = len(w0)
     models = game.players
     widths = [m.problem.n for m in models]
     N = len(game.customers)
@@ -132,9 +160,9 @@ def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
     def offsets(b_attr: str, t: int) -> np.ndarray:
         return inc @ np.array([getattr(m, b_attr)[t] for m in game.customers])
 
-    sub = feeder.downstream  # P_j = -(sum of injections below j)
+    # P_j = -(sum of injections below j)
     rows, lbs, ubs, vrow_index, frow_index = [], [], [], [], []
-    rated = np.flatnonzero(np.isfinite(feeder.rating_kva))
+    rated = np.flatnonzero(np.isfinite(rating_kva))
     angles = (2 * np.arange(THERMAL_SIDES) + 1) * np.pi / THERMAL_SIDES
     shrink = np.cos(np.pi / THERMAL_SIDES)  # the envelopes' inscribed polygon, so both see the same rating
     start = 0
@@ -155,7 +183,7 @@ def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
             pf0, qf0 = -(sub[rated] @ inj_p0), -(sub[rated] @ inj_q0)
             for a in angles:
                 rows.append(np.cos(a) * Pf + np.sin(a) * Qf)
-                lim = shrink * feeder.rating_kva[rated] - (np.cos(a) * pf0 + np.sin(a) * qf0)
+                lim = shrink * rating_kva[rated] - (np.cos(a) * pf0 + np.sin(a) * qf0)
                 lbs.append(np.full(rated.size, -np.inf))
                 ubs.append(lim)
                 frow_index.append((t, a, np.arange(start, start + rated.size)))

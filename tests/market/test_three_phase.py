@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2pgame.errors import InputError
 from p2pgame.market import solve
 from p2pgame.network import lindist3flow
 from p2pgame.network.threephase import opendss_check
@@ -67,6 +66,16 @@ def test_the_passive_day_needs_the_lowered_source(scenario):
     assert scenario.feeder.vmin_pu < np.nanmin(v) and np.nanmax(v) < scenario.feeder.vmax_pu
 
 
-def test_locational_prices_are_refused_on_a_three_phase_feeder(scenario):
-    with pytest.raises(InputError, match="locational prices .* are single-phase only"):
-        solve(scenario, "lmp")
+def test_locational_prices_per_node_and_phase(scenario):
+    """lmp on the phase frame: one price per node-phase present, each customer paying its phases' prices by
+    its shares, certified, and LinDist3Flow within the limits at every node and phase."""
+    result = solve(scenario, "lmp")
+    feeder = scenario.feeder
+    assert result.certified, result.certificate.failures
+    assert len(result.locational) == int(feeder.mask.sum()) and "646.b" in result.locational
+    assert "646.a" not in result.locational
+    v = result.network.lindistflow.v_pu
+    assert v.min() >= feeder.vmin_pu - 1e-9 and v.max() <= feeder.vmax_pu + 1e-9
+    prices = result.locational
+    spread = max(np.ptp(np.array([prices[f"671.{ph}"] for ph in "abc"]), axis=0))
+    assert spread > 1e-3  # the phases of one node price differently
