@@ -9,7 +9,8 @@ The DOE cases are solved with the `centralized` method: the Nash equilibrium of 
 game has the centralised optimum's prices and welfare (its certificate proves it: Nash
 gap and price gap to the centralised prices), and solving the best-response dynamics for
 every row would only add time. Its dispatch need not be unique where the prices are.
-A case the scenario cannot hold (no feasible envelope, say) is a row with its one-line reason.
+A case the scenario cannot hold (no feasible envelope, say) or a solver fails on is a row with its
+one-line reason.
 
 On a three-phase scenario (a `PhaseFeeder` read from a .dss file) the comparison also puts the
 single-phase-equivalent market's outcome (the same scenario on the feeder's single-phase
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from p2pgame.doe import POLICIES
-from p2pgame.errors import InputError
+from p2pgame.errors import InputError, SolverError
 from p2pgame.results.writers import line_data
 
 GROUPS = {
@@ -154,8 +155,8 @@ def compare(scenario=None, *, only: list[str] | None = None, progress: bool = Fa
     for case in tqdm(todo, desc="compare", unit="case", disable=not progress, leave=False):
         try:
             result = solve(scenario, method=case.method, reactive=case.reactive, doe_policy=case.doe_policy)
-        except InputError as exc:
-            comparison.rows.append(refused_row(case, str(exc)))
+        except (InputError, SolverError) as exc:
+            comparison.rows.append(refused_row(case, str(exc), "refused" if isinstance(exc, InputError) else "failed"))
             continue
         comparison.cases.append(case)
         comparison.results[case.name] = result
@@ -174,10 +175,11 @@ def compare(scenario=None, *, only: list[str] | None = None, progress: bool = Fa
     return comparison
 
 
-def refused_row(case: Case, reason: str) -> dict:
-    """The row of a case the scenario cannot hold: its reason, no figures."""
+def refused_row(case: Case, reason: str, kind: str = "refused") -> dict:
+    """The row of a case the scenario cannot hold (`kind` "refused") or a solver could not solve ("failed"):
+    its one-line reason, no figures."""
     return {"case": case.name, "groups": list(case.groups), "method": case.method,
-            "reactive_trading": case.reactive, "doe_policy": case.doe_policy, "refused": reason}
+            "reactive_trading": case.reactive, "doe_policy": case.doe_policy, kind: reason}
 
 
 def _three_phase(feeder) -> bool:
@@ -271,8 +273,9 @@ def table(comparison: Comparison) -> str:
             " V LinDistFlow pu | V AC pu | max loading | envelope use | at limit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in comparison.rows:
-        if "refused" in r:
-            lines.append(f"| {r['case']} | refused: {r['refused']} |")
+        kind = next((k for k in ("refused", "failed") if k in r), None)
+        if kind is not None:
+            lines.append(f"| {r['case']} | {kind}: {r[kind]} |")
             continue
         price = f"{r['price_active_mean']:.3f} [{r['price_active_min']:.3f}, {r['price_active_max']:.3f}]"
         if r["locational_min"] is not None:
