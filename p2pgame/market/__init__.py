@@ -11,14 +11,13 @@ import time
 
 import numpy as np
 
-from p2pgame.agents.model import Prices
 from p2pgame.errors import InputError
-from p2pgame.market.central import CentralOutcome, centralized, locational, price_points
+from p2pgame.market.central import centralized, locational, price_points
 from p2pgame.market.certificate import certify, network_check
 from p2pgame.market.game import Game
+from p2pgame.market.equilibrium import REGISTRY, NashMethod
 from p2pgame.market.nash import NashSettings, solve_nash
 from p2pgame.results.result import MarketResult
-from p2pgame.scenario.model import METHODS
 
 __all__ = ["solve", "assign_envelopes", "Game", "centralized", "locational", "solve_nash", "NashSettings"]
 
@@ -75,11 +74,11 @@ def solve(
     """
     s = scenario.settings
     method = method or s.method
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method == "lmp" and doe_policy not in (None, NO_ENVELOPE):
+    if method not in REGISTRY:
+        raise InputError(f"method must be one of {', '.join(REGISTRY)}, got {method!r}")
+    if not REGISTRY[method].uses_envelopes and doe_policy not in (None, NO_ENVELOPE):
         raise InputError(
-            f"method 'lmp' prices the network limits itself and uses no envelopes; doe_policy {doe_policy!r}"
+            f"method {method!r} prices the network limits itself and uses no envelopes; doe_policy {doe_policy!r}"
             " applies to jacobi, gauss-seidel and centralized"
         )
     if max_iterations is not None and (isinstance(max_iterations, bool) or int(max_iterations) != max_iterations
@@ -107,44 +106,32 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
     game = Game(scenario, reactive=reactive)
     feeder = scenario.feeder
     envelopes = None
-    if method == "lmp":
+    chosen = REGISTRY[method]
+    if not chosen.uses_envelopes:
         policy = None
         stage(f"locational optimum ({len(game.players)} players)")
-        central = locational(game, feeder)
     else:
         stage(f"envelopes ({policy})")
         doe_step = None if display is None else lambda what, done, total: stage(f"envelopes: {what} {done}/{total}")
         envelopes = assign_envelopes(scenario, policy, reactive=reactive, game=game, progress=doe_step)
         game.apply_envelopes(envelopes)
         stage(f"centralised optimum ({len(game.players)} players)")
-        central = centralized(game)
-
-    player_prices = None
-    iterations, updates, converged, history = 0, 0, True, []
-    if method in ("jacobi", "gauss-seidel"):
-        settings = NashSettings(
-            method=method,
-            max_iterations=int(s.max_iterations if max_iterations is None else max_iterations),
-            tol_imbalance_kw=s.tol_imbalance_kw,
-            tol_nash_rel=s.tol_nash_rel,
-            tol_price_per_kwh=s.tol_price_per_kwh,
-        )
+    central = chosen.reference(game, feeder)
+    settings = NashSettings(
+        method=method,
+        max_iterations=int(s.max_iterations if max_iterations is None else max_iterations),
+        tol_imbalance_kw=s.tol_imbalance_kw,
+        tol_nash_rel=s.tol_nash_rel,
+        tol_price_per_kwh=s.tol_price_per_kwh,
+    )
+    if isinstance(chosen, NashMethod):
         stage("Nash rounds", unit="round")
-        outcome = solve_nash(game, settings, progress=progress)
-        prices = game.prices(outcome.prices)
-        responses = outcome.responses
-        iterations, converged, history = outcome.iterations, outcome.converged, outcome.history
-        updates = outcome.price_updates
-    else:
-        prices = Prices(central.prices.active, central.prices.reactive if reactive else None)
-        responses = [m.response_at(x, prices) for m, x in zip(game.players, central.x)]
-        if method == "lmp":
-            player_prices = _locational_player_prices(game, feeder, central, prices)
-            responses = [m.response_at(x, pp) for m, x, pp in zip(game.players, central.x, player_prices)]
+    outcome = chosen.equilibrium(game, feeder, central, settings, progress=progress)
+    prices, responses = outcome.prices, outcome.responses
     stage("certificate: each player's best response", total=len(game.players), unit="player")
-    certificate = certify(game, prices, responses, None if method == "lmp" else central, player_prices,
-                          settings=s, converged=converged, tick=display.tick if display is not None else None)
-    if method == "lmp":
+    certificate = certify(game, prices, responses, None if outcome.is_reference else central, outcome.player_prices,
+                          settings=s, converged=outcome.converged, tick=display.tick if display is not None else None)
+    if outcome.is_reference:
         certificate.central_welfare = central.welfare
         certificate.welfare_gap = 0.0
         certificate.price_gap = 0.0
@@ -157,7 +144,7 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
         customers=scenario.customers,
     )
     locational_prices = None
-    if method == "lmp":
+    if central.locational_active is not None:
         points = price_points(feeder, scenario.customers)[0]
         locational_prices = {point: central.locational_active[:, k] for k, point in enumerate(points)}
     return MarketResult(
@@ -165,9 +152,9 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
         method=method,
         reactive_trading=reactive,
         doe_policy=policy,
-        converged=converged,
-        iterations=iterations,
-        price_updates=updates,
+        converged=outcome.converged,
+        iterations=outcome.iterations,
+        price_updates=outcome.price_updates,
         seconds=time.perf_counter() - start,
         periods=game.T,
         dt_h=game.dt_h,
@@ -180,22 +167,9 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
         certificate=certificate,
         network=network,
         envelopes=envelopes,
-        history=history,
+        history=outcome.history,
         case=scenario,
     )
-
-
-def _locational_player_prices(game, feeder, central: CentralOutcome, uniform: Prices) -> list[Prices]:
-    """Each customer faces its node's prices (on a three-phase feeder its phases', by its shares); the
-    upstream grid the substation's (the uniform ones)."""
-    _, weights = price_points(feeder, game.scenario.customers)
-    out = []
-    for w in weights:
-        mu = central.locational_reactive @ w if central.locational_reactive is not None else None
-        out.append(Prices(central.locational_active @ w, mu))
-    if game.upstream is not None:
-        out.append(uniform)
-    return out
 
 
 def _silent(*_, **__) -> None:
