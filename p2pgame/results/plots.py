@@ -214,7 +214,7 @@ def voltage_profile(tables: ResultTables) -> Figure:
 
 
 MODEL_NAMES = {"ac": "AC power flow", "lindistflow": "LinDistFlow", "opendss-3ph": "OpenDSS three-phase",
-               "lindist3flow": "LinDist3Flow"}
+               "lindist3flow": "LinDist3Flow", "runpp_3ph": "pandapower three-phase"}
 
 
 def _model_names(tables: ResultTables) -> tuple[str, str]:

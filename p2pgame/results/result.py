@@ -139,7 +139,7 @@ class NetworkCheck:
         return out
 
 
-FORMULATION_KEYS = {"opendss-3ph": "opendss"}
+FORMULATION_KEYS = {"opendss-3ph": "opendss", "runpp_3ph": "pandapower"}
 """The `network` key of a power-flow model's entry in the JSON, where it differs from the model's name."""
 
 

@@ -231,7 +231,7 @@ def voltage_table(result) -> pd.DataFrame:
 
 BALANCED = "abc"
 """The phase of a single-phase feeder's (balanced equivalent's) rows in voltages.csv."""
-AC_MODELS = ("ac", "opendss-3ph")
+AC_MODELS = ("ac", "opendss-3ph", "runpp_3ph")
 """The `model` values of voltages.csv that are an AC check (the others are the market's linear model)."""
 
 

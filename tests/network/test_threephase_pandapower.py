@@ -190,3 +190,20 @@ def test_runpp_3ph_check_puts_the_feeders_loads_and_injections_on_the_net(feeder
     without.asymmetric_load.at[house, "in_service"] = False
     np.testing.assert_allclose(runpp_3ph_check(net, feeder, p, q).v_pu[0, :, 1], _runpp_3ph(without)["b"][buses], atol=1e-8)
     assert np.nanmax(own.loading) == pytest.approx(np.nanmax(runpp_3ph_check(net, feeder, zero, zero).loading))
+
+
+def test_market_on_the_european_lv_houses_is_certified_and_checked_by_runpp_3ph(feeder):
+    """Six 4-hour periods of the houses' day: certified, and pandapower's three-phase power flow of the
+    equilibrium within the limits and within 0.002 pu of LinDist3Flow per node and phase."""
+    import dataclasses
+
+    from p2pgame.market import solve
+    from p2pgame.scenario.populate import at_load_phases
+
+    day = at_load_phases(dataclasses.replace(feeder, vmin_pu=0.9, vmax_pu=1.1), house_kw=2.0, periods=6, dt_h=4.0)
+    result = solve(day, progress=False)
+    assert result.certified, result.certificate.reasons()
+    network = result.network
+    assert network.ac.model == "runpp_3ph"
+    assert 0.9 <= np.nanmin(network.ac.v_pu) and np.nanmax(network.ac.v_pu) <= 1.1
+    assert np.nanmax(np.abs(network.ac.v_pu - network.lindistflow.v_pu)) < 0.002
