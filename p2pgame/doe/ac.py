@@ -67,9 +67,16 @@ def phase_ac_corner(feeder, columns: np.ndarray, box: Box, corner: str) -> tuple
     present and line loadings `(T, n)` (largest phase), customers on `columns` `(3n, N)` (`robust.phase_columns`).
 
     The feeder's own passive loads replace the file's (`threephase.passive_commands`); a
-    period OpenDSS cannot solve gets nan voltages and infinite loadings.
+    period OpenDSS cannot solve gets nan voltages and infinite loadings. A feeder read from
+    pandapower is checked by `runpp_3ph` instead (`pandapower_io.runpp_3ph_check`).
     """
+    from functools import partial
+
+    from p2pgame.network.pandapower_io import runpp_3ph_check
     from p2pgame.network.threephase import opendss_check
+
+    check_of = (partial(runpp_3ph_check, feeder.source_net) if feeder.source_net is not None
+                else partial(opendss_check, feeder.source_path))
 
     p_cust, q_cust = (box.pmax_kw, box.qmax_kvar) if corner == "export" else (box.pmin_kw, box.qmin_kvar)
     periods, n = p_cust.shape[1], feeder.n
@@ -80,8 +87,7 @@ def phase_ac_corner(feeder, columns: np.ndarray, box: Box, corner: str) -> tuple
     v, loading = np.full((periods, int(present.sum())), np.nan), np.full((periods, n), np.inf)
     for t in range(periods):
         try:
-            check = opendss_check(feeder.source_path, feeder, p[t:t + 1], q[t:t + 1],
-                                  passive=(passive[0][t:t + 1], passive[1][t:t + 1]))
+            check = check_of(feeder, p[t:t + 1], q[t:t + 1], passive=(passive[0][t:t + 1], passive[1][t:t + 1]))
         except SolverError:
             continue
         v[t], loading[t] = check.v_pu[0][present], check.loading[0]

@@ -207,3 +207,15 @@ def test_market_on_the_european_lv_houses_is_certified_and_checked_by_runpp_3ph(
     assert network.ac.model == "runpp_3ph"
     assert 0.9 <= np.nanmin(network.ac.v_pu) and np.nanmax(network.ac.v_pu) <= 1.1
     assert np.nanmax(np.abs(network.ac.v_pu - network.lindistflow.v_pu)) < 0.002
+
+
+def test_ac_validated_envelopes_check_their_corners_with_runpp_3ph(feeder):
+    import dataclasses
+
+    from p2pgame.market import solve
+    from p2pgame.scenario.populate import at_load_phases
+
+    day = at_load_phases(dataclasses.replace(feeder, vmin_pu=0.9, vmax_pu=1.1), house_kw=2.0, periods=2, dt_h=12.0)
+    result = solve(day, doe_policy="ac-validated", progress=False)
+    assert result.certified, result.certificate.reasons()
+    assert 0.9 <= np.nanmin(result.network.ac.v_pu) and np.nanmax(result.network.ac.v_pu) <= 1.1
