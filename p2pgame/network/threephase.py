@@ -349,6 +349,9 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
     for idx, line in ppio._rows(net, "line"):
         if idx in open_lines or {int(line.from_bus), int(line.to_bus)} & dead:
             continue
+        missing = [c for c in ("r0_ohm_per_km", "x0_ohm_per_km", "c0_nf_per_km") if _missing(line.get(c, math.nan))]
+        if missing:
+            raise InputError(f"{where}: line {idx}: no {', '.join(missing)}; its zero sequence needs them")
         frm, to = bus_of[int(line.from_bus)], bus_of[int(line.to_bus)]
         length = line.length_km / line.parallel
         z1 = complex(line.r_ohm_per_km, line.x_ohm_per_km) * length
@@ -416,6 +419,11 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
         feeder, coords={node: coords[node] for node in drawn} if all(node in coords for node in drawn) else None,
         source_net=copy.deepcopy(net),
     )
+
+
+def _missing(value) -> bool:
+    """True for a missing table value (NaN or None)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _dyn_zero_sequence(where: str, idx, trafo, scale: float) -> complex:

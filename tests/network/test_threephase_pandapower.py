@@ -132,6 +132,8 @@ def test_refusals():
     pp.create_shunt(net, 2, q_mvar=0.01)
     with pytest.raises(InputError, match="in-service shunt 0 at bus 2 cannot be represented in the three-phase"):
         from_pandapower(net, "small")
+    with pytest.raises(InputError, match="line 0: no r0_ohm_per_km, x0_ohm_per_km, c0_nf_per_km; its zero sequence"):
+        from_pandapower(pn.case33bw(), "case33bw")
 
 
 def test_houses_on_their_load_phases(feeder, net):
