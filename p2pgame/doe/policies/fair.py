@@ -82,10 +82,16 @@ def log_widths(problem: EnvelopeProblem, anchor: Box, stage: str = "fair: period
         ub = np.concatenate([np.maximum(start, limit), np.full(4 * n, _INF)])
         cu = np.concatenate([rows.b[t], np.zeros(4 * n)])
         callbacks.anchor = start[: sides * big_n]
-        nlp = cyipopt.Problem(n=len(lb), m=len(cl), problem_obj=callbacks, lb=lb, ub=ub, cl=cl, cu=cu)
-        for key, value in (("print_level", 0), ("sb", "yes"), ("tol", 1e-8), ("max_iter", 3000)):
-            nlp.add_option(key, value)
-        x, info = nlp.solve(np.concatenate([start, rows.lift @ (aggregate @ start)]))
+        x0 = np.concatenate([start, rows.lift @ (aggregate @ start)])
+        # Ipopt's default (monotone) barrier first; the adaptive one when it stalls, as it can with many
+        # rows binding at the anchor (a welfare anchor on a three-phase feeder)
+        for extra in ((), (("mu_strategy", "adaptive"),)):
+            nlp = cyipopt.Problem(n=len(lb), m=len(cl), problem_obj=callbacks, lb=lb, ub=ub, cl=cl, cu=cu)
+            for key, value in (("print_level", 0), ("sb", "yes"), ("tol", 1e-8), ("max_iter", 3000), *extra):
+                nlp.add_option(key, value)
+            x, info = nlp.solve(x0)
+            if info["status"] in (0, 1):
+                break
         if info["status"] not in (0, 1):
             raise SolverError(
                 f"log-width envelopes, period {t}: Ipopt status {info['status']} "
