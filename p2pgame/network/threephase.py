@@ -195,27 +195,14 @@ def _series(path: Path, kv_ln: dict[str, float], base_kva: float) -> dict[frozen
 
 
 def _transformer(path: Path, element: str, buses: list[str], kv_ln: dict[str, float], base_kva: float, m: int):
-    """Per-phase series impedance (pu on the system base), voltage ratio and rating (kVA, all phases) of a two-winding unit."""
-    import opendssdirect as dss
+    """Per-phase series impedance (pu on the system base, behind the ideal transformer), voltage ratio and
+    rating (kVA, all phases) of a two-winding unit, as the single-phase import reads them."""
+    from p2pgame.network.opendss import _transformer_data
 
-    dss.Transformers.Name(element.split(".", 1)[1])
-    if dss.Transformers.NumWindings() != 2:
-        raise InputError(f"{path}: {element}: {dss.Transformers.NumWindings()} windings; two are supported")
-    kv, kva, r_pct, tap, delta = [], [], [], [], []
-    for winding in (1, 2):
-        dss.Transformers.Wdg(winding)
-        kv.append(dss.Transformers.kV())
-        kva.append(dss.Transformers.kVA())
-        r_pct.append(dss.Transformers.R())
-        tap.append(dss.Transformers.Tap())
-        delta.append(dss.Transformers.IsDelta())
-    # winding kV is line-to-line except for a single-phase unit connected line-to-neutral
-    rated_ln = [k if (m == 1 and not d) else k / math.sqrt(3) for k, d in zip(kv, delta)]
-    z_own = (r_pct[0] + r_pct[1] + 1j * dss.Transformers.Xhl()) / 100
-    per_phase_kva = kva[0] / m
-    z_pu = z_own * (base_kva / 3) / per_phase_kva * (rated_ln[0] / kv_ln[buses[0]]) ** 2
-    ratio = (tap[1] * rated_ln[1] / kv_ln[buses[1]]) / (tap[0] * rated_ln[0] / kv_ln[buses[0]])
-    return z_pu, ratio, kva[0]
+    kv_ll = {bus: kv_ln[bus] * math.sqrt(3) for bus in buses[:2]}
+    z_ohm, kva, ratio = _transformer_data(path, element, buses, kv_ll, m)
+    z_base = kv_ln[buses[0]] ** 2 * 1000 / (base_kva / 3)
+    return complex(z_ohm[0, 0]) / z_base, ratio, kva
 
 
 def _loads(kv_ln: dict[str, float], base_kva: float) -> dict[str, np.ndarray]:
