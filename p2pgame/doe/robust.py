@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from p2pgame.errors import InputError
 from p2pgame.network import lindistflow
+from p2pgame.network.feeder import subtree_matrix
 
 THERMAL_SIDES = 16
 """Sides of the polygon that replaces each line's thermal disc (inner approximation)."""
@@ -142,16 +143,6 @@ class NetworkArrays:
     def flow(self, inj: np.ndarray) -> np.ndarray:
         """Flow into each node from its parent, `-(injections in the subtree)`, for `(..., n)` injections."""
         return -(inj @ self.subtree.T)
-
-
-def subtree_matrix(parent: np.ndarray) -> np.ndarray:
-    """`D[j, k] = 1` when node k is node j or below it (nodes in topological order)."""
-    n = len(parent)
-    d = np.eye(n)
-    for k in range(n - 1, -1, -1):
-        if parent[k] >= 0:
-            d[parent[k]] += d[k]
-    return d
 
 
 def node_totals(node_idx: np.ndarray, n: int, x: np.ndarray) -> np.ndarray:

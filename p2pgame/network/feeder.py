@@ -267,11 +267,7 @@ class Feeder:
         Row k sums the injections that flow through line k; column j marks the lines on
         the path from the substation to node j.
         """
-        m = np.eye(self.n)
-        for k in range(self.n - 1, -1, -1):
-            if self.parent[k] >= 0:
-                m[self.parent[k]] += m[k]
-        return _frozen(m)
+        return _frozen(subtree_matrix(self.parent))
 
     @cached_property
     def distance_pu(self) -> np.ndarray:
@@ -299,6 +295,17 @@ class Feeder:
             vmin_pu=self.vmin_pu if vmin_pu is None else vmin_pu,
             vmax_pu=self.vmax_pu if vmax_pu is None else vmax_pu,
         )
+
+
+def subtree_matrix(parent: np.ndarray) -> np.ndarray:
+    """`D[k, j] = 1` when node j is node k or below it, for nodes listed parents first (`parent[k] < k`, -1 the
+    substation): the one subtree/incidence matrix every formulation and the envelopes use."""
+    n = len(parent)
+    d = np.eye(n)
+    for k in range(n - 1, -1, -1):
+        if parent[k] >= 0:
+            d[parent[k]] += d[k]
+    return d
 
 
 def radial_order(name: str, substation: str, lines: list[tuple[str, str, str]]) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from p2pgame.errors import InputError
-from p2pgame.network.feeder import radial_order
+from p2pgame.network.feeder import radial_order, subtree_matrix
 
 PHASES = "abc"
 ALPHA = np.exp(-2j * np.pi / 3 * np.arange(3))  # phase rotations of a, b, c: 1, e^{-j 2pi/3}, e^{+j 2pi/3}
@@ -89,11 +89,7 @@ class PhaseFeeder:
     @property
     def downstream(self) -> np.ndarray:
         """`(n, n)` 0/1: `downstream[k, j] = 1` when node j is in the subtree of line k."""
-        m = np.eye(self.n)
-        for k in range(self.n - 1, -1, -1):
-            if self.parent[k] >= 0:
-                m[self.parent[k]] += m[k]
-        return m
+        return subtree_matrix(self.parent)
 
     def index(self, node: str) -> int:
         try:
