@@ -358,15 +358,15 @@ def _respelled(feeder: Feeder, spelling: dict[str, str], coords: dict[str, tuple
 
 
 def _placed(feeder: Feeder, coords: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-    """Coordinates of every bus of the feeder, or none if the data give none.
+    """Coordinates of every bus of the feeder, or none if the data give none below the substation.
 
     Buses the data leave out (a regulator's secondary, OpenDSS's `_open` end of an open
     switch) sit where their parent does; a substation without coordinates (the source
     bus) sits at the first bus below it that has them, in node order.
     """
-    if not any(bus in coords for bus in [feeder.substation, *feeder.nodes]):
+    first = next((bus for bus in feeder.nodes if bus in coords), None)
+    if first is None:
         return {}
-    first = next(bus for bus in feeder.nodes if bus in coords)
     placed = {feeder.substation: coords.get(feeder.substation, coords[first])}
     for parent, node in feeder.edges:
         placed[node] = coords.get(node, placed[parent])

@@ -124,3 +124,13 @@ def test_missing_file_is_an_input_error(tmp_path):
         load_dss(tmp_path / "absent.dss")
     with pytest.raises(InputError, match="no such .dss file"):
         solve_three_phase(tmp_path / "absent.dss")
+
+
+def test_coordinates_of_the_substation_alone_place_no_bus():
+    from types import SimpleNamespace
+
+    from p2pgame.network.opendss import _placed
+
+    feeder = SimpleNamespace(substation="s", nodes=["a", "b"], edges=[("s", "a"), ("a", "b")])
+    assert _placed(feeder, {"s": (0.0, 0.0)}) == {}
+    assert _placed(feeder, {"a": (1.0, 2.0)}) == {"s": (1.0, 2.0), "a": (1.0, 2.0), "b": (1.0, 2.0)}
