@@ -16,6 +16,7 @@ from p2pgame.market.central import centralized, locational, price_points
 from p2pgame.market.certificate import certify, network_check
 from p2pgame.market.game import Game
 from p2pgame.market.equilibrium import REGISTRY, NashMethod
+from p2pgame.market.equilibrium import method as equilibrium_method
 from p2pgame.market.nash import NashSettings, solve_nash
 from p2pgame.results.result import MarketResult
 
@@ -61,6 +62,7 @@ def solve(
     doe_policy: str | None = None,
     max_iterations: int | None = None,
     progress=None,
+    executor=None,
 ) -> MarketResult:
     """Run the market of `scenario` and certify the outcome.
 
@@ -70,13 +72,12 @@ def solve(
     `progress`: None or False (silent), True (a progress line on stderr), or a callable
     given one dict per Nash round. An outcome outside the certificate's tolerances is
     returned all the same, with `result.certified` False and the failing figures in
-    `result.certificate.failures`.
+    `result.certificate.failures`. `executor` (from `p2pgame.market.executors.open_executor`)
+    runs the Nash methods' best responses (serial in this process when None).
     """
     s = scenario.settings
     method = method or s.method
-    if method not in REGISTRY:
-        raise InputError(f"method must be one of {', '.join(REGISTRY)}, got {method!r}")
-    if not REGISTRY[method].uses_envelopes and doe_policy not in (None, NO_ENVELOPE):
+    if not equilibrium_method(method).uses_envelopes and doe_policy not in (None, NO_ENVELOPE):
         raise InputError(
             f"method {method!r} prices the network limits itself and uses no envelopes; doe_policy {doe_policy!r}"
             " applies to jacobi, gauss-seidel and centralized"
@@ -90,13 +91,13 @@ def solve(
     elif not callable(progress):
         raise InputError(f"progress must be True, False, None or a callable, got {progress!r}")
     try:
-        return _solve(scenario, method, reactive, doe_policy, max_iterations, progress, display)
+        return _solve(scenario, method, reactive, doe_policy, max_iterations, progress, display, executor)
     finally:
         if display is not None:
             display.close()
 
 
-def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, display) -> MarketResult:
+def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, display, executor) -> MarketResult:
     s = scenario.settings
     reactive = s.reactive if reactive is None else reactive
     policy = s.doe_policy if doe_policy is None else doe_policy
@@ -126,7 +127,7 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
     )
     if isinstance(chosen, NashMethod):
         stage("Nash rounds", unit="round")
-    outcome = chosen.equilibrium(game, feeder, central, settings, progress=progress)
+    outcome = chosen.equilibrium(game, feeder, central, settings, progress=progress, executor=executor)
     prices, responses = outcome.prices, outcome.responses
     stage("certificate: each player's best response", total=len(game.players), unit="player")
     certificate = certify(game, prices, responses, None if outcome.is_reference else central, outcome.player_prices,

@@ -20,7 +20,7 @@ class GaussSeidelRule(PriceRule):
     def __init__(self, settings, players: int):
         # price damping, capped at gauss_seidel_players / M: a sweep steps the price once per player, and on
         # large markets the steps after the upstream grid's kinked answers add up to swings across its
-        # capacity (measured: 0.5 converges at N = 100, 0.1 at 300, 0.03 at 1,000)
+        # capacity (the measurements behind the cap: docs/benchmarks.md, scaling)
         self.damping_cap = min(settings.gauss_seidel_damping, settings.gauss_seidel_players / players)
         self.damping, self.sweep_imbalance = self.damping_cap, np.inf
         self.best_sweep, self.stalled = np.inf, 0

@@ -225,7 +225,7 @@ class ProximalDynamics:
         # A player's proximal weight is rho x factor / sqrt(span). The upstream grid spans the whole
         # feeder: with a house's weight, clearing a regularised market would need prices far from the
         # equilibrium; with a weight over its span, its tariff kinks would dominate every price step.
-        # The square root measured best on the default day and the synthetic markets (N = 10 to 100).
+        # The square root measured best on the default day and the synthetic markets.
         self.scales = np.sqrt(span_kw)
         self.factor = np.ones(M)  # halved for a player whose pull does not halve between centre moves
         self.start = time.perf_counter()
