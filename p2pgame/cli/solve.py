@@ -109,7 +109,9 @@ def _violation(v: dict) -> str:
 def summary(result) -> str:
     """A readable summary: prices, welfare, certificate, voltage range, limit violations."""
     c, net = result.certificate, result.network.to_dict()
-    linear, ac = ("LinDist3Flow", "OpenDSS three-phase") if "opendss" in net else ("LinDistFlow", "AC")
+    three_phase = "lindist3flow" in net
+    linear = "LinDist3Flow" if three_phase else "LinDistFlow"
+    ac = AC_NAMES.get(result.network.ac.model, result.network.ac.model)
     lines = [
         f"scenario {result.scenario}: method {result.method}, envelopes {result.doe_policy},"
         f" reactive trading {'on' if result.reactive_trading else 'off'}",
@@ -150,7 +152,7 @@ def summary(result) -> str:
         f" {ac} {net['ac']['vmin_pu']:.4f}-{net['ac']['vmax_pu']:.4f} pu"
         f" (limits {net['limits']['vmin_pu']:.2f}-{net['limits']['vmax_pu']:.2f});"
         f" worst line loading {_fmt(net['ac']['max_loading'])}"
-        + ("" if "opendss" not in net else f"; worst VUF {_fmt(net['opendss']['vuf_max'])}"),
+        + (f"; worst VUF {_fmt(net['ac']['vuf_max'])}" if three_phase else ""),
     ]
     violations = result.violations()
     if violations:
@@ -167,6 +169,9 @@ def summary(result) -> str:
         lines.append("AC limit violations: none")
     return "\n".join(lines)
 
+
+AC_NAMES = {"ac": "AC", "opendss-3ph": "OpenDSS three-phase", "runpp_3ph": "pandapower three-phase"}
+"""The summary's name of each AC check model."""
 
 MAX_LISTED = 12
 """Elements with violations listed one per line in the summary (all violations are in the JSON)."""
