@@ -70,14 +70,9 @@ def phase_ac_corner(feeder, columns: np.ndarray, box: Box, corner: str) -> tuple
     period OpenDSS cannot solve gets nan voltages and infinite loadings. A feeder read from
     pandapower is checked by `runpp_3ph` instead (`pandapower_io.runpp_3ph_check`).
     """
-    from functools import partial
+    from p2pgame.network.threephase import ac_check
 
-    from p2pgame.network.pandapower_io import runpp_3ph_check
-    from p2pgame.network.threephase import opendss_check
-
-    check_of = (partial(runpp_3ph_check, feeder.source_net) if feeder.source_net is not None
-                else partial(opendss_check, feeder.source_path))
-
+    check_of = ac_check(feeder)[0]
     p_cust, q_cust = (box.pmax_kw, box.qmax_kvar) if corner == "export" else (box.pmin_kw, box.qmin_kvar)
     periods, n = p_cust.shape[1], feeder.n
     p = (columns @ p_cust).T.reshape(periods, n, 3)

@@ -154,20 +154,16 @@ def phase_network_check(feeder, customers, p_kw, q_kvar, T: int) -> NetworkCheck
     from p2pgame.doe.robust import phase_columns
     from p2pgame.network import lindist3flow
     from p2pgame.network.powerflow import PowerFlowResult
-    from p2pgame.network.threephase import opendss_check
+    from p2pgame.network.threephase import ac_check
 
+    check_of, model = ac_check(feeder)
     columns = phase_columns(feeder, customers)
     n = feeder.n
     p = (columns @ np.asarray(p_kw, float)).T.reshape(T, n, 3)
     q = (columns @ np.asarray(q_kvar, float)).T.reshape(T, n, 3)
     load_p, load_q = feeder.passive_load_phase(T)
     linear = lindist3flow.solve(feeder, p - load_p, q - load_q)
-    if feeder.source_net is not None:  # read from pandapower: checked by its own three-phase power flow
-        from p2pgame.network.pandapower_io import runpp_3ph_check
-
-        check, model = runpp_3ph_check(feeder.source_net, feeder, p, q, passive=(load_p, load_q)), "runpp_3ph"
-    else:
-        check, model = opendss_check(feeder.source_path, feeder, p, q, passive=(load_p, load_q)), "opendss-3ph"
+    check = check_of(feeder, p, q, passive=(load_p, load_q))
     present = feeder.mask
     labels = [f"{node}.{ph}" for node, phases in zip(feeder.nodes, feeder.phases) for ph in phases]
     rating = np.asarray(feeder.rating_kva, float)[present]

@@ -554,6 +554,22 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
     return PhaseCheck(v, vuf, loading, loading_phase)
 
 
+def ac_check(feeder: PhaseFeeder):
+    """The three-phase AC check of `feeder` and its model name: pandapower's `runpp_3ph` on the
+    net it was read from (`pandapower_io.runpp_3ph_check`), else OpenDSS on its .dss file
+    (`opendss_check`), each called as `check(feeder, p_kw, q_kvar, passive=...)`."""
+    from functools import partial
+
+    if feeder.source_net is not None:
+        from p2pgame.network.pandapower_io import runpp_3ph_check
+
+        return partial(runpp_3ph_check, feeder.source_net), "runpp_3ph"
+    if feeder.source_path is not None:
+        return partial(opendss_check, feeder.source_path), "opendss-3ph"
+    raise InputError(f"feeder {feeder.name}: no three-phase AC model to check against: "
+                     "build it with from_dss or from_pandapower")
+
+
 def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[str]]:
     """The series elements into each node of the compiled circuit (single-phase units side by side)."""
     import opendssdirect as dss

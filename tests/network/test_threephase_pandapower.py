@@ -221,3 +221,17 @@ def test_ac_validated_envelopes_check_their_corners_with_runpp_3ph(feeder):
     result = solve(day, doe_policy="ac-validated", progress=False)
     assert result.certified, result.certificate.reasons()
     assert 0.9 <= np.nanmin(result.network.ac.v_pu) and np.nanmax(result.network.ac.v_pu) <= 1.1
+
+
+def test_a_phase_feeder_without_a_source_model_is_refused_by_the_ac_checks():
+    import dataclasses
+
+    from p2pgame.doe.ac import phase_ac_corner
+    from p2pgame.market.certificate import phase_network_check
+
+    feeder = dataclasses.replace(from_pandapower(_small_net("wye"), "small"), source_net=None, source_path=None)
+    message = "feeder small: no three-phase AC model to check against: build it with from_dss or from_pandapower"
+    with pytest.raises(InputError, match=message):
+        phase_network_check(feeder, [], np.zeros((0, 1)), np.zeros((0, 1)), 1)
+    with pytest.raises(InputError, match=message):
+        phase_ac_corner(feeder, np.zeros((3 * feeder.n, 0)), None, "export")
