@@ -159,10 +159,12 @@ def summary(result) -> str:
         lines.append(violation_line(violations, result.doe_policy))
         worst = {}  # per element and quantity: the worst violation and its number of periods
         for v in violations:
-            first, n = worst.get((v["element"], v["quantity"]), (v, 0))
-            worst[(v["element"], v["quantity"])] = (first, n + 1)
-        for first, n in list(worst.values())[:MAX_LISTED]:
-            lines.append(f"  {_violation(first)}, {n} period{'s' if n > 1 else ''} in all")
+            kept, n = worst.get((v["element"], v["quantity"]), (v, 0))
+            if abs(v["value"] - v["limit"]) > abs(kept["value"] - kept["limit"]):
+                kept = v
+            worst[(v["element"], v["quantity"])] = (kept, n + 1)
+        for kept, n in list(worst.values())[:MAX_LISTED]:
+            lines.append(f"  {_violation(kept)}, {n} period{'s' if n > 1 else ''} in all")
         if len(worst) > MAX_LISTED:
             lines.append(f"  ... {len(worst) - MAX_LISTED} more elements (all in summary.json / --json: violations)")
     else:

@@ -35,3 +35,10 @@ def test_a_pandapower_three_phase_check_is_named_with_its_vuf():
 def test_a_single_phase_check_has_no_vuf():
     text = summary(_result("lindistflow", "ac", np.ones((2, 2))))
     assert "LinDistFlow" in text and " AC " in text and "VUF" not in text
+
+
+def test_each_element_lists_its_worst_violation():
+    # node n0 slightly over the upper limit in period 0 (listed first), far under the lower one in period 1
+    v = np.array([[1.06, 1.0], [0.80, 1.0]])
+    text = summary(_result("lindistflow", "ac", v))
+    assert "0.8000 pu at node n0, period 1 (limit 0.95 pu), 2 periods in all" in text
