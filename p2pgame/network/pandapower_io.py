@@ -432,8 +432,8 @@ def runpp_3ph_check(net, feeder, p_kw, q_kvar, passive=None):
             raise SolverError(f"pandapower net {feeder.name}: runpp_3ph failed at period {t}'s operating point ({exc})") from None
         res = solved.res_bus_3ph
         for i, ph in enumerate(PHASES):
-            v[t, :, i] = res[f"vm_{ph}_pu"].to_numpy()[buses]
-        vuf[t] = res["unbalance_percent"].to_numpy()[buses] / 100
+            v[t, :, i] = res.loc[buses, f"vm_{ph}_pu"].to_numpy()
+        vuf[t] = res.loc[buses, "unbalance_percent"].to_numpy() / 100
         amps = np.zeros((n, 3))
         for table, frm, to, side in (("line", "from_bus", "to_bus", "from"), ("trafo", "hv_bus", "lv_bus", "lv")):
             result = solved[f"res_{table}_3ph"]

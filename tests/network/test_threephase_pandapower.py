@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
+import pandapower.toolbox
 import pytest
 
 from p2pgame.errors import InputError
@@ -235,3 +236,27 @@ def test_a_phase_feeder_without_a_source_model_is_refused_by_the_ac_checks():
         phase_network_check(feeder, [], np.zeros((0, 1)), np.zeros((0, 1)), 1)
     with pytest.raises(InputError, match=message):
         phase_ac_corner(feeder, np.zeros((3 * feeder.n, 0)), None, "export")
+
+
+def _reindexed_reversed_net():
+    """`_small_net` with bus labels that are not row positions and its last cable entered end to start."""
+    net = _small_net("wye")
+    pandapower.toolbox.reindex_buses(net, {bus: 10 * bus + 7 for bus in net.bus.index})
+    net.line.loc[1, ["from_bus", "to_bus"]] = net.line.loc[1, ["to_bus", "from_bus"]].to_numpy()
+    return net
+
+
+def test_runpp_3ph_check_reads_buses_by_label():
+    from p2pgame.network.pandapower_io import runpp_3ph_check
+
+    net = _reindexed_reversed_net()
+    feeder = from_pandapower(net, "small")
+    zero = np.zeros((1, feeder.n, 3))
+    check = runpp_3ph_check(net, feeder, zero, zero)
+    solved = copy.deepcopy(net)
+    with _quiet_pandapower():
+        pp.runpp_3ph(solved, numba=False)
+    buses = [int(node) for node in feeder.nodes]
+    for ph, phase in enumerate("abc"):
+        np.testing.assert_allclose(check.v_pu[0, :, ph], solved.res_bus_3ph.loc[buses, f"vm_{phase}_pu"], atol=1e-10)
+    np.testing.assert_allclose(check.vuf[0], solved.res_bus_3ph.loc[buses, "unbalance_percent"] / 100, atol=1e-10)
