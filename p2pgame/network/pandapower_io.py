@@ -435,13 +435,18 @@ def runpp_3ph_check(net, feeder, p_kw, q_kvar, passive=None):
             v[t, :, i] = res.loc[buses, f"vm_{ph}_pu"].to_numpy()
         vuf[t] = res.loc[buses, "unbalance_percent"].to_numpy() / 100
         amps = np.zeros((n, 3))
-        for table, frm, to, side in (("line", "from_bus", "to_bus", "from"), ("trafo", "hv_bus", "lv_bus", "lv")):
+        # a line's current on its parent's side, whichever way it was entered; a transformer's on its LV side
+        branches = (("line", ("from_bus", "to_bus"), ("from", "to")), ("trafo", ("hv_bus", "lv_bus"), ("lv",)))
+        for table, ends, sides in branches:
             result = solved[f"res_{table}_3ph"]
             for idx, row in _rows(net, table):
-                k = index.get(bus_of[int(row[to])])
-                if k is not None and feeder.parent[k] == index.get(bus_of[int(row[frm])], -1) and idx in result.index:
-                    amps[k] += [result.at[idx, f"i_{ph}_{side}_ka"] for ph in PHASES]
-        with np.errstate(invalid="ignore", divide="ignore"):  # a line's current at its node's voltage, a transformer's on its LV side
+                if idx not in result.index:
+                    continue
+                a, b = (index.get(bus_of[int(row[end])], -1) for end in ends)
+                for (parent, child), side in zip(((a, b), (b, a)), sides):
+                    if child >= 0 and feeder.parent[child] == parent:
+                        amps[child] += [result.at[idx, f"i_{ph}_{side}_ka"] for ph in PHASES]
+        with np.errstate(invalid="ignore", divide="ignore"):  # each current at its node's voltage
             loading_phase[t] = amps * feeder.node_kv[:, None] / math.sqrt(3) * 1000 / feeder.rating_kva
     loading = np.nanmax(np.where(np.isfinite(loading_phase), loading_phase, -np.inf), axis=2)
     return PhaseCheck(v, vuf, np.where(np.isfinite(loading), loading, np.nan), loading_phase)

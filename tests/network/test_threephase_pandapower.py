@@ -260,3 +260,17 @@ def test_runpp_3ph_check_reads_buses_by_label():
     for ph, phase in enumerate("abc"):
         np.testing.assert_allclose(check.v_pu[0, :, ph], solved.res_bus_3ph.loc[buses, f"vm_{phase}_pu"], atol=1e-10)
     np.testing.assert_allclose(check.vuf[0], solved.res_bus_3ph.loc[buses, "unbalance_percent"] / 100, atol=1e-10)
+
+
+def test_runpp_3ph_check_counts_a_line_entered_child_to_parent():
+    from p2pgame.network.pandapower_io import runpp_3ph_check
+
+    reversed_net = _reindexed_reversed_net()
+    net = _small_net("wye")
+    pandapower.toolbox.reindex_buses(net, {bus: 10 * bus + 7 for bus in net.bus.index})
+    feeder = from_pandapower(net, "small")
+    zero = np.zeros((1, feeder.n, 3))
+    loading = runpp_3ph_check(net, feeder, zero, zero).loading_phase
+    assert np.all(loading[0, feeder.index("37")] > 0.01)
+    np.testing.assert_allclose(runpp_3ph_check(reversed_net, from_pandapower(reversed_net, "small"), zero, zero)
+                               .loading_phase, loading, rtol=1e-6)
