@@ -40,9 +40,10 @@ def _excess(game, responses) -> np.ndarray:
 
 
 def certify(game, prices, responses, central=None, player_prices=None, *, settings=None,
-            converged: bool = True, tick=None) -> Certificate:
+            converged: bool = True, rounds: int = 0, tick=None) -> Certificate:
     """Imbalances, Nash gaps and the gaps to the centralised optimum of an outcome, judged against
-    the tolerances of `settings` (a `MarketSettings`; its defaults when None)."""
+    the tolerances of `settings` (a `MarketSettings`; its defaults when None); `rounds` is the
+    number of rounds the method ran."""
     T = game.T
     z = _excess(game, responses)
     gaps = nash_gaps(game, prices, responses, player_prices, tick)
@@ -72,7 +73,7 @@ def certify(game, prices, responses, central=None, player_prices=None, *, settin
         imbalance_kvar_t=z[T:],
         dispatch_gap_kw=dispatch_gap,
     )
-    certificate.failures = failures(certificate, game, prices, settings, converged)
+    certificate.failures = failures(certificate, game, prices, settings, converged, rounds)
     return certificate
 
 
@@ -97,9 +98,11 @@ def tolerances(certificate: Certificate, game, prices, settings=None) -> dict[st
     return out
 
 
-def failures(certificate: Certificate, game, prices, settings=None, converged: bool = True) -> list[dict]:
-    """The figures outside their tolerances (figure, value, tolerance), non-convergence first."""
-    out = [] if converged else [{"figure": "converged", "value": 0.0, "tolerance": 1.0}]
+def failures(certificate: Certificate, game, prices, settings=None, converged: bool = True,
+             rounds: int = 0) -> list[dict]:
+    """The figures outside their tolerances (figure, value, tolerance), non-convergence first: figure
+    `converged` with the rounds run as its value and no tolerance."""
+    out = [] if converged else [{"figure": "converged", "value": float(rounds), "tolerance": None}]
     for figure, tol in tolerances(certificate, game, prices, settings).items():
         value = getattr(certificate, figure)
         if value is not None and not value <= tol:

@@ -53,8 +53,9 @@ class Certificate:
         return not self.failures
 
     def reasons(self) -> list[str]:
-        """One line per failing figure: 'name = value (tolerance tol)'."""
-        return [f"{f['figure']} = {f['value']:.3g} (tolerance {f['tolerance']:.3g})" for f in self.failures]
+        """One line per failing figure: 'name = value (tolerance tol)', or 'did not converge in N rounds'."""
+        return [f"did not converge in {f['value']:.0f} rounds" if f["figure"] == "converged"
+                else f"{f['figure']} = {f['value']:.3g} (tolerance {f['tolerance']:.3g})" for f in self.failures]
 
     def to_dict(self) -> dict:
         return {

@@ -176,3 +176,14 @@ def test_a_closed_pipe_ends_quietly():
 def test_version():
     run = p2pgame_cli("--version")
     assert run.returncode == 0 and run.stdout == f"p2pgame {version('p2pgame')}\n" == f"p2pgame {p2pgame.__version__}\n"
+
+
+
+def test_a_run_out_of_rounds_says_so():
+    from p2pgame.market.certificate import failures
+    from p2pgame.results.result import Certificate
+
+    certificate = Certificate(0.0, 0.0, 0.0, {}, 1.0, None, None, None)
+    certificate.failures = failures(certificate, None, None, converged=False, rounds=7)
+    assert certificate.failures == [{"figure": "converged", "value": 7.0, "tolerance": None}]
+    assert certificate.reasons() == ["did not converge in 7 rounds"]
