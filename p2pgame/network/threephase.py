@@ -540,11 +540,11 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
                 lines = _lines_of_node(feeder)
             for k, elements in lines.items():
                 amps = np.zeros(3)
-                for element in elements:
+                for element, terminal in elements:
                     dss.Circuit.SetActiveElement(element)
-                    m = dss.CktElement.NumPhases()
-                    phases = [node - 1 for node in dss.CktElement.NodeOrder()[:m]]
-                    amps[phases] += np.asarray(dss.CktElement.CurrentsMagAng()[0:2 * m:2])
+                    m, start = dss.CktElement.NumPhases(), terminal * dss.CktElement.NumConductors()
+                    phases = [node - 1 for node in dss.CktElement.NodeOrder()[start:start + m]]
+                    amps[phases] += np.asarray(dss.CktElement.CurrentsMagAng()[2 * start:2 * (start + m):2])
                 with np.errstate(invalid="ignore", divide="ignore"):
                     share = amps * rated_kv[k] / feeder.rating_kva[k]
                 rated = feeder.mask[k] & np.isfinite(feeder.rating_kva[k])
@@ -570,8 +570,10 @@ def ac_check(feeder: PhaseFeeder):
                      "build it with from_dss or from_pandapower")
 
 
-def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[str]]:
-    """The series elements into each node of the compiled circuit (single-phase units side by side)."""
+def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[tuple[str, int]]]:
+    """The series elements into each node of the compiled circuit (single-phase units side by side),
+    each under the end that is the child in the feeder tree whichever way the file wrote it, with
+    the terminal (0 or 1) on the parent's side."""
     import opendssdirect as dss
 
     from p2pgame.network.opendss import _series_elements
@@ -580,8 +582,9 @@ def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[str]]:
     out = {}
     for element in _series_elements():
         dss.Circuit.SetActiveElement(element)
-        buses = [b.split(".")[0].lower() for b in dss.CktElement.BusNames()[:2]]
-        k = index.get(buses[1])
-        if k is not None:
-            out.setdefault(k, []).append(element)
+        a, b = (index.get(bus.split(".")[0].lower(), -1) for bus in dss.CktElement.BusNames()[:2])
+        for terminal, (parent, child) in enumerate(((a, b), (b, a))):
+            if child >= 0 and feeder.parent[child] == parent:
+                out.setdefault(child, []).append((element, terminal))
+                break
     return out

@@ -127,3 +127,32 @@ def test_opendss_check_reproduces_the_published_power_flow(feeder):
             published = abs(ph["a"] + a**2 * ph["b"] + a * ph["c"]) / abs(ph["a"] + a * ph["b"] + a**2 * ph["c"])
             assert abs(check.vuf[0, feeder.index(node)] - published) < 0.002, node
     assert np.isnan(check.vuf[0, feeder.index("611")])
+
+
+def _tiny_dss(path, reversed_line: bool):
+    """A source, a cable to `a` and one on to `b` (written `b` to `a` when `reversed_line`), a load at `b`."""
+    second = "bus1=b bus2=a" if reversed_line else "bus1=a bus2=b"
+    path.write_text(
+        "Clear\n"
+        "New Circuit.tiny basekv=0.4 pu=1.0 phases=3 bus1=src MVAsc3=100 MVAsc1=100\n"
+        "New Line.one bus1=src bus2=a phases=3 r1=0.1 x1=0.05 r0=0.3 x0=0.15 c1=0 c0=0 length=0.2 units=km normamps=200\n"
+        f"New Line.two {second} phases=3 r1=0.1 x1=0.05 r0=0.3 x0=0.15 c1=0 c0=0 length=0.2 units=km normamps=100\n"
+        "New Load.house bus1=b.1 phases=1 kV=0.23 kW=20 kvar=5 model=1\n"
+        "Set VoltageBases=[0.4]\nCalcVoltageBases\n"
+    )
+    return path
+
+
+def test_opendss_check_counts_a_line_written_child_to_parent_on_its_own_node(tmp_path):
+    from p2pgame.network.threephase import opendss_check
+
+    checks = []
+    for reversed_line in (False, True):
+        path = _tiny_dss(tmp_path / f"tiny_{reversed_line}.dss", reversed_line)
+        tiny = from_dss(path)
+        zero = np.zeros((1, tiny.n, 3))
+        check = opendss_check(path, tiny, zero, zero)
+        checks.append([check.loading_phase[0, tiny.index(node)] for node in ("a", "b")])
+    forward, written_back = np.array(checks)
+    assert forward[1, 0] == pytest.approx(2 * forward[0, 0])  # one load behind both lines, half the rating
+    np.testing.assert_allclose(written_back, forward, rtol=1e-9, atol=1e-12)
