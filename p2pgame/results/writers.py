@@ -200,7 +200,7 @@ def voltage_table(result) -> pd.DataFrame:
     """Long format, one row per node (substation first), phase, period and power-flow model: `v_pu`.
 
     A model is a formulation of the network check (`model`: the market's linear one, `lindistflow`
-    or `lindist3flow`, and the AC check, `ac` or `opendss`), so a new formulation adds rows. On a
+    or `lindist3flow`, and the AC check, one of `AC_MODELS`), so a new formulation adds rows. On a
     three-phase feeder `phase` is `a`, `b` or `c` (the phases present at the node); on a
     single-phase feeder the balanced equivalent is one row under phase `abc`.
     """
