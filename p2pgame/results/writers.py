@@ -280,11 +280,12 @@ def line_table(result) -> pd.DataFrame:
     feeder = _case(result).feeder
     if _three_phase(feeder):
         return _phase_line_table(result, feeder)
-    ac = result.network.ac
+    net = result.network
     T, n = result.periods, feeder.n
-    p_kw = np.reshape(ac.p_flow_kw, (T, n))
-    q_kvar = np.reshape(ac.q_flow_kvar, (T, n))
-    rating = np.where(np.isfinite(feeder.rating_kva), feeder.rating_kva, np.nan)
+    p_kw = np.reshape(net.ac.p_flow_kw, (T, n))
+    q_kvar = np.reshape(net.ac.q_flow_kvar, (T, n))
+    rating = np.asarray(feeder.rating_kva, float)
+    rating = np.where(np.isfinite(rating) & (rating < UNRATED_KVA), rating, np.nan)
     s_kva = np.hypot(p_kw, q_kvar)
     return pd.DataFrame(
         {
@@ -296,7 +297,7 @@ def line_table(result) -> pd.DataFrame:
             "q_flow_kvar": q_kvar.ravel(),
             "s_kva": s_kva.ravel(),
             "rating_kva": np.tile(rating, T),
-            "loading_pct": (100.0 * s_kva / rating).ravel(),
+            "loading_pct": (100.0 * np.reshape(net.loading(net.ac), (T, n))).ravel(),
         }
     )
 

@@ -192,3 +192,23 @@ def test_json_customers_on_a_single_phase_feeder_are_on_the_balanced_phase(resul
         assert c["phases"] == "abc"
         assert c["p_kw_by_phase"] == {"abc": c["p_kw"]} and c["q_kvar_by_phase"] == {"abc": c["q_kvar"]}
     assert set(result.to_dict()["network"]) == {"limits", "lindistflow", "ac"}
+
+
+def test_line_table_leaves_unrated_lines_empty_and_shows_the_network_checks_loading(result):
+    import copy
+    import dataclasses
+
+    from p2pgame.results.result import UNRATED_KVA
+    from p2pgame.results.writers import line_table
+
+    case = copy.copy(result.case)
+    rating = np.asarray(case.feeder.rating_kva, float).copy()
+    rating[0] = 10 * UNRATED_KVA  # a pandapower 99999 kA line, say
+    case.feeder = dataclasses.replace(case.feeder, rating_kva=rating)
+    rated = rating < UNRATED_KVA
+    unrated = dataclasses.replace(result, case=case, network=dataclasses.replace(result.network, rated=rated))
+    table = line_table(unrated)
+    first = table[table["to_node"] == case.feeder.nodes[0]]
+    assert first["rating_kva"].isna().all() and first["loading_pct"].isna().all()
+    loading = 100.0 * unrated.network.loading(unrated.network.ac)
+    np.testing.assert_array_equal(table["loading_pct"].to_numpy(), loading.ravel())
