@@ -97,9 +97,16 @@ def three_phase_dss(name_or_path: str | Path) -> Path:
     return _existing_file(key)
 
 
+THREE_PHASE_MARK = "three-phase: "
+"""The start of a phase feeder's source in `builtin_feeders`."""
+
+
 def builtin_feeders() -> list[tuple[str, int, str]]:
-    """`(name, number of nodes below the substation, source)` of each built-in feeder."""
-    return [(name, n_nodes, source) for name, (_, n_nodes, source) in BUILTIN.items()]
+    """`(name, number of nodes below the substation, source)` of each built-in feeder, the phase feeders
+    last with their source marked by `THREE_PHASE_MARK`."""
+    return [(name, n_nodes, source) for name, (_, n_nodes, source) in BUILTIN.items()] + [
+        (name, n_nodes, THREE_PHASE_MARK + source) for name, (_, n_nodes, source) in PHASE_FEEDERS.items()
+    ]
 
 
 def _existing_file(key: str) -> Path:
