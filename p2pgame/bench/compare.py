@@ -112,6 +112,7 @@ def row(case: Case, result) -> dict:
         "reactive_trading": case.reactive,
         "doe_policy": case.doe_policy,
         "welfare": float(c.welfare),
+        "certified": bool(result.certified),
         "customers_profit": {r.agent_id: float(r.payoff) for r in result.customers},
         "customers_profit_total": float(sum(r.payoff for r in result.customers)),
         "price_active_mean": float(np.mean(result.price_active)),
@@ -165,13 +166,23 @@ def compare(scenario=None, *, only: list[str] | None = None, progress: bool = Fa
         if scenario.feeder.source_path is None:
             comparison.phase_note = "the feeder was not read from a .dss file: no OpenDSS check of the outcomes"
         else:
-            main = f"P+Q, {scenario.settings.doe_policy}"
-            three = comparison.results.get(main) or solve(scenario, method="centralized", reactive=True,
-                                                          doe_policy=scenario.settings.doe_policy)
-            single = solve(single_phase_equivalent(scenario), method="centralized", reactive=True,
-                           doe_policy=scenario.settings.doe_policy)
-            comparison.phase_rows = [phase_row(f"single-phase equivalent, {main}", scenario, single),
-                                     phase_row(f"three-phase, {main}", scenario, three)]
+            policy = scenario.settings.doe_policy
+            main = f"P+Q, {policy}"
+            markets = (
+                (f"single-phase equivalent, {main}",
+                 lambda: solve(single_phase_equivalent(scenario), method="centralized", reactive=True,
+                               doe_policy=policy)),
+                (f"three-phase, {main}",
+                 lambda: comparison.results.get(main) or solve(scenario, method="centralized", reactive=True,
+                                                               doe_policy=policy)),
+            )
+            comparison.phase_rows = []
+            for name, market in markets:
+                try:
+                    comparison.phase_rows.append(phase_row(name, scenario, market()))
+                except (InputError, SolverError) as exc:
+                    kind = "refused" if isinstance(exc, InputError) else "failed"
+                    comparison.phase_rows.append({"market": name, kind: str(exc)})
     return comparison
 
 
@@ -269,7 +280,7 @@ def _fmt(v, spec: str) -> str:
 
 def table(comparison: Comparison) -> str:
     """The rows as a markdown table (per-customer profits summed; see --json for each)."""
-    head = ("| case | welfare $ | customers' profit $ | price $/kWh mean [min, max] | reactive $/kvarh |"
+    head = ("| case | certified | welfare $ | customers' profit $ | price $/kWh mean [min, max] | reactive $/kvarh |"
             " V LinDistFlow pu | V AC pu | max loading | envelope use | at limit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in comparison.rows:
@@ -281,7 +292,8 @@ def table(comparison: Comparison) -> str:
         if r["locational_min"] is not None:
             price += f"; nodal [{r['locational_min']:.3f}, {r['locational_max']:.3f}]"
         lines.append(
-            f"| {r['case']} | {r['welfare']:,.2f} | {r['customers_profit_total']:,.2f} | {price} |"
+            f"| {r['case']} | {_yes(r['certified'])} | {r['welfare']:,.2f} | {r['customers_profit_total']:,.2f} |"
+            f" {price} |"
             f" {_fmt(r['price_reactive_mean'], '.4f')} |"
             f" {r['vmin_lindistflow_pu']:.4f}-{r['vmax_lindistflow_pu']:.4f} |"
             f" {r['vmin_ac_pu']:.4f}-{r['vmax_ac_pu']:.4f} | {_fmt(r['max_loading'], '.2f')} |"
@@ -296,22 +308,30 @@ def table(comparison: Comparison) -> str:
 
 def phase_table(rows: list[dict]) -> str:
     """The outcomes checked on the three-phase feeder in OpenDSS, one line per market."""
-    head = ("| market (outcome checked in OpenDSS three-phase) | welfare $ | V own AC model pu | V min pu (where) |"
+    head = ("| market (outcome checked in OpenDSS three-phase) | certified | welfare $ | V own AC model pu | V min pu (where) |"
             " V max pu (where) | VUF max | max loading | phase voltage-limit breaks (worst) |"
             " phase overloads (worst) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        kind = next((k for k in ("refused", "failed") if k in r), None)
+        if kind is not None:
+            lines.append(f"| {r['market']} | {kind}: {r[kind]} |")
+            continue
         worst = [x for x in (r["worst_above"], r["worst_below"]) if x is not None]
         breaks = "; ".join(f"{x['value']:.4f} pu at {x['element']}, period {x['period']}" for x in worst)
         o = r["worst_overload"]
         over = "" if o is None else f" ({o['value']:.1f} % on line {o['element']}, period {o['period']})"
         lines.append(
-            f"| {r['market']} | {r['welfare']:,.2f} | {r['own_model_vmin_pu']:.4f}-{r['own_model_vmax_pu']:.4f} |"
+            f"| {r['market']} | {_yes(r['certified'])} | {r['welfare']:,.2f} | {r['own_model_vmin_pu']:.4f}-{r['own_model_vmax_pu']:.4f} |"
             f" {r['vmin_pu']:.4f} ({_at(r['lowest'])}) | {r['vmax_pu']:.4f} ({_at(r['highest'])}) |"
             f" {_fmt(r['vuf_max'], '.4f')} | {_fmt(r['max_loading'], '.2f')} |"
             f" {r['phase_limit_breaks']}{f' ({breaks})' if breaks else ''} | {r['phase_overloads']}{over} |"
         )
     return "\n".join(lines)
+
+
+def _yes(certified: bool) -> str:
+    return "yes" if certified else "no"
 
 
 def _at(where: dict) -> str:

@@ -45,7 +45,7 @@ def test_network_blind_market_breaks_both_voltage_limits_and_the_transformer(row
 
 def test_rows_are_json_with_the_promised_fields(rows):
     r = json.loads(json.dumps(rows["P+Q, max-total"]))
-    for key, kind in (("case", str), ("welfare", float), ("vmin_ac_pu", float), ("vmax_ac_pu", float),
+    for key, kind in (("case", str), ("certified", bool), ("welfare", float), ("vmin_ac_pu", float), ("vmax_ac_pu", float),
                       ("max_loading", float), ("customers_profit", dict)):
         assert isinstance(r[key], kind), key
     assert len(r["customers_profit"]) == len(default_scenario().customers)
@@ -54,7 +54,24 @@ def test_rows_are_json_with_the_promised_fields(rows):
 
 def test_table_has_one_line_per_row():
     comparison = compare(default_scenario(), only=["P+Q, network-blind"])
-    assert len(table(comparison).splitlines()) == 3
+    lines = table(comparison).splitlines()
+    assert len(lines) == 3 and "| certified |" in lines[0] and lines[2].startswith("| P+Q, network-blind | yes |")
+
+
+def test_a_three_phase_market_that_fails_is_a_row_with_its_reason(monkeypatch):
+    import p2pgame.market
+    from p2pgame.errors import SolverError
+
+    def fails(*args, **kwargs):
+        raise SolverError("HiGHS: infeasible")
+
+    monkeypatch.setattr(p2pgame.market, "solve", fails)
+    comparison = compare(load_scenario(THREE_PHASE), only=[])
+    assert comparison.phase_rows == [
+        {"market": "single-phase equivalent, P+Q, ac-validated", "failed": "HiGHS: infeasible"},
+        {"market": "three-phase, P+Q, ac-validated", "failed": "HiGHS: infeasible"},
+    ]
+    assert "| three-phase, P+Q, ac-validated | failed: HiGHS: infeasible |" in table(comparison)
 
 
 def test_compare_cli_unknown_scenario_file(tmp_path, capsys):
