@@ -134,12 +134,13 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(envelopes.to_dict(report)))
     else:
-        print(table(envelopes, report))
+        print(table(envelopes, report, scenario.feeder))
     return 0
 
 
-def table(envelopes, report: dict) -> str:
-    """Per customer: largest export and import, reactive range, narrowest active envelope; then the worst cases."""
+def table(envelopes, report: dict, feeder) -> str:
+    """Per customer: largest export and import, reactive range, narrowest active envelope; then the worst cases,
+    named by the models that computed them on `feeder`."""
     lines = [
         f"policy {envelopes.policy}, {envelopes.periods} periods, "
         f"{'P and Q' if envelopes.reactive else 'P only (Q fixed)'} envelopes",
@@ -152,7 +153,7 @@ def table(envelopes, report: dict) -> str:
             f"{envelopes.qmin_kvar[i].min():>12.1f}{envelopes.qmax_kvar[i].max():>12.1f}"
             f"{np.min(envelopes.pmax_kw[i] - envelopes.pmin_kw[i]):>14.1f}"
         )
-    for model, label in (("lindistflow", "LinDistFlow"), ("ac", "AC power flow")):
+    for model, label in zip(("lindistflow", "ac"), model_names(feeder)):
         wc = report[model]
         loading = "unrated" if wc["max_loading"] is None else f"{wc['max_loading']:.3f}"
         lines.append(
@@ -160,3 +161,12 @@ def table(envelopes, report: dict) -> str:
             f"(limits {envelopes.vmin_pu} .. {envelopes.vmax_pu}), max loading {loading}"
         )
     return "\n".join(lines)
+
+
+def model_names(feeder) -> tuple[str, str]:
+    """The names of the worst-case report's linear and AC models on `feeder`."""
+    from p2pgame.network.threephase import PhaseFeeder
+
+    if not isinstance(feeder, PhaseFeeder):
+        return "LinDistFlow", "AC power flow"
+    return "LinDist3Flow", "OpenDSS three-phase" if feeder.source_net is None else "pandapower runpp_3ph"

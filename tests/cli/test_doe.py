@@ -100,3 +100,21 @@ def test_scenario_file_sets_the_policy_and_the_p_only_mode():
     assert out["policy"] == "max-total" and out["reactive"] is False
     for entry in out["envelopes"]:
         assert entry["qmin_kvar"] == entry["qmax_kvar"]
+
+
+@pytest.mark.parametrize(
+    "name, linear, ac",
+    [("ieee13", "LinDistFlow", "AC power flow"), ("ieee13-3ph", "LinDist3Flow", "OpenDSS three-phase"),
+     ("eulv-3ph", "LinDist3Flow", "pandapower runpp_3ph")],
+)
+def test_worst_cases_are_named_by_the_feeders_models(name, linear, ac):
+    from types import SimpleNamespace
+
+    from p2pgame.cli.doe import table
+    from p2pgame.network import load_feeder
+
+    envelopes = SimpleNamespace(policy="p", periods=1, reactive=True, customer_ids=[], nodes=[], vmin_pu=0.95,
+                                vmax_pu=1.05)
+    worst = {"vmin_pu": 0.97, "vmax_pu": 1.03, "max_loading": None}
+    text = table(envelopes, {"lindistflow": worst, "ac": worst}, load_feeder(name))
+    assert f"worst corners, {linear}: " in text and f"worst corners, {ac}: " in text
