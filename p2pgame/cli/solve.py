@@ -45,8 +45,6 @@ def run(args) -> int:
 
     if args.force and not args.out:
         raise InputError("--force applies to --out DIR only")
-    if args.max_iterations is not None and args.max_iterations < 1:
-        raise InputError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.out:
         from p2pgame.results.writers import check_out_dir
 

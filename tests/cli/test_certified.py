@@ -133,7 +133,7 @@ def test_lmp_refuses_an_envelope_policy(capsys):
 
 def test_max_iterations_below_one_is_refused(capsys):
     assert refused(capsys, "solve", "--max-iterations", "0", "--quiet") == (
-        "p2pgame: error: --max-iterations must be >= 1, got 0\n")
+        "p2pgame: error: max_iterations must be an integer >= 1, got 0\n")
     with pytest.raises(p2pgame.InputError, match="max_iterations must be an integer >= 1, got 0"):
         p2pgame.solve(default_scenario(), "jacobi", max_iterations=0)
 
@@ -187,3 +187,9 @@ def test_a_run_out_of_rounds_says_so():
     certificate.failures = failures(certificate, None, None, converged=False, rounds=7)
     assert certificate.failures == [{"figure": "converged", "value": 7.0, "tolerance": None}]
     assert certificate.reasons() == ["did not converge in 7 rounds"]
+
+
+def test_bench_scaling_refuses_max_iterations_below_one(capsys):
+    """The scaling benchmark builds its Nash settings itself, not through p2pgame.solve: the CLI checks."""
+    assert refused(capsys, "bench", "scaling", "--max-iterations", "0", "--quiet") == (
+        "p2pgame: error: --max-iterations must be >= 1, got 0\n")
