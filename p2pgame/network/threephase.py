@@ -101,7 +101,8 @@ class PhaseFeeder:
 def from_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0) -> PhaseFeeder:
     """Read a radial OpenDSS feeder into the phase frame (lines, two-winding transformers, loads, capacitors).
 
-    Regulator taps are the file's (fixed); the feeder starts at the source bus.
+    Regulator taps are those OpenDSS settles on at the file's own operating point (`opendss._compiled`'s
+    `"solved"`), fixed from then on, in `opendss_check` too; the feeder starts at the source bus.
     """
     import opendssdirect as dss
 
@@ -494,13 +495,34 @@ def passive_commands(feeder: PhaseFeeder, load_kw: np.ndarray, load_kvar: np.nda
     return commands
 
 
+def held_tap_commands(path: str | Path) -> list[str]:
+    """OpenDSS commands that set each regulated winding of the .dss file to the tap `from_dss` reads
+    (the one OpenDSS settles on at the file's own operating point) and switch OpenDSS's controls
+    off, so the taps hold whatever operating point follows."""
+    import opendssdirect as dss
+
+    from p2pgame.network.opendss import _compiled
+
+    commands = []
+    with _compiled(Path(path)):
+        more = dss.RegControls.First()
+        while more:
+            transformer, winding = dss.RegControls.Transformer(), dss.RegControls.Winding()
+            dss.Transformers.Name(transformer)
+            dss.Transformers.Wdg(winding)
+            commands.append(f"Edit Transformer.{transformer} wdg={winding} tap={dss.Transformers.Tap():.12g}")
+            more = dss.RegControls.Next()
+    return [*commands, "Set ControlMode=OFF"]
+
+
 def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult=None, passive=None) -> PhaseCheck:
     """Solve each period's operating point on the three-phase feeder file in OpenDSS.
 
     `p_kw`, `q_kvar` `(T, n, 3)`: the customers' injections per node and phase (export
     positive); the file's own loads stay as modelled there, scaled by `load_mult` `(T,)`,
     unless `passive` `(load_kw, load_kvar)`, each `(T, n, 3)`, replaces them and the
-    capacitors (`passive_commands`, the source then at the feeder's `v0_pu`).
+    capacitors (`passive_commands`, the source then at the feeder's `v0_pu`). The regulator
+    taps hold those the feeder was built with, as in LinDist3Flow (`held_tap_commands`).
     """
     import opendssdirect as dss
 
@@ -517,10 +539,11 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
     kv = np.append(feeder.node_kv, feeder.base_kv) / math.sqrt(3)
     rated_kv = kv[feeder.parent]  # nominal phase voltage at the sending end (the substation's for parent -1)
     lines = {}
+    held = held_tap_commands(path)
     for t in range(T):
         with _compiled(Path(path)):
             own = [] if passive is None else passive_commands(feeder, passive[0][t], passive[1][t])
-            for command in own + injection_commands(feeder, p[t], q[t], mult[t]):
+            for command in held + own + injection_commands(feeder, p[t], q[t], mult[t]):
                 dss.Text.Command(command)
             dss.Solution.Solve()
             if not dss.Solution.Converged():

@@ -474,11 +474,13 @@ def opendss_scripts(result) -> dict[str, str]:
     `master.dss` is the feeder file as p2pgame solves it; `tNN.dss` is that file followed by the
     commands that put period NN's outcome onto it, the same ones as the in-process OpenDSS check
     (`threephase.passive_commands`: the passive loads as scenario-scaled, in place of the file's;
-    `threephase.injection_commands`: every customer's per-phase P and Q). Each compiles on its own:
-    `compile tNN.dss`, then `solve`, gives period NN's voltages.
+    `threephase.injection_commands`: every customer's per-phase P and Q), after the regulator taps
+    the feeder was built with and OpenDSS's controls off (`threephase.held_tap_commands`), so the
+    taps hold as in the check. Each compiles on its own: `compile tNN.dss`, then `solve`, gives
+    period NN's voltages.
     """
     from p2pgame.doe.robust import phase_columns
-    from p2pgame.network.threephase import injection_commands, passive_commands
+    from p2pgame.network.threephase import held_tap_commands, injection_commands, passive_commands
 
     case = _case(result)
     feeder = case.feeder
@@ -500,8 +502,9 @@ def opendss_scripts(result) -> dict[str, str]:
     head = f"! {result.scenario}: the feeder {feeder.name} as p2pgame solves it (from {path.name})\n"
     scripts = {"master.dss": head + circuit}
     width = max(2, len(str(T - 1)))
+    held = held_tap_commands(path)
     for t in range(T):
-        commands = passive_commands(feeder, load_kw[t], load_kvar[t]) + injection_commands(
+        commands = held + passive_commands(feeder, load_kw[t], load_kvar[t]) + injection_commands(
             feeder, p_kw[t], q_kvar[t], 1.0)
         start = t * result.dt_h
         scripts[f"t{t:0{width}d}.dss"] = (

@@ -156,3 +156,33 @@ def test_opendss_check_counts_a_line_written_child_to_parent_on_its_own_node(tmp
     forward, written_back = np.array(checks)
     assert forward[1, 0] == pytest.approx(2 * forward[0, 0])  # one load behind both lines, half the rating
     np.testing.assert_allclose(written_back, forward, rtol=1e-9, atol=1e-12)
+
+
+def test_opendss_check_holds_the_regulator_taps_the_feeder_was_built_with():
+    """Light and heavy load on a feeder under RegControl: OpenDSS's controls would move the taps."""
+    from pathlib import Path
+
+    from p2pgame.network.opendss import regulator_taps
+    from p2pgame.network.threephase import held_tap_commands, opendss_check, passive_commands
+
+    path = Path(__file__).parents[1] / "data" / "regulated" / "regulated.dss"
+    regulated = from_dss(path)
+    built = regulator_taps(path)
+    zero = np.zeros((1, regulated.n, 3))
+    load_kw, load_kvar = regulated.passive_load_phase(1)
+    for scale in (0.1, 2.0):
+        check = opendss_check(path, regulated, zero, zero, passive=(scale * load_kw, scale * load_kvar))
+        taps = {}
+        more = dss.RegControls.First()
+        while more:
+            taps[dss.RegControls.Transformer()] = dss.RegControls.TapNumber()
+            more = dss.RegControls.Next()
+        assert taps == built, scale
+        # the file, then the held taps, as a written period script (results.writers.opendss_scripts)
+        dss.Text.Command("Clear")
+        dss.Text.Command(f'Compile "{path}"')
+        for command in held_tap_commands(path) + passive_commands(regulated, scale * load_kw[0], scale * load_kvar[0]):
+            dss.Text.Command(command)
+        dss.Solution.Solve()
+        dss.Circuit.SetActiveBus("e")
+        assert np.asarray(dss.Bus.puVmagAngle())[0::2] == pytest.approx(check.v_pu[0, regulated.index("e")], abs=1e-6)

@@ -66,6 +66,7 @@ def test_each_opendss_script_compiles_on_its_own_to_the_checked_voltages(result,
     assert sorted(p.name for p in scripts.iterdir()) == ["master.dss", *(f"t{t:02d}.dss" for t in range(result.periods))]
     worst = 0.0
     for t in range(result.periods):
+        assert "\nSet ControlMode=OFF\n" in (scripts / f"t{t:02d}.dss").read_text()  # the taps hold
         dss.Text.Command("Clear")
         dss.Text.Command(f'Compile "{scripts / f"t{t:02d}.dss"}"')
         dss.Text.Command("Solve")
