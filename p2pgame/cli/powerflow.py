@@ -12,11 +12,12 @@ import math
 
 import numpy as np
 
+from p2pgame.errors import InputError
 from p2pgame.network import load_feeder
-from p2pgame.network.registry import THREE_PHASE, three_phase_dss
+from p2pgame.network.registry import PHASE_FEEDERS, THREE_PHASE, three_phase_dss
 from p2pgame.results.result import UNRATED_KVA
 
-MODELS = ("lindistflow", "ac", "opendss")
+MODELS = ("lindistflow", "ac", "opendss", "lindist3flow")
 
 
 def register(subparsers) -> None:
@@ -26,11 +27,13 @@ def register(subparsers) -> None:
         description=(
             "Power flow of a feeder at its passive load (nominal, or period 0 of its load profile). "
             "lindistflow and ac solve the single-phase model the market uses; opendss solves the "
-            "three-phase model of a .dss feeder (or of ieee13)."
+            "three-phase model of a .dss feeder (or of ieee13); on a three-phase feeder (ieee13-3ph, eulv-3ph) "
+            "lindist3flow solves its per-phase linear model and opendss the .dss file behind it."
         ),
     )
     parser.add_argument("feeder", metavar="FEEDER", help="built-in name (see `p2pgame feeders`) or a .dss / pandapower .json file")
-    parser.add_argument("--model", choices=MODELS, default="ac", help="power-flow model (default: ac)")
+    parser.add_argument("--model", choices=MODELS,
+                        help="power-flow model (default: ac, lindist3flow on a three-phase feeder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument(
         "--regulators", choices=("solved", "fixed"), default="solved",
@@ -40,11 +43,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    report = (
-        three_phase(args.feeder, regulators=args.regulators)
-        if args.model == "opendss"
-        else single_phase(args.feeder, args.model, regulators=args.regulators)
-    )
+    if args.feeder in PHASE_FEEDERS:
+        report = phase_feeder(args.feeder, args.model or "lindist3flow", regulators=args.regulators)
+    elif args.model == "lindist3flow":
+        raise InputError(f"feeder {args.feeder} is single-phase: --model lindistflow, ac or opendss (a .dss feeder)")
+    elif args.model == "opendss":
+        report = three_phase(args.feeder, regulators=args.regulators)
+    else:
+        report = single_phase(args.feeder, args.model or "ac", regulators=args.regulators)
     print(json.dumps(report) if args.json else table(report))
     return 0
 
@@ -79,6 +85,37 @@ def three_phase(name_or_path: str, *, regulators: str = "solved") -> dict:
     ]
     name = name_or_path if name_or_path in THREE_PHASE else path.stem
     return {"feeder": name, "model": "opendss", "voltages": result.v_pu, "lines": lines, "losses_kw": result.losses_kw}
+
+
+def phase_feeder(name: str, model: str, *, regulators: str = "solved") -> dict:
+    """Report of a three-phase feeder: LinDist3Flow per phase, or OpenDSS's solution of its .dss file."""
+    if model not in ("lindist3flow", "opendss"):
+        raise InputError(f"feeder {name} is three-phase: --model lindist3flow or opendss, not {model}")
+    feeder = load_feeder(name)
+    if model == "opendss":
+        if feeder.source_path is None:
+            raise InputError(f"feeder {name} was read from pandapower, not a .dss file: --model lindist3flow")
+        return three_phase(feeder.source_path, regulators=regulators) | {"feeder": name}
+    from p2pgame.network import lindist3flow
+
+    load_p, load_q = (a[:1] for a in feeder.passive_load_phase(1 if feeder.load_profile is None
+                                                                  else len(feeder.load_profile)))
+    result = lindist3flow.solve(feeder, -load_p, -load_q)
+    v0 = np.broadcast_to(np.asarray(feeder.v0_pu, float), (3,))
+    voltages = {feeder.substation: {ph: float(v) for ph, v in zip("abc", v0)}}
+    parents = [feeder.substation if k < 0 else feeder.nodes[k] for k in feeder.parent]
+    rating = np.asarray(feeder.rating_kva, float)
+    lines = []
+    for k, (node, phases) in enumerate(zip(feeder.nodes, feeder.phases)):
+        voltages[node] = {}
+        for ph in phases:
+            j = "abc".index(ph)
+            voltages[node][ph] = float(result.v_pu[0, k, j])
+            p, q = float(result.p_flow_kw[0, k, j]), float(result.q_flow_kvar[0, k, j])
+            rated = np.isfinite(rating[k, j]) and rating[k, j] < UNRATED_KVA
+            lines.append({"from": parents[k], "to": f"{node}.{ph}", "p_kw": p, "q_kvar": q,
+                          "loading_pct": _percent(math.hypot(p, q) / rating[k, j] if rated else math.nan)})
+    return {"feeder": name, "model": model, "voltages": voltages, "lines": lines, "losses_kw": 0.0}
 
 
 def table(report: dict) -> str:

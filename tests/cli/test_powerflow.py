@@ -81,6 +81,9 @@ RADIAL = "\n".join(line for line in LOOP.splitlines() if "Line.ca" not in line)
         (["powerflow", "{path}"], LOOP, "not radial, loop through Line.ab, Line.bc, Line.ca"),
         (["powerflow", "{path}"], RADIAL.replace("r1=0.1", "r1=-0.1", 1), "Line.ab: negative impedance"),
         (["powerflow", "case33bw", "--model", "opendss"], None, "has no three-phase model"),
+        (["powerflow", "ieee13-3ph", "--model", "ac"], None,
+         "feeder ieee13-3ph is three-phase: --model lindist3flow or opendss, not ac"),
+        (["powerflow", "ieee13", "--model", "lindist3flow"], None, "feeder ieee13 is single-phase"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, dss, message):
@@ -92,3 +95,17 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, dss, message):
     assert run.returncode == 2 and run.stdout == ""
     assert len(run.stderr.splitlines()) == 1 and "Traceback" not in run.stderr
     assert run.stderr.startswith("p2pgame: error: ") and message in run.stderr
+
+
+def test_a_phase_feeder_reports_voltages_per_phase():
+    linear = json.loads(p2pgame("powerflow", "ieee13-3ph", "--json").stdout)
+    assert (linear["feeder"], linear["model"]) == ("ieee13-3ph", "lindist3flow")
+    assert set(linear["voltages"]["611"]) == {"c"} and set(linear["voltages"]["632"]) == {"a", "b", "c"}
+    assert {line["to"] for line in linear["lines"]} >= {"611.c", "632.a"}
+    dss = json.loads(p2pgame("powerflow", "ieee13-3ph", "--model", "opendss", "--json").stdout)
+    assert (dss["feeder"], dss["model"]) == ("ieee13-3ph", "opendss")
+    # the linear model within a few percent of OpenDSS at the feeder's passive load
+    for node in ("632", "671"):
+        for ph, v in linear["voltages"][node].items():
+            assert abs(v - dss["voltages"][node][ph]) < 0.03, (node, ph)
+
