@@ -308,7 +308,8 @@ def table(comparison: Comparison) -> str:
 
 def phase_table(rows: list[dict]) -> str:
     """The outcomes checked on the three-phase feeder in OpenDSS, one line per market."""
-    head = ("| market (outcome checked in OpenDSS three-phase) | certified | welfare $ | V own AC model pu | V min pu (where) |"
+    head = ("| market (outcome checked in OpenDSS three-phase) | certified | welfare $ | V own AC model pu |"
+            " V min pu (where) |"
             " V max pu (where) | VUF max | max loading | phase voltage-limit breaks (worst) |"
             " phase overloads (worst) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -322,7 +323,8 @@ def phase_table(rows: list[dict]) -> str:
         o = r["worst_overload"]
         over = "" if o is None else f" ({o['value']:.1f} % on line {o['element']}, period {o['period']})"
         lines.append(
-            f"| {r['market']} | {_yes(r['certified'])} | {r['welfare']:,.2f} | {r['own_model_vmin_pu']:.4f}-{r['own_model_vmax_pu']:.4f} |"
+            f"| {r['market']} | {_yes(r['certified'])} | {r['welfare']:,.2f} |"
+            f" {r['own_model_vmin_pu']:.4f}-{r['own_model_vmax_pu']:.4f} |"
             f" {r['vmin_pu']:.4f} ({_at(r['lowest'])}) | {r['vmax_pu']:.4f} ({_at(r['highest'])}) |"
             f" {_fmt(r['vuf_max'], '.4f')} | {_fmt(r['max_loading'], '.2f')} |"
             f" {r['phase_limit_breaks']}{f' ({breaks})' if breaks else ''} | {r['phase_overloads']}{over} |"
