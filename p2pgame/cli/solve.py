@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--no-reactive", action="store_true", help="trade active power only")
     p.add_argument("--doe-policy", metavar="NAME", help="envelope policy (or 'none' for a network-blind market)")
     p.add_argument("--max-iterations", type=int, metavar="N", help="budget of Nash rounds")
+    p.add_argument("--executor", choices=("serial", "processes", "dask"), default="serial",
+                   help="where the Nash methods' best responses run (default serial; dask: a LocalCluster)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--out", metavar="DIR", help="write summary.json, CSV tables and plots/ to the folder DIR")
@@ -51,16 +53,20 @@ def run(args) -> int:
         check_out_dir(args.out, args.force)
     from p2pgame.scenario import scenario_or_default
 
+    from p2pgame.market.executors import open_executor
+
     scenario = scenario_or_default(args.scenario)
     try:
-        result = solve(
-            scenario,
-            method=args.method,
-            reactive=False if args.no_reactive else None,
-            doe_policy=args.doe_policy,
-            max_iterations=args.max_iterations,
-            progress=not (args.quiet or args.json),
-        )
+        with open_executor(args.executor) as executor:
+            result = solve(
+                scenario,
+                method=args.method,
+                reactive=False if args.no_reactive else None,
+                doe_policy=args.doe_policy,
+                max_iterations=args.max_iterations,
+                progress=not (args.quiet or args.json),
+                executor=executor,
+            )
     except InputError as exc:
         if args.scenario is None or str(exc).startswith(str(args.scenario)):
             raise

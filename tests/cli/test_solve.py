@@ -68,3 +68,14 @@ def test_three_phase_day_writes_its_opendss_scripts_and_names_its_models(tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["network"]["opendss"]) == {"vmin_pu", "vmax_pu", "vuf_max", "max_loading"}
     assert len(list((out / "opendss").glob("t*.dss"))) == summary["periods"]
+
+
+def test_executor_option_runs_the_nash_rounds_on_worker_processes():
+    """`--executor processes`: the same certified prices as the serial default."""
+    serial = p2pgame("solve", "--method", "jacobi", "--json")
+    pooled = p2pgame("solve", "--method", "jacobi", "--json", "--executor", "processes")
+    assert serial.returncode == 0 and pooled.returncode == 0, pooled.stderr
+    a, b = json.loads(serial.stdout), json.loads(pooled.stdout)
+    assert b["certified"] and b["iterations"] == a["iterations"]
+    diff = [abs(x - y) for x, y in zip(a["prices"]["active"], b["prices"]["active"])]
+    assert max(diff) < 1e-9
