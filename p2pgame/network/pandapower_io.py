@@ -56,18 +56,9 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
     buses) are left out. Raises InputError for meshed nets and elements the model cannot hold.
     """
     where = f"pandapower net {name}"
-    grids = net.ext_grid[net.ext_grid.in_service]
-    if ext_grid is None:
-        if len(grids) != 1:
-            raise InputError(
-                f"{where}: {len(grids)} in-service external grids (indices {list(grids.index)}); choose one with ext_grid="
-            )
-        ext_grid = grids.index[0]
-    elif ext_grid not in grids.index:
-        raise InputError(f"{where}: no in-service external grid with index {ext_grid}; have {list(grids.index)}")
-
     bus_of = _merged_buses(net)
-    source = bus_of[int(grids.at[ext_grid, "bus"])]
+    ext_grid = source_grid(net, name, ext_grid)
+    source = bus_of[int(net.ext_grid.at[ext_grid, "bus"])]
     open_lines, open_trafos = _open_switched(net)
     dead = set(net.bus.index[~net.bus.in_service.astype(bool)])
     base_mva = float(net.sn_mva)
@@ -130,7 +121,7 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> Feeder:
     feeder = build_feeder(
         name,
         source,
-        float(grids.at[ext_grid, "vm_pu"]),
+        float(net.ext_grid.at[ext_grid, "vm_pu"]),
         branches,
         {bus: (kw, kvar) for bus, (kw, kvar) in loads.items() if bus in area},
         base_kva=base_mva * 1000,
@@ -232,6 +223,21 @@ def _bus_coords(net, bus_of) -> dict[str, tuple[float, float]]:
         if bus in bus_of:
             coords.setdefault(bus_of[bus], points[bus])
     return coords
+
+
+def source_grid(net, name: str, ext_grid: int | None = None) -> int:
+    """The index of the in-service external grid `ext_grid` (the net's only one by default), InputError otherwise."""
+    where = f"pandapower net {name}"
+    grids = net.ext_grid[net.ext_grid.in_service.astype(bool)]
+    if ext_grid is None:
+        if len(grids) != 1:
+            raise InputError(
+                f"{where}: {len(grids)} in-service external grids (indices {list(grids.index)}); choose one with ext_grid="
+            )
+        ext_grid = grids.index[0]
+    elif ext_grid not in grids.index:
+        raise InputError(f"{where}: no in-service external grid with index {ext_grid}; have {list(grids.index)}")
+    return ext_grid
 
 
 def _merged_buses(net) -> dict[int, str]:

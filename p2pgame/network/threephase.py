@@ -312,17 +312,9 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
     from p2pgame.network import pandapower_io as ppio
 
     where = f"pandapower net {name}"
-    grids = net.ext_grid[net.ext_grid.in_service.astype(bool)]
-    if ext_grid is None:
-        if len(grids) != 1:
-            raise InputError(
-                f"{where}: {len(grids)} in-service external grids (indices {list(grids.index)}); choose one with ext_grid="
-            )
-        ext_grid = grids.index[0]
-    elif ext_grid not in grids.index:
-        raise InputError(f"{where}: no in-service external grid with index {ext_grid}; have {list(grids.index)}")
     bus_of = ppio._merged_buses(net)
-    source = bus_of[int(grids.at[ext_grid, "bus"])]
+    ext_grid = ppio.source_grid(net, name, ext_grid)
+    source = bus_of[int(net.ext_grid.at[ext_grid, "bus"])]
     open_lines, open_trafos = ppio._open_switched(net)
     dead = set(net.bus.index[~net.bus.in_service.astype(bool)])
     base_kva = float(net.sn_mva) * 1000
@@ -396,7 +388,7 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
                 total += _spread(s, [ph, (ph + 1) % 3], 1, delta)
     kv_ln = {node: kv / math.sqrt(3) for node, kv in vn_kv.items() if node in area}
     feeder = _assemble(name, source, series, loads, base_kva, kv_ln[source] * math.sqrt(3),
-                       float(grids.at[ext_grid, "vm_pu"]), kv_ln)
+                       float(net.ext_grid.at[ext_grid, "vm_pu"]), kv_ln)
     coords = ppio._bus_coords(net, bus_of)
     drawn = (source, *feeder.nodes)
     return dataclasses.replace(
