@@ -289,16 +289,22 @@ def sample_check(
     An independent check of the corner argument: no sample may fall outside the limits
     that `worst_case` reports for the corners.
     """
+    columns = sp.csr_matrix((np.ones(len(node_idx)), (node_idx, np.arange(len(node_idx)))), shape=(net.n, len(node_idx)))
+    return _sampled(net, columns, np.ones(net.n, bool), pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples, seed)
+
+
+def _sampled(net, columns, present, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples: int, seed: int) -> WorstCase:
+    """Extremes over random points inside the boxes: `columns` maps customers to the network's injection
+    columns (sparse or dense), `present` masks the voltage rows that exist."""
     rng = np.random.default_rng(seed)
-    n, periods = net.n, pmin_kw.shape[1]
-    incidence = sp.csr_matrix((np.ones(len(node_idx)), (node_idx, np.arange(len(node_idx)))), shape=(n, len(node_idx)))
+    periods = pmin_kw.shape[1]
     vmax, vmin, loading = np.empty(periods), np.empty(periods), np.empty(periods)
     for t in range(periods):
-        p = pmin_kw[:, t] + rng.random((samples, len(node_idx))) * (pmax_kw[:, t] - pmin_kw[:, t])
-        q = qmin_kvar[:, t] + rng.random((samples, len(node_idx))) * (qmax_kvar[:, t] - qmin_kvar[:, t])
-        p_inj = (incidence @ p.T).T - net.load_kw[t]
-        q_inj = (incidence @ q.T).T - net.load_kvar[t]
-        v = net.voltage_pu(p_inj, q_inj)
+        p = pmin_kw[:, t] + rng.random((samples, columns.shape[1])) * (pmax_kw[:, t] - pmin_kw[:, t])
+        q = qmin_kvar[:, t] + rng.random((samples, columns.shape[1])) * (qmax_kvar[:, t] - qmin_kvar[:, t])
+        p_inj = np.asarray((columns @ p.T).T) - net.load_kw[t]
+        q_inj = np.asarray((columns @ q.T).T) - net.load_kvar[t]
+        v = net.voltage_pu(p_inj, q_inj)[:, present]
         vmax[t], vmin[t] = v.max(), v.min()
         loading[t] = np.max(_max_loading(net, np.hypot(net.flow(p_inj), net.flow(q_inj))))
     return WorstCase(vmax_pu=vmax, vmin_pu=vmin, max_loading=loading)
@@ -487,17 +493,7 @@ def phase_worst_case(net: PhaseNetworkArrays, columns: np.ndarray, pmin_kw, pmax
 def phase_sample_check(net: PhaseNetworkArrays, columns: np.ndarray, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar,
                        samples: int = 1000, seed: int = 0) -> WorstCase:
     """LinDist3Flow extremes over `samples` random points inside the boxes, per period (see `sample_check`)."""
-    rng = np.random.default_rng(seed)
-    periods = pmin_kw.shape[1]
-    vmax, vmin, loading = np.empty(periods), np.empty(periods), np.empty(periods)
-    for t in range(periods):
-        p = pmin_kw[:, t] + rng.random((samples, columns.shape[1])) * (pmax_kw[:, t] - pmin_kw[:, t])
-        q = qmin_kvar[:, t] + rng.random((samples, columns.shape[1])) * (qmax_kvar[:, t] - qmin_kvar[:, t])
-        p_inj, q_inj = p @ columns.T - net.load_kw[t], q @ columns.T - net.load_kvar[t]
-        v = net.voltage_pu(p_inj, q_inj)[:, net.present]
-        vmax[t], vmin[t] = v.max(), v.min()
-        loading[t] = np.max(_max_loading(net, np.hypot(net.flow(p_inj), net.flow(q_inj))))
-    return WorstCase(vmax_pu=vmax, vmin_pu=vmin, max_loading=loading)
+    return _sampled(net, columns, net.present, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples, seed)
 
 
 def check_passive_phase(net: PhaseNetworkArrays) -> None:
