@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pgame.errors import InputError
-from p2pgame.market.nash import SerialExecutor, respond
+from p2pgame.market.nash import SerialExecutor, respond_all
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor", "open_executor", "EXECUTORS"]
 
@@ -64,7 +64,7 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
     models = _WORKER_MODELS.setdefault(token, {})
     for slot in drop:
         models.pop(slot, None)
-    out = []
+    chunk = []
     for it in items:
         if it.model is not None:
             models[it.slot] = it.model
@@ -73,7 +73,10 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
             model.set_box(it.box)
         if it.send_warm:
             model._warm = it.warm  # the solver's warm start: the main model's last successful solve
-        out.append(respond(model, prices, it.weight, it.centre, exact))
+        chunk.append(model)
+    plain = not items or items[0].weight is None
+    out = respond_all(chunk, prices, None if plain else [it.weight for it in items],
+                      None if plain else [it.centre for it in items], exact)
     return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) if packed else out
 
 

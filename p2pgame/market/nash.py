@@ -68,11 +68,12 @@ from p2pgame.market.equilibrium.proximal import (  # noqa: F401  (re-exported)
     is_stalled,
     proximal_response,
     respond,
+    respond_all,
     run_dynamics,
 )
 
 __all__ = ["NashSettings", "NashOutcome", "SerialExecutor", "solve_nash", "proximal_response", "respond",
-           "initial_prices", "initial_rho", "find_cycle", "is_stalled", "describe_cycle"]
+           "respond_all", "initial_prices", "initial_rho", "find_cycle", "is_stalled", "describe_cycle"]
 
 
 def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) -> NashOutcome:

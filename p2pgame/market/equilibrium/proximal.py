@@ -177,17 +177,21 @@ def respond(model, prices, weight: float | None, centre: np.ndarray | None, exac
     return proximal_response(model, prices, weight, centre, exact)
 
 
+def respond_all(models, prices, weights, centres, exact: bool = True):
+    """`respond` for each model, in order: `weights` one per model, one for all, or None (plain
+    responses, `centres` ignored). The one entry point of a round's responses, here and on workers."""
+    if weights is None:
+        return [respond(m, prices, None, None) for m in models]
+    weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+    return [respond(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
+
+
 class SerialExecutor:
-    """Runs a round's best responses one after another in this process."""
+    """Runs a round's best responses in this process."""
 
     def map(self, models, prices, weights, centres, exact):
-        """`respond` for each model: `weights` one per model, one for all, or None (plain responses)."""
-        if weights is None:
-            return [respond(m, prices, None, None) for m in models]
-        weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
-        return [respond(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
-
-
+        """`respond_all` of the models."""
+        return respond_all(models, prices, weights, centres, exact)
 
 
 class PriceRule(ABC):
