@@ -326,20 +326,15 @@ class AgentModel:
             self._apply_box(self._prox.problem)
         return self._prox.at(float(rho))
 
-    def best_response(self, prices, box: Box | None = None, *, proximal=None, solver: str = "auto",
-                      check: bool = True) -> Response:
-        """Maximise J_i at `prices` inside the envelope.
-
-        `proximal` = (rho, centre) with centre the 2T vector (p, q) to stay close to.
-        """
+    def posed(self, prices, proximal=None) -> tuple[Prices, CompiledProblem]:
+        """The prices checked and the problem whose solution is the best response at them (the plain or
+        the proximal one, its linear objective set): what `best_response` solves, for batched solvers."""
         prices = Prices.coerce(prices)
         for name, side in (("active", prices.active), ("reactive", prices.reactive)):
             if side is not None and side.shape != (self.T,):
                 raise InputError(f"agent {self.agent.id!r}: {name} prices have {side.size} values, expected {self.T}")
             if side is not None and not np.isfinite(side).all():
                 raise InputError(f"agent {self.agent.id!r}: {name} prices contain NaN or infinite values")
-        if box is not None:
-            self.set_box(box)
         c = self.c0 + self.price_gradient() @ prices.stacked()
         if proximal is None:
             prob = self.problem
@@ -348,6 +343,17 @@ class AgentModel:
             prob = self._prox_problem(float(rho))
             c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
         prob.set_linear_objective(c)
+        return prices, prob
+
+    def best_response(self, prices, box: Box | None = None, *, proximal=None, solver: str = "auto",
+                      check: bool = True) -> Response:
+        """Maximise J_i at `prices` inside the envelope.
+
+        `proximal` = (rho, centre) with centre the 2T vector (p, q) to stay close to.
+        """
+        prices, prob = self.posed(prices, proximal)
+        if box is not None:
+            self.set_box(box)
         res = None
         if proximal is not None and solver in ("auto", "interior") and supports(prob):
             res = solve(prob, solver="interior", options={"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9},
