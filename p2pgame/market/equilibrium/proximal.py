@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pgame.errors import ConvergenceError
+from p2pgame.agents.model import PROXIMAL_TOL
 from p2pgame.solvers import sensitivity
+from p2pgame.solvers.batched import batch_key, solve_batch
 
 
 @dataclass
@@ -160,13 +162,19 @@ def initial_prices(game, settings: NashSettings) -> np.ndarray:
     return np.where(game.traded, price, 0.0)
 
 
+def _proximal_bound(model, weight: float) -> np.ndarray:
+    """The sensitivity used where no exact one is asked for or found: no player moves faster than dt /
+    weight per unit price."""
+    return np.diag(np.full(2 * model.T, model.dt_h / weight))
+
+
 def proximal_response(model, prices, weight: float, centre: np.ndarray, exact: bool = True):
     """A player's proximal best response with proximal weight `weight` ($/kW^2) and its price
-    sensitivity d(p, q)/d(lam, mu) (2T x 2T)."""
+    sensitivity d(p, q)/d(lam, mu) (2T x 2T), one player at a time (`respond_all` batches them)."""
     r = model.best_response(prices, proximal=(weight, centre))
     dx = sensitivity(model._prox_problem(weight), r.solution, model.price_gradient().T) if exact else None
-    if dx is None:  # the proximal bound: no player moves faster than dt / weight per unit price
-        return r, np.diag(np.full(2 * model.T, model.dt_h / weight))
+    if dx is None:
+        return r, _proximal_bound(model, weight)
     return r, model.M @ dx
 
 
@@ -179,11 +187,48 @@ def respond(model, prices, weight: float | None, centre: np.ndarray | None, exac
 
 def respond_all(models, prices, weights, centres, exact: bool = True):
     """`respond` for each model, in order: `weights` one per model, one for all, or None (plain
-    responses, `centres` ignored). The one entry point of a round's responses, here and on workers."""
-    if weights is None:
-        return [respond(m, prices, None, None) for m in models]
-    weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
-    return [respond(m, prices, w, c, exact) for m, w, c in zip(models, weights, centres)]
+    responses, `centres` ignored). The one entry point of a round's responses, here and on workers.
+
+    Players whose posed problems share one interior structure (`batched.batch_key`) are solved as
+    one batch, their sensitivities taken from the batch's final KKT factorisation; a player alone
+    in its group, or one the batch leaves without an optimum, goes through `respond`.
+    """
+    plain = weights is None
+    if not plain:
+        weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+    out: list = [None] * len(models)
+    groups: dict = {}
+    for i, m in enumerate(models):
+        prices, prob = m.posed(prices, None if plain else (weights[i], centres[i]))
+        groups.setdefault(batch_key(prob), []).append((i, prob))
+    for key, members in groups.items():
+        if key is not None and len(members) > 1:
+            _respond_batch(models, prices, weights, exact, members, out)
+    for i, m in enumerate(models):
+        if out[i] is None:
+            out[i] = respond(m, prices, None if plain else weights[i], None if plain else centres[i], exact)
+    return out
+
+
+def _respond_batch(models, prices, weights, exact, members, out) -> None:
+    """Fill `out` for the members (index, posed problem) of one batch that it solves to optimality."""
+    options = None if weights is None else {"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9}
+    batch = solve_batch([prob for _, prob in members], options)
+    sens = [None] * len(members)
+    if weights is not None and exact:
+        sens = batch.sensitivities([models[i].price_gradient().toarray() for i, _ in members])
+    for (i, _), res, dx in zip(members, batch.results, sens):
+        if res is None:
+            continue
+        m = models[i]
+        m._warm = res
+        r = m.response_at(res.x, prices, res)
+        if weights is None:
+            out[i] = (r, None)
+        else:
+            if dx is None and exact:  # the batch's KKT solve was not finite: the active set's, as `respond`
+                dx = sensitivity(m._prox_problem(weights[i]), res, m.price_gradient().T)
+            out[i] = (r, m.M @ dx if dx is not None else _proximal_bound(m, weights[i]))
 
 
 class SerialExecutor:
