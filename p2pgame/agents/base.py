@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Hashable
 
 import numpy as np
 import pandas as pd
@@ -113,6 +113,25 @@ class Agent(ABC):
     @abstractmethod
     def build(self, b: pyo.Block, T: int, dt_h: float) -> None:
         """Declare variables and constraints on `b`; define `b.p[t]`, `b.q[t]` (kW, kvar) and `b.value` ($)."""
+
+    def parameters(self, T: int, dt_h: float) -> dict | None:
+        """Its numbers by name (floats, or 1-D arrays), checked; None (the default): it compiles on its own.
+
+        A type that returns them reads them in `build` through `values` and says in `structure`
+        what else shapes its model; agents of one type and structure then compile once together
+        (`p2pgame.agents.compile_population`), each filling in its own numbers."""
+        return None
+
+    def structure(self, T: int, dt_h: float) -> Hashable:
+        """Everything besides `parameters` that shapes the model `build` declares: which variables,
+        constraints and terms it adds (Python branches) and the values it fixes variables to."""
+        return None
+
+    def values(self, b: pyo.Block, T: int, dt_h: float) -> dict:
+        """The numbers `build` reads: `parameters(T, dt_h)`, or, while a template of its type is compiled,
+        mutable Pyomo Params standing for them (for expressions and bounds only, never Python branches)."""
+        slots = getattr(b, "_parameter_slots", None)
+        return self.parameters(T, dt_h) if slots is None else slots
 
     def validate(self, T: int, dt_h: float) -> None:
         """Raise InputError naming this agent and the field when a parameter is unusable."""

@@ -206,10 +206,29 @@ class AgentModel:
         self.M = sp.vstack([self.Mp, self.Mq], format="csr")
         self.b = np.concatenate([self.bp, self.bq])
         self.problem = CompiledProblem.stack([base], extra_rows=self.M)
-        self.env_rows = np.arange(base.m, base.m + 2 * self.T)
-        self.c0 = self.problem.c.copy()
-        self.model = m  # the Pyomo model (None in a pickled copy)
+        self.model = m  # the Pyomo model (None in a pickled or assembled copy)
         self._decisions = self._decision_index(m.agent, base)
+        self._finish()
+
+    @classmethod
+    def assembled(cls, agent, T: int, dt_h: float, problem: CompiledProblem, *, Mp, bp, Mq, bq, M,
+                  decisions) -> "AgentModel":
+        """The model of `agent` from its finished arrays, without Pyomo (`p2pgame.agents.templates`):
+        `problem` is its own rows followed by the 2T envelope rows `M x`, as `__init__` stacks them."""
+        self = object.__new__(cls)
+        self.agent, self.T, self.dt_h = agent, int(T), float(dt_h)
+        self.Mp, self.bp, self.Mq, self.bq, self.M = Mp, bp, Mq, bq, M
+        self.b = np.concatenate([bp, bq])
+        self.problem = problem
+        self.model = None
+        self._decisions = decisions
+        self._finish()
+        return self
+
+    def _finish(self) -> None:
+        """The state every new model starts with: no envelope, no warm start; shared arrays frozen."""
+        self.env_rows = np.arange(self.problem.m - 2 * self.T, self.problem.m)
+        self.c0 = self.problem.c.copy()
         self._prox: _Proximal | None = None
         self._warm = None
         self.box = Box.unlimited(self.T)

@@ -123,8 +123,16 @@ class Prosumer(Agent):
     def validate(self, T: int, dt_h: float) -> None:
         self._params(T)
 
+    def parameters(self, T: int, dt_h: float) -> dict:
+        return self._params(T)
+
+    def structure(self, T: int, dt_h: float) -> tuple[bool, str]:
+        """Whether it has an inverter (without one its DC side is fixed at zero), and its end rule."""
+        return scalar(self.id, "inverter_kva", self.inverter_kva, lower=0.0) > 0, self.end_rule
+
     def build(self, b: pyo.Block, T: int, dt_h: float) -> None:
-        p = self._params(T)
+        p = self.values(b, T, dt_h)
+        inverter, end_rule = self.structure(T, dt_h)
         b.T = pyo.RangeSet(0, T - 1)
         b.g = pyo.Var(b.T, bounds=lambda _, t: (0.0, p["G"][t]))
         b.c = pyo.Var(b.T, bounds=(0.0, p["Pb"]))
@@ -138,16 +146,16 @@ class Prosumer(Agent):
             return b.e[t] == prev + dt_h * (p["eta_c"] * b.c[t] - b.d[t] / p["eta_d"])
 
         b.soc = pyo.Constraint(b.T, rule=soc)
-        if p["S"] > 0:
+        if inverter:
             b.inverter = pyo.Constraint(  # normalised to the rating: well scaled for Ipopt at any size
                 b.T, rule=lambda _, t: ((b.g[t] + b.d[t] - b.c[t]) / p["S"]) ** 2 + (b.s[t] / p["S"]) ** 2 <= 1.0
             )
         else:  # no inverter: nothing passes the DC side
             for var in (b.g, b.c, b.d, b.s):
                 var.fix(0.0)
-        if self.end_rule == "cyclic":
+        if end_rule == "cyclic":
             b.end = pyo.Constraint(expr=b.e[T - 1] >= p["E0"])
-        elif self.end_rule == "fixed":
+        elif end_rule == "fixed":
             b.end = pyo.Constraint(expr=b.e[T - 1] == p["E0"])
 
         b.p = pyo.Expression(b.T, rule=lambda _, t: b.g[t] + b.d[t] - b.c[t] - b.l[t])

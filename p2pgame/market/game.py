@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from p2pgame.agents.model import AgentModel, Box, Prices
+from p2pgame.agents.templates import compile_population
 
 PRICE_RANGE_PER_KWH = (-1.0, 1.0)  # the price player's strategy set, $/kWh and $/kvarh
 
@@ -25,7 +26,9 @@ class Game:
         self.scenario = scenario
         self.T, self.dt_h = scenario.periods, scenario.dt_h
         self.reactive = bool(reactive)
-        # each player compiled once per agent (`Agent.model`), its state this game's own (`AgentModel.fork`)
+        # each player compiled once per agent (`Agent.model`; customers of one type and structure together,
+        # `compile_population`), its state this game's own (`AgentModel.fork`)
+        compile_population(scenario.customers, self.T, self.dt_h)
         self.customers: list[AgentModel] = [a.model(self.T, self.dt_h).fork() for a in scenario.customers]
         up = scenario.upstream
         self.upstream: AgentModel | None = (

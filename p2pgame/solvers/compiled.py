@@ -138,8 +138,69 @@ def _is_psd(S) -> bool:
     return bool(np.array_equal(lu.perm_r, lu.perm_c) and np.all(lu.U.diagonal() > 0))
 
 
+def diagonal_psd(H, values: np.ndarray) -> np.ndarray | None:
+    """`_is_psd` of each matrix with the pattern of H and data `values` (M, nnz), when that pattern is
+    diagonal (an agent's own costs), else None."""
+    coo = H.tocoo()
+    if not np.all(coo.row == coo.col):
+        return None
+    if H.nnz == 0:
+        return np.ones(values.shape[0], bool)
+    delta = 1e-9 * np.maximum(1.0, np.abs(values).max(axis=1))
+    diag = np.zeros((values.shape[0], H.shape[0]))
+    diag[:, coo.row] = values
+    return np.all(diag + delta[:, None] > 0, axis=1)
+
+
+def row_definiteness(m: int, n: int, rows, q_i, q_j, q_coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per problem and row: is the row's quadratic form PSD, is it NSD (linear rows are both), `(M, m)` each,
+    for M problems sharing the quadratic terms' pattern (`q_coef` is `(M, terms)`).
+
+    Rows are batched by their number of variables, one batched eigvalsh per size, so that a first
+    solve of a fresh agent model does not loop over its rows."""
+    M = q_coef.shape[0]
+    psd, nsd = np.ones((M, m), bool), np.ones((M, m), bool)
+    if not rows.size:
+        return psd, nsd
+    keys = np.unique(np.concatenate([rows * n + q_i, rows * n + q_j]))
+    key_row = keys // n
+    local = np.arange(keys.size) - np.searchsorted(key_row, key_row)
+    li = local[np.searchsorted(keys, rows * n + q_i)]
+    lj = local[np.searchsorted(keys, rows * n + q_j)]
+    size = np.bincount(key_row, minlength=m)
+    for k in np.unique(size[size > 0]):
+        batch = np.flatnonzero(size == k)
+        slot = np.full(m, -1)
+        slot[batch] = np.arange(batch.size)
+        t = slot[rows] >= 0
+        Q = np.zeros((M, batch.size, k, k))
+        half = 0.5 * q_coef[:, t]
+        member = np.repeat(np.arange(M), int(t.sum()))
+        at = (member, np.tile(slot[rows[t]], M))
+        np.add.at(Q, (*at, np.tile(li[t], M), np.tile(lj[t], M)), half.ravel())
+        np.add.at(Q, (*at, np.tile(lj[t], M), np.tile(li[t], M)), half.ravel())
+        eig = np.linalg.eigvalsh(Q)
+        tol = 1e-10 * np.maximum(1.0, np.abs(eig).max(axis=-1))
+        psd[:, batch], nsd[:, batch] = eig[..., 0] >= -tol, eig[..., -1] <= tol
+    return psd, nsd
+
+
 def _cat(parts) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def column_order(model, used) -> list:
+    """The problem's columns: every free variable of the model's active blocks, used or not (so that a
+    variable that only gets a cost later, e.g. a zero-cost exchange priced by the market, maps), then
+    the fixed ones that `used` (a ComponentMap) still holds. InputError for a discrete variable."""
+    order = [v for v in model.component_data_objects(Var, active=True, descend_into=True)
+             if v in used or not v.fixed]
+    seen = ComponentMap((v, None) for v in order)
+    order += [v for v in used if v not in seen]
+    for v in order:
+        if not v.is_continuous():
+            raise InputError(f"variable {v.name}: only continuous variables are supported")
+    return order
 
 
 class _Repn:
@@ -210,6 +271,32 @@ class CompiledProblem:
         self.row_offsets = np.array([0, self.m] if row_offsets is None else row_offsets, np.int64)
         self._cache = {}  # per-solver state (e.g. a cyipopt.Problem), see ipopt.py / highs.py
 
+    @classmethod
+    def assembled(cls, *, n, m, x_lb, x_ub, x0, sense, f0, c_min, H, g_const, A, g_lb, g_ub, q_row, q_i, q_j,
+                  q_coef, offsets, row_offsets) -> CompiledProblem:
+        """A problem from finished arrays (taken as they are, not copied), without Pyomo: its variables and
+        constraints are anonymous placeholders, as in an unpickled copy. For compiled templates
+        (`p2pgame.agents.templates`), which fill in one pattern's numbers for many agents."""
+        out = object.__new__(cls)
+        out.__dict__.update(
+            n=int(n), m=int(m), x_lb=x_lb, x_ub=x_ub, x0=x0, sense=int(sense), f0=float(f0), c_min=c_min, _H=H,
+            A=A, g_const=g_const, g_lb=g_lb, g_ub=g_ub, q_row=q_row, q_i=q_i, q_j=q_j, q_coef=q_coef,
+            nonlinear=[], offsets=offsets, row_offsets=row_offsets, _cache={},
+        )
+        out.vars = [_Placeholder() for _ in range(out.n)]
+        out.constraints = [None] * out.m
+        return out
+
+    @cached_property
+    def var_index(self) -> ComponentMap:
+        """Variable -> column (built when first asked for, in an assembled problem)."""
+        return ComponentMap((v, k) for k, v in enumerate(self.vars))
+
+    @cached_property
+    def con_index(self) -> ComponentMap:
+        """Constraint -> row, for the rows that have one."""
+        return ComponentMap((c, k) for k, c in enumerate(self.constraints) if c is not None)
+
     def __getstate__(self) -> dict:
         """Pickle the arrays only: a worker process solves without the Pyomo model.
 
@@ -263,15 +350,7 @@ class CompiledProblem:
         for r in [obj_repn] + [r for _, r in rows]:
             for v in r.variables():
                 used[v] = None
-        # every free variable of the model's active blocks is a column, used or not, so that a
-        # variable that only gets a cost later (e.g. a zero-cost exchange priced by the market) maps
-        order = [v for v in model.component_data_objects(Var, active=True, descend_into=True)
-                 if v in used or not v.fixed]
-        seen = ComponentMap((v, None) for v in order)
-        order += [v for v in used if v not in seen]
-        for v in order:
-            if not v.is_continuous():
-                raise InputError(f"variable {v.name}: only continuous variables are supported")
+        order = column_order(model, used)
         index = ComponentMap((v, k) for k, v in enumerate(order))
         n = len(order)
 
@@ -481,33 +560,9 @@ class CompiledProblem:
 
     @cached_property
     def _row_definiteness(self):
-        """Per row: is its quadratic form PSD, is it NSD (linear rows are both).
-
-        Rows are batched by their number of variables, one batched eigvalsh per size, so
-        that a first solve of a fresh agent model does not loop over its rows."""
-        psd, nsd = np.ones(self.m, bool), np.ones(self.m, bool)
-        if not self.q_row.size:
-            return psd, nsd
-        n, rows = self.n, self.q_row
-        keys = np.unique(np.concatenate([rows * n + self.q_i, rows * n + self.q_j]))
-        key_row = keys // n
-        local = np.arange(keys.size) - np.searchsorted(key_row, key_row)
-        li = local[np.searchsorted(keys, rows * n + self.q_i)]
-        lj = local[np.searchsorted(keys, rows * n + self.q_j)]
-        size = np.bincount(key_row, minlength=self.m)
-        for k in np.unique(size[size > 0]):
-            batch = np.flatnonzero(size == k)
-            slot = np.full(self.m, -1)
-            slot[batch] = np.arange(batch.size)
-            t = slot[rows] >= 0
-            Q = np.zeros((batch.size, k, k))
-            half = 0.5 * self.q_coef[t]
-            np.add.at(Q, (slot[rows[t]], li[t], lj[t]), half)
-            np.add.at(Q, (slot[rows[t]], lj[t], li[t]), half)
-            eig = np.linalg.eigvalsh(Q)
-            tol = 1e-10 * np.maximum(1.0, np.abs(eig).max(axis=1))
-            psd[batch], nsd[batch] = eig[:, 0] >= -tol, eig[:, -1] <= tol
-        return psd, nsd
+        """Per row: is its quadratic form PSD, is it NSD (linear rows are both)."""
+        psd, nsd = row_definiteness(self.m, self.n, self.q_row, self.q_i, self.q_j, self.q_coef[None])
+        return psd[0], nsd[0]
 
     # ------------------------------------------------------------------ evaluation (minimisation form)
 
