@@ -130,9 +130,10 @@ class _Proximal:
     """An agent's problem with Hessian H + rho M^T M for any rho, on one sparsity pattern."""
 
     def __init__(self, problem: CompiledProblem, M: sp.csr_matrix):
-        self.problem = CompiledProblem.stack([problem])
-        one = (problem.H + M.T @ M).tocsr()
-        two = (problem.H + 2.0 * (M.T @ M)).tocsr()
+        self.problem = _own_state(problem)  # its own bounds, objective and (below) Hessian; shared constraints
+        mtm = M.T @ M
+        one = (problem.H + mtm).tocsr()
+        two = (problem.H + 2.0 * mtm).tocsr()
         one.sort_indices()
         two.sort_indices()
         if not (np.array_equal(one.indptr, two.indptr) and np.array_equal(one.indices, two.indices)):
@@ -443,6 +444,25 @@ class AgentModel:
         qmin, qmax = rng(self.Mq, self.bq)
         return Capability(pmin, pmax, qmin, qmax)
 
+    def _witness_in(self, box: Box, tol: float = 1e-7) -> bool:
+        """Whether the last solution (e.g. the reference operation the envelopes were grown around) meets
+        the agent's own constraints and lies in `box`, to `tol` relative: then a feasible point exists
+        there and `check_box` needs no solve."""
+        if self._warm is None or self.problem.nonlinear:
+            return False
+        prob, x = self.problem, self._warm.x
+        own = np.ones(prob.m, bool)
+        own[self.env_rows] = False
+        g = prob.constraints_value(x)[own]
+        p, q = self.net(x)
+
+        def inside(v, lo, hi):
+            with np.errstate(invalid="ignore"):
+                return bool(np.all((v >= lo - tol * (1 + np.abs(lo))) & (v <= hi + tol * (1 + np.abs(hi)))))
+
+        return (inside(x, prob.x_lb, prob.x_ub) and inside(g, prob.g_lb[own], prob.g_ub[own])
+                and inside(p, box.pmin_kw, box.pmax_kw) and inside(q, box.qmin_kvar, box.qmax_kvar))
+
     def check_box(self, box: Box) -> None:
         """InputError naming the agent, period and limit if no feasible point lies in the box."""
         aid = self.agent.id
@@ -459,6 +479,8 @@ class AgentModel:
                     f"customer {aid!r}, period {t}: {name} envelope [{lo[t]:.6g}, {hi[t]:.6g}] {unit} does not"
                     f" overlap what the customer can do [{clo[t]:.6g}, {chi[t]:.6g}] {unit}"
                 )
+        if self._witness_in(box):
+            return
         saved = self.box
         self.set_box(box)
         try:
