@@ -1,4 +1,4 @@
-"""Pyomo model -> CompiledProblem (arrays) -> our interior-point method, Ipopt (cyipopt) or HiGHS.
+"""Pyomo model -> CompiledProblem (arrays) -> our interior-point method, Clarabel, Ipopt (cyipopt) or HiGHS.
 
 Typical use::
 
@@ -14,6 +14,7 @@ Multipliers follow Ipopt's convention for the minimisation form (see SolveResult
 from __future__ import annotations
 
 from p2pgame.errors import InputError, SolverError
+from p2pgame.solvers.clarabel import solve_clarabel
 from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.highs import solve_highs
 from p2pgame.solvers.interior import prepare as prepare_interior
@@ -24,13 +25,17 @@ from p2pgame.solvers.result import SolveResult, likely_cause
 
 __all__ = ["CompiledProblem", "SolveResult", "solve", "prepare", "supports", "kkt_residual", "sensitivity"]
 
-_SOLVERS = {"interior": solve_interior, "ipopt": solve_ipopt, "highs": solve_highs}
+_SOLVERS = {"interior": solve_interior, "clarabel": solve_clarabel, "ipopt": solve_ipopt, "highs": solve_highs}
 _VERDICTS = ("infeasible", "unbounded")  # answers about the problem, not about the method
 
 
 def _general(problem: CompiledProblem) -> str:
-    """The general-purpose solver for a problem: HiGHS for LPs/QPs, Ipopt otherwise."""
-    return "highs" if problem.is_qp else "ipopt"
+    """The general-purpose solver for a problem: HiGHS for LPs/QPs, Clarabel for convex problems
+    with quadratic rows (a sparse conic interior method, far faster than Ipopt on them at scale),
+    Ipopt otherwise."""
+    if problem.is_qp:
+        return "highs"
+    return "clarabel" if problem.is_convex else "ipopt"
 
 
 def prepare(problem: CompiledProblem) -> None:
@@ -43,14 +48,15 @@ def prepare(problem: CompiledProblem) -> None:
 def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult | None = None,
           options: dict | None = None, name: str = "", check: bool = True,
           hot_start: bool = True) -> SolveResult:
-    """Solve ``problem``; ``solver`` is "interior", "ipopt", "highs" or "auto".
+    """Solve ``problem``; ``solver`` is "interior", "clarabel", "ipopt", "highs" or "auto".
 
     "auto" picks the dense interior-point method for small problems that are convex by
-    structure (``interior.supports``: agents' best responses), else HiGHS for LPs/QPs
-    and Ipopt for the rest; should the interior method stop short of an answer (not a
+    structure (``interior.supports``: agents' best responses), else HiGHS for LPs/QPs,
+    Clarabel for the other convex problems (quadratic rows: a centralised market) and
+    Ipopt for the rest; should the interior method stop short of an answer (not a
     verdict of infeasibility or unboundedness), the general solver runs instead.
     With ``warm`` (a previous result of this problem), ``hot_start``, a convex problem
-    (so a KKT point is a global optimum) and Ipopt or HiGHS as the solver, an active-set
+    (so a KKT point is a global optimum) and Clarabel, Ipopt or HiGHS as the solver, an active-set
     method with Newton steps first starts from the warm start's active set, and its
     answer is kept only if it satisfies the KKT conditions.  Not before the interior
     method: a cold interior solve (2-4 ms at T = 24) costs less than the hot start's
@@ -63,7 +69,7 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
     if auto:
         solver = "interior" if supports(problem) else _general(problem)
     if solver not in _SOLVERS:
-        raise InputError(f"solver {solver!r}: expected 'auto', 'interior', 'ipopt' or 'highs'")
+        raise InputError(f"solver {solver!r}: expected 'auto', 'interior', 'clarabel', 'ipopt' or 'highs'")
     if warm is not None and (warm.x.shape != (problem.n,) or warm.y.shape != (problem.m,)):
         raise InputError(f"{name or 'problem'}: warm start does not match the problem's size")
     result = None

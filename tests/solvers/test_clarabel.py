@@ -1,0 +1,115 @@
+"""Clarabel through solve(): the conic translation's optima and multipliers against Ipopt and analytic answers."""
+
+import numpy as np
+import pyomo.environ as pe
+import pytest
+
+from p2pgame.bench.synthetic import synthetic_scenario
+from p2pgame.errors import InputError, SolverError
+from p2pgame.market import Game, assign_envelopes
+from p2pgame.market.central import _balance_rows, _stack
+from p2pgame.scenario.default import default_scenario
+from p2pgame.solvers import CompiledProblem, kkt_residual, solve
+
+
+def _central_problem(scenario):
+    game = Game(scenario)
+    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
+    rows, rhs = _balance_rows(game)
+    return _stack(game, rows, rhs, rhs), game
+
+
+@pytest.fixture(scope="module", params=["default", "synthetic-20"])
+def market(request):
+    scenario = default_scenario() if request.param == "default" else synthetic_scenario(20)
+    problem, game = _central_problem(scenario)
+    return problem, game, solve(problem, solver="clarabel"), solve(problem, solver="ipopt")
+
+
+def test_clarabel_matches_ipopt_on_the_central_market(market):
+    problem, game, c, i = market
+    assert c.solver == "clarabel" and c.success and c.status == "optimal"
+    assert abs(c.objective - i.objective) <= 1e-8 * abs(i.objective)
+    T, dt = game.T, game.dt_h
+    prices_c, prices_i = -c.y[-2 * T:] / dt, -i.y[-2 * T:] / dt  # the balance rows' multipliers
+    assert np.max(np.abs(prices_c - prices_i)) < 1e-6  # Ipopt's own error at tol 1e-9: 1.6e-7 on the default day
+    assert kkt_residual(problem, c) < 1e-6
+
+
+def test_clarabel_multipliers_have_ipopts_signs(market):
+    problem, _, c, _ = market
+    g = problem.constraints_value(c.x)
+    upper_only = np.isfinite(problem.g_ub) & ~np.isfinite(problem.g_lb)
+    lower_only = np.isfinite(problem.g_lb) & ~np.isfinite(problem.g_ub)
+    assert np.all(c.y[upper_only] >= -1e-9) and np.all(c.y[lower_only] <= 1e-9)
+    assert np.all(c.z_lower >= 0) and np.all(c.z_upper >= 0)
+    stat = problem.gradient(c.x) + problem.jacobian(c.x).T @ c.y - c.z_lower + c.z_upper
+    assert np.max(np.abs(stat)) < 1e-7
+    slack = np.minimum(problem.g_ub - g, g - problem.g_lb)
+    assert np.all(slack >= -1e-7)
+    # the quadratic rows' multipliers (from the cone duals): nonnegative, zero where the inverter limit is slack
+    q_rows = np.unique(problem.q_row)
+    assert np.all(c.y[q_rows] >= 0)
+    assert np.all(np.abs(c.y[q_rows] * (problem.g_ub[q_rows] - g[q_rows])) < 1e-6)
+
+
+def test_auto_picks_clarabel_for_a_large_convex_market_and_its_iterations_repeat():
+    problem, _ = _central_problem(synthetic_scenario(10))
+    first, second = solve(problem), solve(problem)
+    assert first.solver == second.solver == "clarabel"
+    assert first.iterations == second.iterations > 0
+    np.testing.assert_array_equal(first.x, second.x)
+
+
+def _disc(lower_bounded=False, fix=None):
+    """min (x-2)^2 + (y-2)^2 s.t. x^2 + y^2 <= 2 (or -x^2 - y^2 >= -2): x = y = 1, multiplier +1 (-1)."""
+    m = pe.ConcreteModel()
+    m.x = pe.Var(range(3), bounds=(-5, 5))
+    m.o = pe.Objective(expr=(m.x[0] - 2) ** 2 + (m.x[1] - 2) ** 2 + (m.x[2] - 0.5) ** 2)
+    body = m.x[0] ** 2 + m.x[1] ** 2
+    m.c = pe.Constraint(expr=-body >= -2 if lower_bounded else body <= 2)
+    if fix is not None:
+        m.x[2].fix(fix)
+    return m
+
+
+@pytest.mark.parametrize("lower_bounded", [False, True])
+def test_clarabel_disc_analytic_optimum(lower_bounded):
+    P = CompiledProblem.from_pyomo(_disc(lower_bounded))
+    r = solve(P, solver="clarabel")
+    np.testing.assert_allclose(r.x, [1, 1, 0.5], atol=1e-7)
+    np.testing.assert_allclose(r.y, [-1 if lower_bounded else 1], atol=1e-7)
+    assert kkt_residual(P, r) < 1e-7
+
+
+def test_clarabel_rotated_cone_and_completed_square_match_ipopt():
+    m = pe.ConcreteModel()
+    m.x = pe.Var(range(4), bounds=(-3, 3))
+    m.x[3].fix(0.5)
+    m.o = pe.Objective(expr=(m.x[0] - 1) ** 2 - m.x[1] + (m.x[2] - 2) ** 2 + m.x[0] * m.x[3])
+    m.rot = pe.Constraint(expr=m.x[0] ** 2 + m.x[1] + m.x[3] * m.x[2] <= 1)          # linear part outside Q's range
+    m.sq = pe.Constraint(expr=m.x[2] ** 2 + 2 * m.x[2] + m.x[0] ** 2 - m.x[3] * m.x[0] <= 3)  # completed square
+    m.lin = pe.Constraint(expr=m.x[0] + m.x[1] + m.x[2] >= -1)
+    P = CompiledProblem.from_pyomo(m)
+    c, i = solve(P, solver="clarabel"), solve(P, solver="ipopt")
+    np.testing.assert_allclose(c.x, i.x, atol=1e-7)
+    np.testing.assert_allclose(c.y, i.y, atol=1e-7)
+    np.testing.assert_allclose(c.z_lower - c.z_upper, i.z_lower - i.z_upper, atol=1e-7)
+    assert kkt_residual(P, c) < 1e-7
+
+
+def test_clarabel_reports_an_infeasible_problem():
+    m = _disc()
+    m.far = pe.Constraint(expr=m.x[0] + m.x[1] >= 3)  # the disc x^2 + y^2 <= 2 does not reach x + y = 3
+    P = CompiledProblem.from_pyomo(m)
+    r = solve(P, solver="clarabel", check=False)
+    assert r.status == "infeasible" and not r.success
+    with pytest.raises(SolverError, match="infeasible"):
+        solve(P, solver="clarabel", name="disc")
+
+
+def test_clarabel_refuses_a_nonconvex_row():
+    m = _disc()
+    m.out = pe.Constraint(expr=m.x[0] ** 2 + m.x[1] ** 2 >= 0.5)
+    with pytest.raises(InputError, match="not convex"):
+        solve(CompiledProblem.from_pyomo(m), solver="clarabel")
