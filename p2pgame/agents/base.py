@@ -104,7 +104,7 @@ class Agent(ABC):
 
     def __getstate__(self) -> dict:
         """Pickle the definition only: compiled models are rebuilt on demand (an `AgentModel` pickles itself)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_models"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_models", "_checked")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

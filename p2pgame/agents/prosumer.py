@@ -21,6 +21,9 @@ from p2pgame.agents.base import Agent, Capability, profile, scalar
 from p2pgame.errors import InputError
 
 END_RULES = ("cyclic", "fixed", "free")
+_INPUTS = ("pv_kw", "demand_min_kw", "demand_max_kw", "utility_a_per_kwh", "utility_b_per_kw2h", "q_load_kvar",
+           "battery_kwh", "battery_kw", "soc_min_kwh", "soc_max_kwh", "soc0_kwh", "eta_charge", "eta_discharge",
+           "end_rule", "terminal_value_per_kwh", "wear_cost_per_kwh", "inverter_kva", "reactive_cost_per_kvar2h")
 
 
 class Prosumer(Agent):
@@ -86,7 +89,20 @@ class Prosumer(Agent):
         return float(self.inverter_kva)
 
     def _params(self, T: int) -> dict:
-        """All parameters checked and as arrays; raises InputError naming the field."""
+        """All parameters checked and as arrays; raises InputError naming the field.
+
+        Checked once per horizon and set of attribute values: validation, compiling, the capability
+        and the reactive export all read them, and assigning an attribute checks them again."""
+        inputs = (int(T), self.id, *(getattr(self, name) for name in _INPUTS))
+        cached = self.__dict__.get("_checked")
+        if cached is not None and len(cached[0]) == len(inputs) and all(a is b for a, b in zip(cached[0], inputs)):
+            return cached[1]
+        p = self._check(T)
+        self._checked = (inputs, p)
+        return p
+
+    def _check(self, T: int) -> dict:
+        """The checks and conversions of `_params`."""
         i = self.id
         p = {
             "G": profile(i, "pv_kw", self.pv_kw, T, lower=0.0),

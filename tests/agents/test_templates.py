@@ -164,3 +164,11 @@ def test_check_envelope_uses_the_reference_operation_and_still_refuses_an_empty_
     assert not model._witness_in(night)
     with pytest.raises(InputError, match="'h0'"):
         agent.check_envelope(night.pmin_kw, night.pmax_kw, night.qmin_kvar, night.qmax_kvar, DT)
+
+
+def test_assigning_a_parameter_checks_it_again():
+    agent = household("h0")
+    agent.validate(T, DT)
+    agent.demand_min_kw = np.full(T, 9.0)
+    with pytest.raises(InputError, match="demand_min_kw > demand_max_kw"):
+        agent.validate(T, DT)
