@@ -30,9 +30,8 @@ import numba
 import numpy as np
 
 from p2pgame.solvers.compiled import CompiledProblem
-from p2pgame.solvers.interior import (_ACCEPTABLE_EXTRA, _DIVERGED, _STEP_FRACTION, DEFAULT_OPTIONS, _Solver,
-                                      _structure, supports)
-from p2pgame.solvers.result import SolveResult
+from p2pgame.solvers.interior import (_ACCEPTABLE_EXTRA, _DIVERGED, _REGULARISATION, _STEP_FRACTION,
+                                      DEFAULT_OPTIONS, _Solver, _structure, supports)
 
 __all__ = ["batch_key", "solve_batch", "BatchSolution"]
 
@@ -55,116 +54,322 @@ def batch_key(problem: CompiledProblem) -> bytes | None:
     return pattern + problem._cache["interior"][0]
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _ldl(K, n, b, off, si, sj):
-    """LDL' of each K[m] in place (entry (i, j), i >= j, at off + i si + j sj; half-bandwidth b);
-    False where a pivot is zero or not finite."""
-    ok = np.ones(K.shape[0], np.bool_)
-    for m in range(K.shape[0]):
-        A = K[m]
-        for j in range(n):
-            d = A[off + j * (si + sj)]
-            if d == 0.0 or not math.isfinite(d):
-                ok[m] = False
+_NJIT = {"cache": True, "error_model": "numpy"}  # numpy's rules: a zero pivot gives inf, not an exception
+
+
+@numba.njit(**_NJIT)
+def _ldl1(A, n, b, off, si, sj, sign, floor):
+    """LDL' of one quasi-definite matrix in place (entry (i, j), i >= j, at off + i si + j sj; half-bandwidth
+    b); False where a pivot is not finite.
+
+    In exact arithmetic a pivot has the sign of its node (`sign`: +1 variable, -1 multiplier) and a
+    size of at least the regularisation `floor`; where rounding says otherwise (huge barrier terms of a
+    row pinned at its bound cancel when eliminated) the pivot is set to sign x floor."""
+    for j in range(n):
+        p = off + j * (si + sj)
+        d = A[p]
+        if not math.isfinite(d):
+            return False
+        if sign[j] * d < floor:
+            d = sign[j] * floor
+            A[p] = d
+        e = min(n - 1, j + b)
+        for i in range(j + 1, e + 1):
+            A[off + i * si + j * sj] /= d
+        for k in range(j + 1, e + 1):
+            lk = A[off + k * si + j * sj] * d
+            if lk != 0.0:
+                for i in range(k, e + 1):
+                    A[off + i * si + k * sj] -= A[off + i * si + j * sj] * lk
+    return True
+
+
+@numba.njit(**_NJIT)
+def _ldl_solve1(A, X, n, b, off, si, sj):
+    """Solve L D L' X = X in place (X: n x columns) with a factorised matrix."""
+    r = X.shape[1]
+    for j in range(n):
+        for i in range(j + 1, min(n - 1, j + b) + 1):
+            lij = A[off + i * si + j * sj]
+            if lij != 0.0:
+                for c in range(r):
+                    X[i, c] -= lij * X[j, c]
+    for j in range(n):
+        d = A[off + j * (si + sj)]
+        for c in range(r):
+            X[j, c] /= d
+    for j in range(n - 1, -1, -1):
+        for i in range(j + 1, min(n - 1, j + b) + 1):
+            lij = A[off + i * si + j * sj]
+            if lij != 0.0:
+                for c in range(r):
+                    X[j, c] -= lij * X[i, c]
+
+
+@numba.njit(**_NJIT)
+def _jacobian(pat, i_v, q_c, x):
+    """Values of the inequality rows' Jacobian on the pattern (i_r, i_c) at x."""
+    q_i, q_j, jq = pat[11], pat[12], pat[13]
+    jv = i_v.copy()
+    nq = q_i.size
+    for k in range(nq):
+        jv[jq[k]] += q_c[k] * x[q_j[k]]
+        jv[jq[nq + k]] += q_c[k] * x[q_i[k]]
+    return jv
+
+
+@numba.njit(**_NJIT)
+def _assemble(K, pat, base, q_c, x, w, lam, zl, zu, lb, ub, jv, mI):
+    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into storage K."""
+    side, sigma, L, U, i_r = pat[0], pat[1], pat[2], pat[3], pat[4]
+    q_r = pat[10]
+    k_pos, k_inv, p_row, p_a, p_b, diag = pat[14], pat[15], pat[16], pat[17], pat[18], pat[19]
+    K[:] = base
+    yI = np.zeros(mI)
+    d = np.zeros(mI)
+    for s in range(side.size):
+        yI[side[s]] += sigma[s] * lam[s]
+        d[side[s]] += min(lam[s] / w[s], _PIN)
+    nq = q_r.size
+    for k in range(nq):
+        v = q_c[k] * yI[q_r[k]]
+        K[k_pos[k_inv[k]]] += v
+        K[k_pos[k_inv[nq + k]]] += v
+    for e in range(p_row.size):
+        K[k_pos[k_inv[2 * nq + e]]] += d[p_row[e]] * jv[p_a[e]] * jv[p_b[e]]
+    for k in range(L.size):
+        K[diag[L[k]]] += min(zl[k] / (x[L[k]] - lb[k]), _PIN)
+    for k in range(U.size):
+        K[diag[U[k]]] += min(zu[k] / (ub[k] - x[U[k]]), _PIN)
+    return yI
+
+
+@numba.njit(**_NJIT)
+def _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, dp2, rhs):
+    """One Newton direction for complementarity targets rc (sides, lower bounds, upper bounds)."""
+    side, sigma, L, U, i_r, i_c = pat[0], pat[1], pat[2], pat[3], pat[4], pat[5]
+    perm = pat[20]
+    nf, mE, mI, N, b, off, si, sj = dims
+    nw, nl = side.size, L.size
+    t = np.zeros(mI)
+    for s in range(nw):
+        t[side[s]] += sigma[s] * (rc[s] - lam[s] * rI[s]) / w[s]
+    v = np.empty(N)
+    for k in range(nf):
+        v[k] = -rd[k]
+    for e in range(i_r.size):
+        v[i_c[e]] -= jv[e] * t[i_r[e]]
+    for k in range(nl):
+        v[L[k]] += rc[nw + k] / p1[nw + k]
+    for k in range(U.size):
+        v[U[k]] -= rc[nw + nl + k] / p1[nw + nl + k]
+    for k in range(mE):
+        v[nf + k] = -rE[k]
+    for k in range(N):
+        rhs[k, 0] = v[perm[k]]
+    _ldl_solve1(K, rhs, N, b, off, si, sj)
+    for k in range(N):
+        v[perm[k]] = rhs[k, 0]
+    dx[:] = v[:nf]
+    dnu[:] = v[nf:]
+    jdx = np.zeros(mI)
+    for e in range(i_r.size):
+        jdx[i_r[e]] += jv[e] * dx[i_c[e]]
+    for s in range(nw):
+        dp1[s] = rI[s] - sigma[s] * jdx[side[s]]
+    for k in range(nl):
+        dp1[nw + k] = dx[L[k]]
+    for k in range(U.size):
+        dp1[nw + nl + k] = -dx[U[k]]
+    for k in range(dp1.size):
+        dp2[k] = (rc[k] - p2[k] * dp1[k]) / p1[k]
+
+
+@numba.njit(**_NJIT)
+def _max_step(v, dv):
+    """Largest alpha in (0, 1] with v + alpha dv >= 0 (v > 0)."""
+    out = 1.0
+    for k in range(v.size):
+        if dv[k] < 0.0:
+            out = min(out, -v[k] / dv[k])
+    return out
+
+
+@numba.njit(**_NJIT)
+def _all_finite(a):
+    for k in range(a.size):
+        if not math.isfinite(a[k]):
+            return False
+    return True
+
+
+@numba.njit(**_NJIT)
+def _amax(a):
+    out = 0.0
+    for k in range(a.size):
+        out = max(out, abs(a[k]))
+    return out
+
+
+@numba.njit(**_NJIT)
+def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
+    """The iterations of `interior._Solver.run` for each member in turn (no infeasibility diagnosis:
+    a member that does not converge fails and is solved again one by one)."""
+    side, sigma, L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[0], pat[1], pat[2], pat[3], pat[4], pat[5], pat[6], \
+        pat[7], pat[8], pat[9]
+    q_r, q_i, q_j = pat[10], pat[11], pat[12]
+    nf, mE, mI, N, b, off, si, sj = dims
+    c_, h_v_, q_c_, e_v_, i_v_, b_E_, b_side_, lb_, ub_, lb_in_, ub_in_, base_, b_scale_, limit_, floor_ = data
+    sign = pat[21]
+    x0_, nu0_, w0_, lam0_, zl0_, zu0_ = start
+    tol, acceptable, max_iter, extra, fraction = params
+    nw, nl, nu_ = side.size, L.size, U.size
+    ncomp = nw + nl + nu_
+    for m in range(c_.shape[0]):
+        c, h_v, q_c, e_v, i_v = c_[m], h_v_[m], q_c_[m], e_v_[m], i_v_[m]
+        b_E, b_side, lb, ub, lb_in, ub_in = b_E_[m], b_side_[m], lb_[m], ub_[m], lb_in_[m], ub_in_[m]
+        x, nu = x0_[m].copy(), nu0_[m].copy()
+        p1 = np.concatenate((w0_[m], x[L] - lb, ub - x[U]))
+        p2 = np.concatenate((lam0_[m], zl0_[m], zu0_[m]))
+        K = np.empty(base_.shape[1])
+        rhs = np.empty((N, 1))
+        dx, dnu, dp1, dp2 = np.empty(nf), np.empty(mE), np.empty(ncomp), np.empty(ncomp)
+        best_err, best_at, acc_at, stalled, st, why = np.inf, -1, -1, 0, -1, 0
+        best_x, best_nu, best_p2 = x.copy(), nu.copy(), p2.copy()
+        it = 0
+        for it in range(max_iter + 1):
+            w, lam = p1[:nw], p2[:nw]
+            jv = _jacobian(pat, i_v, q_c, x)
+            g = np.zeros(mI)
+            for e in range(i_r.size):
+                g[i_r[e]] += i_v[e] * x[i_c[e]]
+            for k in range(q_r.size):
+                g[q_r[k]] += q_c[k] * x[q_i[k]] * x[q_j[k]]
+            yI = np.zeros(mI)
+            rI = np.empty(nw)
+            for s in range(nw):
+                yI[side[s]] += sigma[s] * lam[s]
+                rI[s] = sigma[s] * (b_side[s] - g[side[s]]) - w[s]
+            grad = c.copy()
+            for e in range(h_r.size):
+                grad[h_r[e]] += h_v[e] * x[h_c[e]]
+            rd = grad.copy()
+            for e in range(e_r.size):
+                rd[e_c[e]] += e_v[e] * nu[e_r[e]]
+            for e in range(i_r.size):
+                rd[i_c[e]] += jv[e] * yI[i_r[e]]
+            for k in range(nl):
+                rd[L[k]] -= p2[nw + k]
+            for k in range(nu_):
+                rd[U[k]] += p2[nw + nl + k]
+            rE = -b_E.copy()
+            for e in range(e_r.size):
+                rE[e_r[e]] += e_v[e] * x[e_c[e]]
+            comp = p1 * p2
+            mu = comp.sum() / ncomp if ncomp else 0.0
+            d_scale = 1.0 + _amax(grad)
+            err = max(_amax(rd) / d_scale, max(_amax(rE), _amax(rI)) / b_scale_[m],
+                      (comp.max() if ncomp else 0.0) / d_scale)
+            if err <= tol:
+                st = 0
                 break
-            e = min(n - 1, j + b)
-            for i in range(j + 1, e + 1):
-                A[off + i * si + j * sj] /= d
-            for k in range(j + 1, e + 1):
-                lk = A[off + k * si + j * sj] * d
-                if lk != 0.0:
-                    for i in range(k, e + 1):
-                        A[off + i * si + k * sj] -= A[off + i * si + j * sj] * lk
-    return ok
+            if err < best_err:
+                best_err, best_at = err, it
+                best_x[:], best_nu[:], best_p2[:] = x, nu, p2
+            if acc_at < 0 and err <= acceptable:
+                acc_at = it
+            if acc_at >= 0 and it - acc_at >= extra:
+                why = 1
+                break
+            if _amax(x) > limit_[m]:
+                why = 2
+                break
+            if it == max_iter:
+                why = 3
+                break
+            yI = _assemble(K, pat, base_[m], q_c, x, w, lam, p2[nw:nw + nl], p2[nw + nl:], lb, ub, jv, mI)
+            if not _ldl1(K, N, b, off, si, sj, sign, floor_[m]):
+                why = 4
+                break
+            _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, -comp, dx, dnu, dp1, dp2, rhs)
+            if not _all_finite(dx):
+                why = 5
+                break
+            if ncomp:
+                alpha = min(_max_step(p1, dp1), _max_step(p2, dp2))
+                mu_aff = np.sum((p1 + alpha * dp1) * (p2 + alpha * dp2)) / ncomp
+                centre = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+                _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, centre * mu - comp - dp1 * dp2,
+                           dx, dnu, dp1, dp2, rhs)
+            alpha = min(1.0, fraction * min(_max_step(p1, dp1), _max_step(p2, dp2)))
+            if not (_all_finite(dx) and _all_finite(dp1) and _all_finite(dp2) and math.isfinite(alpha)):
+                why = 5
+                break
+            stalled = stalled + 1 if alpha < 1e-10 else 0
+            if stalled > 5:
+                why = 6
+                break
+            x += alpha * dx
+            for k in range(nl):
+                x[L[k]] = max(x[L[k]], lb_in[k])
+            for k in range(nu_):
+                x[U[k]] = min(x[U[k]], ub_in[k])
+            nu += alpha * dnu
+            p1 += alpha * dp1
+            p2 += alpha * dp2
+            # the bound slacks follow x (as interior._Solver.run recomputes them from x each iteration)
+            for k in range(nl):
+                p1[nw + k] = x[L[k]] - lb[k]
+            for k in range(nu_):
+                p1[nw + nl + k] = ub[k] - x[U[k]]
+        if st != 0 and best_err <= acceptable:
+            st, x, nu, p2 = 1, best_x, best_nu, best_p2
+            it = best_at
+        status[m], iters[m], errs[m], reasons[m] = st, it, best_err if st == 1 else 0.0, why
+        xo, nuo, wo, lamo, zlo, zuo = out
+        xo[m], nuo[m], wo[m], lamo[m], zlo[m], zuo[m] = x, nu, p1[:nw], p2[:nw], p2[nw:nw + nl], p2[nw + nl:]
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _ldl_solve(K, ok, R, n, b, off, si, sj):
-    """Solve L D L' X = R[m] in place for each factorised member (R: batch x n x columns)."""
-    r = R.shape[2]
+@numba.njit(**_NJIT)
+def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, w, lam, zl, zu):
+    """The members' KKT matrices at their final iterates, factorised; which factorisations succeeded."""
+    nf, mE, mI, N, b, off, si, sj = dims
+    K = np.empty(base.shape)
+    ok = np.zeros(base.shape[0], np.bool_)
+    for m in range(base.shape[0]):
+        jv = _jacobian(pat, i_v[m], q_c[m], x[m])
+        _assemble(K[m], pat, base[m], q_c[m], x[m], w[m], lam[m], zl[m], zu[m], lb[m], ub[m], jv, mI)
+        ok[m] = _ldl1(K[m], N, b, off, si, sj, pat[21], floor[m])
+    return K, ok
+
+
+@numba.njit(**_NJIT)
+def _solve_many(K, ok, R, perm, dims):
+    """Solve each factorised K[m] for the columns of R[m] (N x k, in the structure's order) in place."""
+    nf, mE, mI, N, b, off, si, sj = dims
+    X = np.empty((N, R.shape[2]))
     for m in range(K.shape[0]):
-        if not ok[m]:
-            continue
-        A, X = K[m], R[m]
-        for j in range(n):
-            for i in range(j + 1, min(n - 1, j + b) + 1):
-                lij = A[off + i * si + j * sj]
-                if lij != 0.0:
-                    for c in range(r):
-                        X[i, c] -= lij * X[j, c]
-        for j in range(n):
-            d = A[off + j * (si + sj)]
-            for c in range(r):
-                X[j, c] /= d
-        for j in range(n - 1, -1, -1):
-            for i in range(j + 1, min(n - 1, j + b) + 1):
-                lij = A[off + i * si + j * sj]
-                if lij != 0.0:
-                    for c in range(r):
-                        X[j, c] -= lij * X[i, c]
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _scatter(values, index, size):
-    """Batched bincount: out[m, index[e]] += values[m, e]."""
-    out = np.zeros((values.shape[0], size))
-    for m in range(values.shape[0]):
-        for e in range(index.size):
-            out[m, index[e]] += values[m, e]
-    return out
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _steps(v, dv):
-    """Per member, the largest alpha in (0, 1] with v + alpha dv >= 0 (v > 0)."""
-    out = np.ones(v.shape[0])
-    for m in range(v.shape[0]):
-        for k in range(v.shape[1]):
-            if dv[m, k] < 0.0:
-                out[m] = min(out[m], -v[m, k] / dv[m, k])
-    return out
-
-
-class _Sum:
-    """Sums of entries' values by an index (bincount), for a batch."""
-
-    def __init__(self, index: np.ndarray, size: int):
-        self.index, self.size = np.ascontiguousarray(index, np.int64), int(size)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        return _scatter(values, self.index, self.size)
+        if ok[m]:
+            for k in range(N):
+                X[k] = R[m, perm[k]]
+            _ldl_solve1(K[m], X, N, b, off, si, sj)
+            for k in range(N):
+                R[m, perm[k]] = X[k]
 
 
 class _Plan:
-    """A structure's sums and factorisation layout for batches (built once per structure)."""
+    """A structure's index arrays and factorisation layout as numba takes them (built once per structure)."""
 
     def __init__(self, S):
         self.S = S
-        self.side = _Sum(S.side, S.mI)
-        self.i_r, self.i_c = _Sum(S.i_r, S.mI), _Sum(S.i_c, S.nf)
-        self.e_r, self.e_c = _Sum(S.e_r, S.mE), _Sum(S.e_c, S.nf)
-        self.h_r, self.q_r = _Sum(S.h_r, S.nf), _Sum(S.q_r, S.mI)
-        self.jq = _Sum(S.jq, S.i_r.size)
-        self.k_inv = _Sum(S.k_inv, S.k_pos.size)
-        if S.band:
-            self.perm, self.b, self.layout = S.perm, S.kl, (2 * S.kl, 1, S.ldab - 1)
-        else:
-            self.perm, self.b, self.layout = None, S.N - 1, (0, S.N, 1)
-
-    def factor(self, K: np.ndarray) -> np.ndarray:
-        """Factorise each row of K (batch x storage) in place; which members have a factorisation."""
-        return _ldl(K, self.S.N, self.b, *self.layout)
-
-    def solve(self, K: np.ndarray, ok: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """Solutions (batch x N [x columns]) with the factorised K (left as given where not `ok`)."""
-        R = rhs if rhs.ndim == 3 else rhs[:, :, None]
-        R = np.ascontiguousarray(R if self.perm is None else R[:, self.perm])
-        _ldl_solve(K, ok, R, self.S.N, self.b, *self.layout)
-        if self.perm is not None:
-            out = np.empty_like(R)
-            out[:, self.perm] = R
-            R = out
-        return R if rhs.ndim == 3 else R[:, :, 0]
+        i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+        perm = S.perm if S.band else np.arange(S.N)
+        self.pat = (i64(S.side), np.ascontiguousarray(S.sigma, float), i64(S.L), i64(S.U), i64(S.i_r), i64(S.i_c),
+                    i64(S.e_r), i64(S.e_c), i64(S.h_r), i64(S.h_c), i64(S.q_r), i64(S.q_i), i64(S.q_j), i64(S.jq),
+                    i64(S.k_pos), i64(S.k_inv), i64(S.p_row), i64(S.p_a), i64(S.p_b), i64(S.diag), i64(perm),
+                    np.where(perm < S.nf, 1.0, -1.0))
+        b, layout = (S.kl, (2 * S.kl, 1, S.ldab - 1)) if S.band else (S.N - 1, (0, S.N, 1))
+        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout)
 
 
 def _plan(S) -> _Plan:
@@ -174,113 +379,63 @@ def _plan(S) -> _Plan:
     return plan
 
 
-class _Data:
-    """The members' numbers stacked along the batch axis (one `interior._Solver` each)."""
-
-    NAMES = ("c", "h_v", "q_c", "e_v", "i_v", "b_E", "b_side", "lb", "ub", "base", "b_scale", "scale")
-
-    def __init__(self, solvers=None, **arrays):
-        if solvers is None:
-            self.__dict__.update(arrays)
-            return
-        S = solvers[0].S
-        self.c = np.array([s.c for s in solvers])
-        self.h_v = np.array([s.S.h_v for s in solvers])
-        self.q_c = np.array([s.S.q_c for s in solvers])
-        self.e_v = np.array([s.e_v for s in solvers])
-        self.i_v = np.array([s.i_v for s in solvers])
-        self.b_E = np.array([s.b_E for s in solvers])
-        self.b_side = np.array([s.b_side for s in solvers])
-        self.lb = np.array([s.lb[S.L] for s in solvers])
-        self.ub = np.array([s.ub[S.U] for s in solvers])
-        self.base = np.array([s.base for s in solvers])
-        self.b_scale = np.array([s.b_scale for s in solvers])
-        self.scale = np.array([s.scale for s in solvers])
-
-    def take(self, rows) -> "_Data":
-        return _Data(**{k: getattr(self, k)[rows] for k in self.NAMES})
-
-
-class _Iterate:
-    """Primal-dual iterates of the members still in the batch (x, nu, slacks w, their multipliers
-    lam, bound multipliers zl and zu)."""
-
-    NAMES = ("x", "nu", "w", "lam", "zl", "zu")
-
-    def __init__(self, **arrays):
-        self.__dict__.update(arrays)
-
-    def take(self, rows) -> "_Iterate":
-        return _Iterate(**{k: getattr(self, k)[rows] for k in self.NAMES})
-
-
 class BatchSolution:
-    """Per member: the SolveResult (None where the batch did not find an optimum) and, after
-    `sensitivities`, dx/dtheta."""
+    """Per member: the SolveResult (None where the batch did not find an optimum) and, through
+    `sensitivities`, dx/dtheta from the KKT matrix at the final iterate."""
 
-    def __init__(self, results, finals, plan, data):
-        self.results, self._finals, self._plan, self._data = results, finals, plan, data
+    def __init__(self, results, senses, plan, data, final):
+        self.results, self._senses, self._plan, self._data, self._final = results, senses, plan, data, final
 
     def sensitivities(self, dcs) -> list:
-        """dx/dtheta (n x k) per optimal member, for model-sense objective changes ``dcs[m]`` (n x k
-        dense) held in the members' order; None for the others and where the solve is not finite."""
-        plan, S = self._plan, self._plan.S
+        """dx/dtheta (n x k) per optimal member for model-sense objective changes ``dcs[m]`` (n x k
+        dense), in the members' order; None for the others and where the solve is not finite."""
+        plan, S, D = self._plan, self._plan.S, self._data
         done = [m for m, r in enumerate(self.results) if r is not None]
         out = [None] * len(self.results)
         if not done:
             return out
-        it = _Iterate(**{k: np.array([getattr(self._finals[m], k) for m in done]) for k in _Iterate.NAMES})
-        D = self._data.take(done)
-        K = _kkt(plan, D, it, _jacobian(plan, D, it.x))
-        ok = plan.factor(K)
+        x, _, w, lam, zl, zu = (a[done] for a in self._final)
+        K, ok = _final_kkt(plan.pat, plan.dims, D["base"][done], D["i_v"][done], D["q_c"][done], D["lb"][done],
+                           D["ub"][done], D["floor"][done], x, w, lam, zl, zu)
         k = dcs[done[0]].shape[1]
-        rhs = np.zeros((len(done), S.N, k))
+        R = np.zeros((len(done), S.N, k))
         for row, m in enumerate(done):
-            rhs[row, :S.nf] = -self._finals[m].sense * dcs[m][S.F]
-        sol = plan.solve(K, ok, rhs)
+            R[row, :S.nf] = -self._senses[m] * dcs[m][S.F]
+        _solve_many(K, ok, R, plan.pat[20], plan.dims)
         for row, m in enumerate(done):
-            if ok[row] and np.all(np.isfinite(sol[row])):
+            if ok[row] and np.all(np.isfinite(R[row])):
                 dx = np.zeros((dcs[m].shape[0], k))
-                dx[S.F] = sol[row, :S.nf]
+                dx[S.F] = R[row, :S.nf]
                 out[m] = dx
         return out
 
 
-class _Final:
-    """A member's final iterate (for the sensitivities)."""
+_STOPS = ("converged", "tol not reached in a few more iterations", "the iterates run off to infinity",
+          "iteration limit reached", "singular Newton system", "non-finite step", "steps shrank to nothing")
 
-    def __init__(self, it: _Iterate, row: int, sense: int):
-        for k in _Iterate.NAMES:
-            setattr(self, k, getattr(it, k)[row].copy())
-        self.sense = sense
+_DATA = ("c", "h_v", "q_c", "e_v", "i_v", "b_E", "b_side", "lb", "ub", "lb_in", "ub_in", "base", "b_scale", "limit",
+         "floor")
 
 
-def _jacobian(plan, D, x):
-    """Values of the inequality rows' Jacobian on the pattern, per member."""
-    S = plan.S
-    if not S.q_r.size:
-        return D.i_v
-    return D.i_v + plan.jq(np.concatenate([D.q_c * x[:, S.q_j], D.q_c * x[:, S.q_i]], axis=1))
+def _rows(arrays, k: int) -> np.ndarray:
+    """Equal-length vectors as the rows of one (batch x k) array (k may be 0)."""
+    return np.array(arrays, float).reshape(len(arrays), k)
 
 
-def _kkt(plan, D, it: _Iterate, jv) -> np.ndarray:
-    """The reduced KKT matrices (batch x storage) at the iterates, as `interior._Solver.run` builds them."""
-    S = plan.S
-    K = D.base.copy()
-    yI = plan.side(S.sigma * it.lam)
-    d = plan.side(np.minimum(it.lam / it.w, _PIN))
-    vals = np.concatenate([D.q_c * yI[:, S.q_r], D.q_c * yI[:, S.q_r], d[:, S.p_row] * jv[:, S.p_a] * jv[:, S.p_b]],
-                          axis=1)
-    if vals.shape[1]:
-        K[:, S.k_pos] += plan.k_inv(vals)
-    if S.dense_jtdj:
-        J = np.zeros((K.shape[0], S.mI, S.nf))
-        J[:, S.i_r, S.i_c] = jv
-        K[:, S.block] += np.einsum("mri,mr,mrj->mij", J, d, J).reshape(K.shape[0], -1)
-    sl, su = it.x[:, S.L] - D.lb, D.ub - it.x[:, S.U]
-    K[:, S.diag[S.L]] += np.minimum(it.zl / sl, _PIN)
-    K[:, S.diag[S.U]] += np.minimum(it.zu / su, _PIN)
-    return K
+def _stack(solvers) -> dict:
+    """The members' numbers (one `interior._Solver` each) stacked along the batch axis."""
+    S = solvers[0].S
+    lb = _rows([s.lb[S.L] for s in solvers], S.L.size)
+    ub = _rows([s.ub[S.U] for s in solvers], S.U.size)
+    out = {"c": [s.c for s in solvers], "h_v": [s.S.h_v for s in solvers], "q_c": [s.S.q_c for s in solvers],
+           "e_v": [s.e_v for s in solvers], "i_v": [s.i_v for s in solvers], "b_E": [s.b_E for s in solvers],
+           "b_side": [s.b_side for s in solvers], "base": [s.base for s in solvers],
+           "b_scale": [s.b_scale for s in solvers], "limit": [_DIVERGED * s.b_scale * s.scale for s in solvers],
+           "floor": [_REGULARISATION * s.scale for s in solvers]}
+    scalars = ("b_scale", "limit", "floor")
+    out = {k: np.array(v, float) if k in scalars else _rows(v, len(v[0])) for k, v in out.items()}
+    out.update(lb=lb, ub=ub, lb_in=np.nextafter(lb, np.inf), ub_in=np.nextafter(ub, -np.inf))
+    return out
 
 
 def solve_batch(problems: list[CompiledProblem], options: dict | None = None) -> BatchSolution:
@@ -292,137 +447,26 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None) ->
     plan = _plan(S)
     M = len(problems)
     solvers = [_Solver(P, _structure(P), tol, max_iter, start) for P in problems]
-    data = _Data(solvers)
-    starts = [s.start_point() for s in solvers]
-    it = _Iterate(**{k: np.array([p[j] for p in starts]) for j, k in enumerate(_Iterate.NAMES)})
-    results: list = [None] * M
-    finals: list = [None] * M
-    with np.errstate(all="ignore"):  # a member whose numbers overflow ends with a non-finite step: it fails
-        _iterate(plan, data, it, solvers, results, finals, tol, acceptable, max_iter)
+    D = _stack(solvers)
+    points = [s.start_point() for s in solvers]
+    first = tuple(_rows([p[j] for p in points], len(points[0][j])) for j in range(6))
+    final = tuple(np.empty_like(a) for a in first)
+    status, iters, errs, reasons = np.empty(M, np.int64), np.empty(M, np.int64), np.empty(M), np.empty(M, np.int64)
+    with np.errstate(all="ignore"):
+        _run(plan.pat, plan.dims, tuple(D[k] for k in _DATA), first,
+             (tol, acceptable, max_iter, _ACCEPTABLE_EXTRA, _STEP_FRACTION), final, status, iters, errs,
+             reasons)
     seconds = (time.perf_counter() - start) / M
-    for r in results:
-        if r is not None:
-            r.solve_time_s = seconds
-    return BatchSolution(results, finals, plan, data)
-
-
-def _iterate(plan, data, it, solvers, results, finals, tol, acceptable, max_iter):
-    """The Mehrotra iterations of `interior._Solver.run` for all members at once."""
-    S = plan.S
-    nf, nw, nl = S.nf, S.side.size, S.L.size
-    ncomp = nw + nl + S.U.size
-    L, U, sigma = S.L, S.U, S.sigma
-    members = np.arange(len(solvers))
-    D = data
-    best_err = np.full(members.size, np.inf)
-    best = _Iterate(**{k: getattr(it, k).copy() for k in _Iterate.NAMES})
-    best_at = np.zeros(members.size, int)
-    acceptable_at = np.full(members.size, -1)
-    stalled = np.zeros(members.size, int)
-
-    def finish(rows, message_of, use_best):
-        for row in rows:
-            m = members[row]
-            src = best if use_best[row] else it
-            finals[m] = _Final(src, row, solvers[m].P.sense)
-            f = finals[m]
-            results[m] = solvers[m].result(f.x, f.nu, f.lam, f.zl, f.zu, "optimal", message_of(row), iteration)
-
-    for iteration in range(max_iter + 1):
-        x = it.x
-        jv = _jacobian(plan, D, x)
-        g = plan.i_r(D.i_v * x[:, S.i_c])
-        if S.q_r.size:
-            g += plan.q_r(D.q_c * x[:, S.q_i] * x[:, S.q_j])
-        h = sigma * (D.b_side - g[:, S.side])
-        yI = plan.side(sigma * it.lam)
-        grad = D.c + plan.h_r(D.h_v * x[:, S.h_c])
-        rd = grad + plan.e_c(D.e_v * it.nu[:, S.e_r]) + plan.i_c(jv * yI[:, S.i_r])
-        rd[:, L] -= it.zl
-        rd[:, U] += it.zu
-        rE = plan.e_r(D.e_v * x[:, S.e_c]) - D.b_E
-        rI = h - it.w
-        sl, su = x[:, L] - D.lb, D.ub - x[:, U]
-        p1 = np.concatenate([it.w, sl, su], axis=1)
-        p2 = np.concatenate([it.lam, it.zl, it.zu], axis=1)
-        comp = p1 * p2
-        mu = comp.sum(axis=1) / ncomp if ncomp else np.zeros(members.size)
-        d_scale = 1.0 + np.abs(grad).max(axis=1, initial=0.0)
-        primal = np.maximum(np.abs(rE).max(axis=1, initial=0.0), np.abs(rI).max(axis=1, initial=0.0)) / D.b_scale
-        err = np.maximum(np.maximum(np.abs(rd).max(axis=1, initial=0.0) / d_scale, primal),
-                         comp.max(axis=1, initial=0.0) / d_scale)
-        done = err <= tol
-        finish(np.flatnonzero(done), lambda r: f"converged in {iteration} iterations (batch)",
-               np.zeros(members.size, bool))
-        better = ~done & (err < best_err)
-        if better.any():
-            best_err = np.where(better, err, best_err)
-            best_at = np.where(better, iteration, best_at)
-            for k in _Iterate.NAMES:
-                getattr(best, k)[better] = getattr(it, k)[better]
-        acceptable_at = np.where((acceptable_at < 0) & (err <= acceptable), iteration, acceptable_at)
-        stop = ~done & (acceptable_at >= 0) & (iteration - acceptable_at >= _ACCEPTABLE_EXTRA)
-        stop |= ~done & (np.abs(x).max(axis=1, initial=0.0) > _DIVERGED * D.b_scale * D.scale)
-        if iteration == max_iter:
-            stop |= ~done
-        failed = np.zeros(members.size, bool)
-
-        def settle(rows):
-            """Members that stop short of tol: their best iterate if it is acceptable, else a failure."""
-            good = rows[best_err[rows] <= acceptable]
-            finish(good, lambda r: f"acceptable: scaled KKT residual {best_err[r]:.1e} at iteration"
-                                         f" {best_at[r]} (batch)", np.ones(members.size, bool))
-
-        settle(np.flatnonzero(stop))
-        leaving = done | stop
-        if iteration < max_iter and not leaving.all():
-            K = _kkt(plan, D, it, jv)
-            ok = plan.factor(K)
-            d1 = _direction(plan, D, it, (K, ok), jv, rd, rE, rI, sl, su, -comp)
-            dx, dnu, dp1, dp2 = d1
-            finite = ok & np.isfinite(dx).all(axis=1)
-            if ncomp:
-                alpha = np.minimum(_steps(p1, dp1), _steps(p2, dp2))
-                mu_aff = np.einsum("mi,mi->m", p1 + alpha[:, None] * dp1, p2 + alpha[:, None] * dp2) / ncomp
-                centre = np.where(mu > 0, (mu_aff / np.where(mu > 0, mu, 1.0)) ** 3, 0.0)
-                dx, dnu, dp1, dp2 = _direction(plan, D, it, (K, ok), jv, rd, rE, rI, sl, su,
-                                              (centre * mu)[:, None] - comp - dp1 * dp2)
-            finite &= np.isfinite(dx).all(axis=1) & np.isfinite(dp1).all(axis=1) & np.isfinite(dp2).all(axis=1)
-            alpha = np.minimum(1.0, _STEP_FRACTION * np.minimum(_steps(p1, dp1), _steps(p2, dp2)))
-            stalled = np.where(alpha < 1e-10, stalled + 1, 0)
-            failed = ~leaving & (~finite | (stalled > 5) | ~np.isfinite(alpha))
-            settle(np.flatnonzero(failed))
-            leaving |= failed
-            a = np.where(leaving, 0.0, alpha)[:, None]
-            x = x + a * dx
-            x[:, L] = np.maximum(x[:, L], np.nextafter(D.lb, np.inf))
-            x[:, U] = np.minimum(x[:, U], np.nextafter(D.ub, -np.inf))
-            p1, p2 = p1 + a * dp1, p2 + a * dp2
-            it = _Iterate(x=x, nu=it.nu + a * dnu, w=p1[:, :nw], lam=p2[:, :nw], zl=p2[:, nw:nw + nl],
-                          zu=p2[:, nw + nl:])
-        if leaving.all():
-            return
-        if leaving.any():
-            keep = np.flatnonzero(~leaving)
-            members, D, it, best = members[keep], D.take(keep), it.take(keep), best.take(keep)
-            best_err, best_at, acceptable_at, stalled = best_err[keep], best_at[keep], acceptable_at[keep], stalled[keep]
-
-
-def _direction(plan, D, it, factors, jv, rd, rE, rI, sl, su, rc):
-    """One Newton direction for complementarity targets rc (batch x sides and bounds)."""
-    S = plan.S
-    nf, nw, nl = S.nf, S.side.size, S.L.size
-    rcw, rcl, rcu = rc[:, :nw], rc[:, nw:nw + nl], rc[:, nw + nl:]
-    t = plan.side(S.sigma * (rcw - it.lam * rI) / it.w)
-    rhs = np.empty((rc.shape[0], S.N))
-    rhs[:, :nf] = -rd - plan.i_c(jv * t[:, S.i_r])
-    rhs[:, S.L] += rcl / sl
-    rhs[:, S.U] -= rcu / su
-    rhs[:, nf:] = -rE
-    sol = plan.solve(*factors, rhs)
-    dx = sol[:, :nf]
-    dw = rI - S.sigma * plan.i_r(jv * dx[:, S.i_c])[:, S.side]
-    dp1 = np.concatenate([dw, dx[:, S.L], -dx[:, S.U]], axis=1)
-    p1 = np.concatenate([it.w, sl, su], axis=1)
-    p2 = np.concatenate([it.lam, it.zl, it.zu], axis=1)
-    return dx, sol[:, nf:], dp1, (rc - p2 * dp1) / p1
+    results = []
+    for m, s in enumerate(solvers):
+        if status[m] < 0:
+            results.append(None)
+            continue
+        message = (f"converged in {iters[m]} iterations (batch)" if status[m] == 0 else
+                   f"acceptable: scaled KKT residual {errs[m]:.1e} at iteration {iters[m]} (batch;"
+                   f" {_STOPS[reasons[m]]})")
+        x, nu, _, lam, zl, zu = (a[m] for a in final)
+        r = s.result(x.copy(), nu.copy(), lam.copy(), zl.copy(), zu.copy(), "optimal", message, int(iters[m]))
+        r.solve_time_s = seconds
+        results.append(r)
+    return BatchSolution(results, [P.sense for P in problems], plan, D, final)

@@ -190,8 +190,10 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
     responses, `centres` ignored). The one entry point of a round's responses, here and on workers.
 
     Players whose posed problems share one interior structure (`batched.batch_key`) are solved as
-    one batch, their sensitivities taken from the batch's final KKT factorisation; a player alone
-    in its group, or one the batch leaves without an optimum, goes through `respond`.
+    one batch (a player alone in its group as a batch of one: the batch's compiled iterations beat
+    the single solve's Python-level ones), their sensitivities taken from the batch's final KKT
+    factorisation; a player the interior method does not suit, or one the batch leaves without an
+    optimum, goes through `respond`.
     """
     plain = weights is None
     if not plain:
@@ -202,7 +204,7 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
         prices, prob = m.posed(prices, None if plain else (weights[i], centres[i]))
         groups.setdefault(batch_key(prob), []).append((i, prob))
     for key, members in groups.items():
-        if key is not None and len(members) > 1:
+        if key is not None:
             _respond_batch(models, prices, weights, exact, members, out)
     for i, m in enumerate(models):
         if out[i] is None:
