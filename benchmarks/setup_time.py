@@ -7,11 +7,13 @@ default (`Game` compiles customers of one type and structure together,
 first (the path of types without parameters). Columns: compile (`Game(scenario)`), of which the
 interior method's index arrays (`prepare`, one per player), envelopes (`assign_envelopes`), of
 which the reference operations (`reference_operation`, one proximal best response per customer)
-and the total. The exponent b of `seconds ~ a N^b` is fitted per column over the template runs.
+and the total, wall-clock, then the process's CPU time of compile and envelopes (less
+sensitive to other work on a shared machine). The exponent b of `seconds ~ a N^b` is fitted per
+column over the template runs.
 
     python benchmarks/setup_time.py [--sizes 100 1000 3000 10000] [--per-agent-up-to 1000]
 
-Timings are wall-clock on whatever else the machine runs: compare rows of one run.
+Wall-clock timings include whatever else the machine runs: compare rows of one run.
 """
 
 from __future__ import annotations
@@ -52,16 +54,17 @@ def setup_once(n: int, per_agent: bool, seed: int = 0) -> dict:
     scenario = synthetic_scenario(n, seed=seed)
     prepare, reference = [0.0], [0.0]
     with timed(agent_model, "prepare", prepare), timed(doe_assign, "reference_operation", reference):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         if per_agent:
             for agent in scenario.customers:
                 agent.model(scenario.periods, scenario.dt_h)
         game = Game(scenario)
-        compiled = time.perf_counter()
+        compiled, compiled_cpu = time.perf_counter(), time.process_time()
         assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
-        done = time.perf_counter()
+        done, done_cpu = time.perf_counter(), time.process_time()
     return {"n": n, "path": "per-agent" if per_agent else "templates", "compile": compiled - start,
-            "prepare": prepare[0], "envelopes": done - compiled, "reference": reference[0], "total": done - start}
+            "prepare": prepare[0], "envelopes": done - compiled, "reference": reference[0], "total": done - start,
+            "compile_cpu": compiled_cpu - cpu, "envelopes_cpu": done_cpu - compiled_cpu}
 
 
 COLUMNS = ("compile", "prepare", "envelopes", "reference", "total")
@@ -74,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     print("| N | path | compile s | of which prepare s | envelopes s | of which reference s | envelopes"
-          " without reference s | set-up s |")
-    print("|---|---|---|---|---|---|---|---|")
+          " without reference s | set-up s | compile CPU s | envelopes CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         for per_agent in (False, True):
             if per_agent and n > args.per_agent_up_to:
@@ -83,7 +86,8 @@ def main() -> None:
             r = setup_once(n, per_agent)
             rows.append(r)
             print(f"| {n} | {r['path']} | {r['compile']:.2f} | {r['prepare']:.2f} | {r['envelopes']:.2f} |"
-                  f" {r['reference']:.2f} | {r['envelopes'] - r['reference']:.2f} | {r['total']:.2f} |", flush=True)
+                  f" {r['reference']:.2f} | {r['envelopes'] - r['reference']:.2f} | {r['total']:.2f} |"
+                  f" {r['compile_cpu']:.2f} | {r['envelopes_cpu']:.2f} |", flush=True)
     fast = [r for r in rows if r["path"] == "templates"]
     fits = {c: fit_exponent([r["n"] for r in fast], [r[c] for r in fast]) for c in COLUMNS}
     fits["envelopes without reference"] = fit_exponent([r["n"] for r in fast],

@@ -311,6 +311,8 @@ class _Template:
         q_row, q_i, q_j = self.row_quad[0][rq], self.row_quad[1][rq], self.row_quad[2][rq]
         q_coef = V[:, self.row_quad[3][rq]]
         offsets, row_offsets = np.array([0, n], np.int64), np.array([0, m, m + 2 * T], np.int64)
+        for a in (q_row, q_i, q_j, offsets, row_offsets):  # shared by every member
+            a.flags.writeable = False
         mst = m + 2 * T
         protos = {"H": _Csr(H[0], H[1], (n, n)), "A": _Csr(a_ptr, a_ind, (mst, n)), "Mp": _Csr(Mp[0], Mp[1], (T, n)),
                   "Mq": _Csr(Mq[0], Mq[1], (T, n)), "M": _Csr(m_ptr, m_ind, (2 * T, n))}
@@ -355,7 +357,7 @@ def _group_csr(rows, cols, vals: np.ndarray, shape) -> tuple[np.ndarray, np.ndar
     G = sp.coo_matrix((vals.ravel(), (r, c)), shape=(M * nr, M * nc)).tocsr()
     nnz = G.nnz // M
     indptr, indices = G.indptr[: nr + 1].copy(), G.indices[:nnz].copy()
-    if G.nnz != M * nnz or not np.array_equal(G.indices.reshape(M, nnz) - nc * shift, np.broadcast_to(indices, (M, nnz))):
+    if G.nnz != M * nnz or not np.array_equal(G.indices.reshape(M, nnz) - nc * shift, np.tile(indices, (M, 1))):
         raise AssertionError("template members do not share one pattern")
     return indptr, indices, G.data.reshape(M, nnz)
 

@@ -77,7 +77,8 @@ def test_each_structure_and_coefficient_pattern_gets_its_own_template():
               household("noinv0", inverter_kva=0.0), household("noinv1", inverter_kva=0.0, pv_kw=0.0),
               household("fixed0", end_rule="fixed"), household("fixed1", end_rule="fixed", utility_b_per_kw2h=0.1),
               household("free0", end_rule="free"),
-              household("flat0", utility_b_per_kw2h=0.0), household("flat1", utility_b_per_kw2h=0.0, wear_cost_per_kwh=0.0),
+              household("flat0", utility_b_per_kw2h=0.0),
+              household("flat1", utility_b_per_kw2h=0.0, wear_cost_per_kwh=0.0),
               household("flat2", utility_b_per_kw2h=0.0), household("value0", terminal_value_per_kwh=0.05)]
     built, direct = both_ways(agents)
     for a, b in zip(built, direct):
