@@ -183,12 +183,23 @@ def reference_operation(customers, capability: Box, periods: int, dt_h: float) -
     the whole horizon (battery energy, demand), which a point chosen period by period
     would not.
     """
-    zero = np.zeros(periods)
+    from p2pgame.agents.model import Prices
+    from p2pgame.market.equilibrium.proximal import respond_all
+
+    zero, centre = np.zeros(periods), np.zeros(2 * periods)
     p_kw, q_kvar = np.empty_like(capability.pmin_kw), np.empty_like(capability.qmin_kvar)
+    compiled = [i for i, customer in enumerate(customers) if hasattr(customer, "model")]
+    models = [customers[i].model(periods, dt_h) for i in compiled]
+    for i, model in zip(compiled, models):
+        model.set_box(Box(*(side[i] for side in capability)))
+    # one batched solve per structure (`respond_all`), a failure re-solved one by one
+    answers = respond_all(models, Prices(zero, zero), REFERENCE_RHO, np.zeros((len(models), 2 * periods)), False)
+    responses = dict(zip(compiled, (response for response, _ in answers)))
     for i, customer in enumerate(customers):
-        box = Box(*(side[i] for side in capability))
-        response = customer.best_response((zero, zero), box, dt_h=dt_h, proximal=(REFERENCE_RHO, np.zeros(2 * periods)))
-        p_kw[i], q_kvar[i] = response.p_kw, response.q_kvar
+        if i not in responses:  # a customer defined by its best response alone
+            box = Box(*(side[i] for side in capability))
+            responses[i] = customer.best_response((zero, zero), box, dt_h=dt_h, proximal=(REFERENCE_RHO, centre))
+        p_kw[i], q_kvar[i] = responses[i].p_kw, responses[i].q_kvar
     return p_kw, q_kvar
 
 
