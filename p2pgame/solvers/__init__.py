@@ -14,6 +14,7 @@ Multipliers follow Ipopt's convention for the minimisation form (see SolveResult
 from __future__ import annotations
 
 from p2pgame.errors import InputError, SolverError
+from p2pgame.solvers.clarabel import accepts as clarabel_accepts
 from p2pgame.solvers.clarabel import solve_clarabel
 from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.highs import solve_highs
@@ -29,13 +30,13 @@ _SOLVERS = {"interior": solve_interior, "clarabel": solve_clarabel, "ipopt": sol
 _VERDICTS = ("infeasible", "unbounded")  # answers about the problem, not about the method
 
 
-def _general(problem: CompiledProblem) -> str:
+def _general(problem: CompiledProblem, options: dict | None) -> str:
     """The general-purpose solver for a problem: HiGHS for LPs/QPs, Clarabel for convex problems
-    with quadratic rows (a sparse conic interior method, far faster than Ipopt on them at scale),
-    Ipopt otherwise."""
+    with quadratic rows (a sparse conic interior method, far faster than Ipopt on them at scale)
+    unless ``options`` are not Clarabel's (Ipopt's, say), Ipopt otherwise."""
     if problem.is_qp:
         return "highs"
-    return "clarabel" if problem.is_convex else "ipopt"
+    return "clarabel" if problem.is_convex and clarabel_accepts(options) else "ipopt"
 
 
 def prepare(problem: CompiledProblem) -> None:
@@ -67,7 +68,7 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
     """
     auto = solver == "auto"
     if auto:
-        solver = "interior" if supports(problem) else _general(problem)
+        solver = "interior" if supports(problem) else _general(problem, options)
     if solver not in _SOLVERS:
         raise InputError(f"solver {solver!r}: expected 'auto', 'interior', 'clarabel', 'ipopt' or 'highs'")
     if warm is not None and (warm.x.shape != (problem.n,) or warm.y.shape != (problem.m,)):
@@ -78,7 +79,7 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
     if result is None:
         result = _SOLVERS[solver](problem, warm=warm, options=options)
         if auto and solver == "interior" and not result.success and result.status not in _VERDICTS:
-            result = _SOLVERS[_general(problem)](problem, warm=warm, options=options)
+            result = _SOLVERS[_general(problem, options)](problem, warm=warm, options=options)
     if check and not result.success:
         raise SolverError(
             f"{name or 'problem'}: {result.solver} stopped with status '{result.status}' "

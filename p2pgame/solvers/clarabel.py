@@ -27,7 +27,7 @@ from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.kkt import active_set_newton, kkt_residual
 from p2pgame.solvers.result import SolveResult
 
-__all__ = ["solve_clarabel", "DEFAULT_OPTIONS"]
+__all__ = ["solve_clarabel", "accepts", "DEFAULT_OPTIONS"]
 
 DEFAULT_OPTIONS = {
     "verbose": False,
@@ -101,8 +101,7 @@ class _Conic:
         lb, ub = problem.g_lb - const, problem.g_ub - const
         self.m, self.nf = m, nf
         blocks_A, blocks_b = [], []
-        # (kind, indices): how z entries map back; kinds: row +1 / row -1 / var +1 / var -1
-        self.maps = []
+        self.maps = []  # (kind "row" | "var", indices, sign, first row in Clarabel's A): how z maps back
         offset = 0
 
         # linear rows without free columns are checks, not constraints
@@ -339,6 +338,12 @@ def _row_name(problem: CompiledProblem, row: int) -> str:
     """A row's constraint name, or its index for rows added by ``stack``."""
     con = problem.constraints[row] if row < len(problem.constraints) else None
     return con.name if con is not None else str(row)
+
+
+def accepts(options: dict | None) -> bool:
+    """Whether every one of ``options`` is a Clarabel setting or ``polish`` (else they are meant for another solver)."""
+    settings = clarabel.DefaultSettings()
+    return all(key in DEFAULT_OPTIONS or hasattr(settings, key) for key in options or {})
 
 
 def _settings(options: dict) -> clarabel.DefaultSettings:

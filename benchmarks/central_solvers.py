@@ -1,0 +1,97 @@
+"""Time the centralised welfare problem: p2pgame's stacked problem with Clarabel (and Ipopt) against cvxpy + Clarabel.
+
+    python benchmarks/central_solvers.py [--sizes 100 1000] [--ipopt-max 100] [--periods 24]
+
+For each size N (synthetic prosumers, max-total envelopes, as `p2pgame bench scaling`): the
+independent cvxpy + Clarabel formulation (`p2pgame.bench.reference`, its build and its solve,
+which includes cvxpy's canonicalisation, separately), then p2pgame's stacked problem
+(`CompiledProblem.stack` with the balance rows, as `centralized` builds it) solved by Clarabel
+(the conic translation included) and, up to `--ipopt-max`, by Ipopt; welfare and price
+differences are against the reference. Needs the bench extra (cvxpy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from p2pgame.bench.reference import solve_reference  # noqa: E402
+from p2pgame.bench.synthetic import synthetic_scenario  # noqa: E402
+from p2pgame.market import Game, assign_envelopes  # noqa: E402
+from p2pgame.market.central import _balance_rows, _outcome, _stack  # noqa: E402
+from p2pgame.solvers import kkt_residual, solve  # noqa: E402
+
+
+def _central(game, solver: str) -> dict:
+    """Stack and solve the centralised problem as `centralized` does, timing each part."""
+    t0 = time.perf_counter()
+    rows, rhs = _balance_rows(game)
+    problem = _stack(game, rows, rhs, rhs)
+    t1 = time.perf_counter()
+    res = solve(problem, solver=solver, name="centralised welfare")
+    t2 = time.perf_counter()
+    T = game.T
+    y = res.y[problem.m - 2 * T:]
+    out = _outcome(game, problem, res, y[:T], y[T:])
+    return {"stack_s": t1 - t0, "solve_s": t2 - t1, "iterations": res.iterations, "welfare": out.welfare,
+            "prices": out.prices.stacked(), "kkt": kkt_residual(problem, res)}
+
+
+def run(sizes, periods: int, ipopt_max: int, seed: int) -> list[dict]:
+    rows = []
+    for n in sizes:
+        t0 = time.perf_counter()
+        scenario = synthetic_scenario(n, periods, seed=seed)
+        game = Game(scenario)
+        envelopes = assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
+        game.apply_envelopes(envelopes)
+        setup = time.perf_counter() - t0
+        ref = solve_reference(scenario, envelopes)
+        ref_prices = ref.stacked()
+        rows.append({"n": n, "solver": "cvxpy+clarabel", "build_s": ref.build_seconds, "solve_s": ref.solve_seconds,
+                     "iterations": ref.iterations, "welfare_diff": 0.0, "price_diff": 0.0, "kkt": float("nan"),
+                     "setup_s": setup})
+        for solver in ["clarabel"] + (["ipopt"] if n <= ipopt_max else []):
+            r = _central(game, solver)
+            rows.append({"n": n, "solver": f"p2pgame {solver}", "build_s": r["stack_s"], "solve_s": r["solve_s"],
+                         "iterations": r["iterations"],
+                         "welfare_diff": abs(r["welfare"] - ref.welfare) / abs(ref.welfare),
+                         "price_diff": float(np.max(np.abs(r["prices"] - ref_prices))), "kkt": r["kkt"],
+                         "setup_s": setup})
+        print(table([r for r in rows if r["n"] == n]), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table; `x ref` is build + solve relative to the cvxpy + Clarabel reference at the same N."""
+    ref = {r["n"]: r["build_s"] + r["solve_s"] for r in rows if r["solver"] == "cvxpy+clarabel"}
+    lines = ["| N | solver | build/stack s | solve s | total s | x ref | iterations | welfare diff (rel) "
+             "| price diff $/kWh | KKT residual |", "|" + "---|" * 10]
+    for r in rows:
+        total = r["build_s"] + r["solve_s"]
+        lines.append(f"| {r['n']} | {r['solver']} | {r['build_s']:.2f} | {r['solve_s']:.2f} | {total:.2f} "
+                     f"| {total / ref[r['n']]:.2f} | {r['iterations']} | {r['welfare_diff']:.1e} "
+                     f"| {r['price_diff']:.1e} | {r['kkt']:.1e} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--periods", type=int, default=24)
+    ap.add_argument("--ipopt-max", type=int, default=100, help="largest N also solved by Ipopt")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rows = run(args.sizes, args.periods, args.ipopt_max, args.seed)
+    print()
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
