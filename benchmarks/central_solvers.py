@@ -7,7 +7,8 @@ independent cvxpy + Clarabel formulation (`p2pgame.bench.reference`, its build a
 which includes cvxpy's canonicalisation, separately), then p2pgame's stacked problem
 (`CompiledProblem.stack` with the balance rows, as `centralized` builds it) solved by Clarabel
 (the conic translation included) and, up to `--ipopt-max`, by Ipopt; welfare and price
-differences are against the reference. Needs the bench extra (cvxpy).
+differences are against the reference. Needs the bench extra (cvxpy) unless `--no-reference`.
+`setup s` is building the game and its envelopes (not part of either solve).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _central(game, solver: str) -> dict:
             "prices": out.prices.stacked(), "kkt": kkt_residual(problem, res)}
 
 
-def run(sizes, periods: int, ipopt_max: int, seed: int) -> list[dict]:
+def run(sizes, periods: int, ipopt_max: int, seed: int, reference: bool = True) -> list[dict]:
     rows = []
     for n in sizes:
         t0 = time.perf_counter()
@@ -52,18 +53,19 @@ def run(sizes, periods: int, ipopt_max: int, seed: int) -> list[dict]:
         envelopes = assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
         game.apply_envelopes(envelopes)
         setup = time.perf_counter() - t0
-        ref = solve_reference(scenario, envelopes)
-        ref_prices = ref.stacked()
-        rows.append({"n": n, "solver": "cvxpy+clarabel", "build_s": ref.build_seconds, "solve_s": ref.solve_seconds,
-                     "iterations": ref.iterations, "welfare_diff": 0.0, "price_diff": 0.0, "kkt": float("nan"),
-                     "setup_s": setup})
+        ref = solve_reference(scenario, envelopes) if reference else None
+        if ref is not None:
+            rows.append({"n": n, "solver": "cvxpy+clarabel", "build_s": ref.build_seconds,
+                         "solve_s": ref.solve_seconds, "iterations": ref.iterations, "welfare_diff": 0.0,
+                         "price_diff": 0.0, "kkt": float("nan"), "setup_s": setup})
+        nan = float("nan")
         for solver in ["clarabel"] + (["ipopt"] if n <= ipopt_max else []):
             r = _central(game, solver)
             rows.append({"n": n, "solver": f"p2pgame {solver}", "build_s": r["stack_s"], "solve_s": r["solve_s"],
                          "iterations": r["iterations"],
-                         "welfare_diff": abs(r["welfare"] - ref.welfare) / abs(ref.welfare),
-                         "price_diff": float(np.max(np.abs(r["prices"] - ref_prices))), "kkt": r["kkt"],
-                         "setup_s": setup})
+                         "welfare_diff": nan if ref is None else abs(r["welfare"] - ref.welfare) / abs(ref.welfare),
+                         "price_diff": nan if ref is None else float(np.max(np.abs(r["prices"] - ref.stacked()))),
+                         "kkt": r["kkt"], "setup_s": setup})
         print(table([r for r in rows if r["n"] == n]), flush=True)
     return rows
 
@@ -71,12 +73,13 @@ def run(sizes, periods: int, ipopt_max: int, seed: int) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """Markdown table; `x ref` is build + solve relative to the cvxpy + Clarabel reference at the same N."""
     ref = {r["n"]: r["build_s"] + r["solve_s"] for r in rows if r["solver"] == "cvxpy+clarabel"}
-    lines = ["| N | solver | build/stack s | solve s | total s | x ref | iterations | welfare diff (rel) "
-             "| price diff $/kWh | KKT residual |", "|" + "---|" * 10]
+    lines = ["| N | setup s | solver | build/stack s | solve s | total s | x ref | iterations | welfare diff (rel) "
+             "| price diff $/kWh | KKT residual |", "|" + "---|" * 11]
     for r in rows:
         total = r["build_s"] + r["solve_s"]
-        lines.append(f"| {r['n']} | {r['solver']} | {r['build_s']:.2f} | {r['solve_s']:.2f} | {total:.2f} "
-                     f"| {total / ref[r['n']]:.2f} | {r['iterations']} | {r['welfare_diff']:.1e} "
+        ratio = total / ref[r["n"]] if r["n"] in ref else float("nan")
+        lines.append(f"| {r['n']} | {r['setup_s']:.0f} | {r['solver']} | {r['build_s']:.2f} | {r['solve_s']:.2f} "
+                     f"| {total:.2f} | {ratio:.2f} | {r['iterations']} | {r['welfare_diff']:.1e} "
                      f"| {r['price_diff']:.1e} | {r['kkt']:.1e} |")
     return "\n".join(lines)
 
@@ -87,8 +90,9 @@ def main() -> None:
     ap.add_argument("--periods", type=int, default=24)
     ap.add_argument("--ipopt-max", type=int, default=100, help="largest N also solved by Ipopt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-reference", action="store_true", help="skip cvxpy + Clarabel (differences then n/a)")
     args = ap.parse_args()
-    rows = run(args.sizes, args.periods, args.ipopt_max, args.seed)
+    rows = run(args.sizes, args.periods, args.ipopt_max, args.seed, reference=not args.no_reference)
     print()
     print(table(rows))
 
