@@ -13,6 +13,13 @@ differ from what it last saw, and the main-process model takes the worker's warm
 start back after each round, so the workers repeat the serial computation exactly:
 prices agree with `SerialExecutor` to rounding at the same number of rounds.
 
+A lost worker (killed, restarted, unreachable, or silent past a deadline scaled from the
+rounds seen so far) costs its chunk, not the solve: its models are shipped again from
+the main process (which holds each one with its envelope and warm start) to a live
+worker, or a fresh process, and the chunk is recomputed, so the prices stay the same.
+After `MAX_RECOVERIES` failed recoveries in a round, or with no worker left, the round
+raises `SolverError` with one line.
+
     with open_executor("dask") as executor:       # LocalCluster, 2 workers x 1 thread
         outcome = solve_nash(game, settings, executor=executor)
 """
@@ -22,21 +29,31 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import queue
+import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from p2pgame.errors import InputError
+from p2pgame.errors import InputError, SolverError
 from p2pgame.market.nash import SerialExecutor, respond_all
 
-__all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor", "open_executor", "EXECUTORS"]
+__all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "ModelsLost", "make_executor", "open_executor",
+           "EXECUTORS", "MAX_RECOVERIES"]
 
 EXECUTORS = ("serial", "processes", "dask")
+MAX_RECOVERIES = 2  # recoveries of lost chunks within one round before it fails
+
+
+class ModelsLost(RuntimeError):
+    """Worker side: a task names models this worker does not hold (it was restarted since they were shipped)."""
 
 # Worker side: executor token -> slot -> compiled AgentModel (one dict per worker process).
 _WORKER_MODELS: dict[str, dict[int, object]] = {}
@@ -64,6 +81,10 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
     models = _WORKER_MODELS.setdefault(token, {})
     for slot in drop:
         models.pop(slot, None)
+    missing = [it.slot for it in items if it.model is None and it.slot not in models]
+    if missing:
+        raise ModelsLost(f"worker process {os.getpid()} does not hold the models of slots {missing[:5]}"
+                         f"{' ...' if len(missing) > 5 else ''} ({len(missing)} missing)")
     chunk = []
     for it in items:
         if it.model is not None:
@@ -117,8 +138,18 @@ class _Slot:
     shipped: bool = field(default=False)
 
 
+_UNSYNCED = object()  # a worker-side warm start the main process no longer knows: send it again
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class _PinnedExecutor(ABC):
-    """Common part of the parallel executors: agent -> worker routing and state synchronisation."""
+    """Common part of the parallel executors: agent -> worker routing, state synchronisation, and
+    the recomputation of chunks whose worker was lost."""
+
+    name: str
 
     def __init__(self, n_workers: int):
         self.n_workers = n_workers
@@ -126,6 +157,7 @@ class _PinnedExecutor(ABC):
         self._slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._next_slot = 0
         self._dropped: list[list[int]] = [[] for _ in range(self.n_workers)]
+        self.recoveries: list[str] = []  # why each lost chunk was recomputed, in order
 
     def _slot(self, model, position: int, count: int) -> _Slot:
         s = self._slots.get(model)
@@ -136,42 +168,85 @@ class _PinnedExecutor(ABC):
             weakref.finalize(model, self._dropped[s.worker].append, s.slot)  # the worker forgets it too
         return s
 
+    @staticmethod
+    def _item(s: _Slot, model, centre, weight) -> _Item:
+        """What the worker needs for this model: the model itself on first contact, else what changed."""
+        item = _Item(s.slot, centre, weight)
+        if not s.shipped:
+            item.model = model
+            return item
+        if model.box is not s.box:
+            item.box = model.box
+        if model._warm is not s.warm:
+            item.send_warm, item.warm = True, model._warm
+        return item
+
     def map(self, models, prices, weights, centres, exact):
         """Responses (and sensitivities) of all models, in order (as SerialExecutor.map)."""
         models = list(models)
-        chunks: list[list[_Item]] = [[] for _ in range(self.n_workers)]
-        where: list[list[int]] = [[] for _ in range(self.n_workers)]
-        slots = []
         if weights is None:  # plain best responses
             weights, centres = [None] * len(models), [None] * len(models)
         else:
             weights = [float(w) for w in np.broadcast_to(np.asarray(weights, float), (len(models),))]
             centres = [np.asarray(c, float) for c in centres]
+        work: list[list[tuple]] = [[] for _ in range(self.n_workers)]  # (index, slot, model, centre, weight)
         for i, (model, centre, weight) in enumerate(zip(models, centres, weights)):
-            s = self._slot(model, i, len(models))
-            item = _Item(s.slot, centre, weight)
-            if not s.shipped:
-                item.model = model
-            elif model.box is not s.box:
-                item.box = model.box
-            if s.shipped and model._warm is not s.warm:
-                item.send_warm, item.warm = True, model._warm
-            chunks[s.worker].append(item)
-            where[s.worker].append(i)
-            slots.append(s)
-        results = self._run(bool(exact), prices, chunks, [_take(d) for d in self._dropped])
+            work[(s := self._slot(model, i, len(models))).worker].append((i, s, model, centre, weight))
         out: list = [None] * len(models)
-        for idx, res in zip(where, results):
-            for i, r in zip(idx, res):
-                out[i] = r
-        for model, s, (response, _) in zip(models, slots, out):
-            model._warm = response.solution  # as after a serial solve: only successful solves return
-            s.shipped, s.box, s.warm = True, model.box, model._warm
+        moved = self._rebalance()
+        for p, q in moved.items():  # the old worker, still serving q, forgets p's models
+            self._dropped[q].extend(s.slot for s in list(self._slots.values()) if s.worker == p)
+        self._reship(moved)
+        pending = list(range(self.n_workers))
+        for attempt in range(MAX_RECOVERIES + 1):
+            chunks = {p: [self._item(*job[1:]) for job in work[p]] for p in pending}
+            drops = {p: _take(self._dropped[p]) for p in pending}
+            busy = [p for p in pending if chunks[p] or drops[p]]
+            try:
+                answers, lost = self._run(bool(exact), prices, {p: chunks[p] for p in busy},
+                                          {p: drops[p] for p in busy})
+            except BaseException:
+                for jobs in work:  # some workers may have moved their warm starts on
+                    for _, s, *_ in jobs:
+                        s.warm = _UNSYNCED
+                raise
+            for p, res in answers.items():
+                for (i, *_), r in zip(work[p], res):
+                    out[i] = r
+            if not lost:
+                break
+            self.recoveries.extend(lost.values())
+            if attempt == MAX_RECOVERIES:
+                raise SolverError(f"{self.name} executor: a chunk of best responses was lost {attempt + 1} times"
+                                  f" in one round, last: {'; '.join(lost.values())}")
+            self._recover(lost)
+            self._reship(lost)
+            pending = sorted(lost)
+        for jobs in work:
+            for i, s, model, *_ in jobs:
+                model._warm = out[i][0].solution  # as after a serial solve: only successful solves return
+                s.shipped, s.box, s.warm = True, model.box, model._warm
         return out
 
+    def _reship(self, positions) -> None:
+        """Ship the models of `positions` again on their next round (their worker-side copies are gone or moved)."""
+        for s in list(self._slots.values()):
+            if s.worker in positions:
+                s.shipped = False
+
+    def _rebalance(self) -> dict[int, int]:
+        """Move positions to other workers before a round: {moved position: a position left on its old worker}."""
+        return {}
+
     @abstractmethod
-    def _run(self, exact: bool, prices, chunks: list[list[_Item]], drops: list[list[int]]) -> list[list]:
-        """Solve each chunk on its own worker; one list of results per chunk."""
+    def _run(self, exact: bool, prices, chunks: dict[int, list[_Item]],
+             drops: dict[int, list[int]]) -> tuple[dict[int, list], dict[int, str]]:
+        """Solve each chunk on the worker of its position: the results of each chunk answered, and
+        why each other chunk was lost (its worker died, restarted or fell silent)."""
+
+    @abstractmethod
+    def _recover(self, lost: dict[int, str]) -> None:
+        """Give the positions in `lost` a live worker (their models are shipped again), or raise SolverError."""
 
     def __enter__(self):
         return self
@@ -185,24 +260,50 @@ class _PinnedExecutor(ABC):
 
 
 class ProcessExecutor(_PinnedExecutor):
-    """Best responses on `n_workers` worker processes (one single-process pool each, so routing is fixed)."""
+    """Best responses on `n_workers` worker processes (one single-process pool each, so routing is fixed).
+
+    A pool whose process died (BrokenProcessPool) is replaced by a new one.
+    """
+
+    name = "processes"
 
     def __init__(self, n_workers: int = 2):
         if int(n_workers) < 1:
             raise InputError(f"process executor: n_workers must be >= 1, got {n_workers}")
         super().__init__(int(n_workers))
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding solver or Dask threads
-        self._pools = [
-            ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_process)
-            for _ in range(self.n_workers)
-        ]
+        self._context = multiprocessing.get_context("spawn")  # no fork of a process holding solver or Dask threads
+        self._pools = [self._new_pool() for _ in range(self.n_workers)]
         for future in [pool.submit(os.getpid) for pool in self._pools]:  # start the workers now
             future.result()
 
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_init_process)
+
     def _run(self, exact, prices, chunks, drops):
-        futures = [pool.submit(_respond, self.token, prices, exact, items, drop) if items or drop else None
-                   for pool, items, drop in zip(self._pools, chunks, drops)]
-        return [f.result() if f is not None else [] for f in futures]
+        futures, answers, lost = {}, {}, {}
+        for p, items in chunks.items():
+            try:
+                futures[p] = self._pools[p].submit(_respond, self.token, prices, exact, items, drops[p])
+            except BrokenProcessPool as exc:  # its process died since the last round
+                lost[p] = f"worker process {p + 1} died ({_one_line(exc)})"
+        for p, future in futures.items():
+            try:
+                answers[p] = future.result()
+            except BrokenProcessPool as exc:
+                lost[p] = f"worker process {p + 1} died ({_one_line(exc)})"
+            except ModelsLost as exc:
+                lost[p] = f"worker process {p + 1}: {_one_line(exc)}"
+        return answers, lost
+
+    def _recover(self, lost):
+        for p in lost:
+            self._pools[p].shutdown(wait=True, cancel_futures=True)
+            self._pools[p] = self._new_pool()
+            try:
+                self._pools[p].submit(os.getpid).result()
+            except BrokenProcessPool as exc:
+                raise SolverError(f"processes executor: {lost[p]}, and its replacement died at start"
+                                  f" ({_one_line(exc)})") from None
 
     def close(self) -> None:
         for pool in self._pools:
@@ -219,14 +320,34 @@ class DaskExecutor(_PinnedExecutor):
     (proximal) and up to twice as slow (plain) at N = 1,000. With an address, the
     workers connected at start-up are used (start them with
     DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False for the same reason); each agent
-    stays on its worker for the executor's lifetime.
+    stays on its worker while that worker lives.
+
+    A chunk is lost when its task fails with KilledWorker, a comm error or `ModelsLost`, when
+    its worker leaves the cluster (a task pinned to a gone worker would wait for ever), or when
+    it has no answer after `timeout_factor` times the round's expected time (the slowest time
+    per response of the last rounds, times the chunk's size), at least `min_timeout_s`
+    (`first_timeout_s` while no round has been timed or models are shipped). Its position then
+    moves to a live worker that holds no other position, else to the least loaded one (with
+    none left, a restarting worker gets `replace_timeout_s` to join). Before each
+    round, positions that share a worker move to a worker that joined since (a restarted
+    one: the LocalCluster is asked to start a replacement for each lost one); a worker that
+    fell silent is used again only when no other is left.
     """
 
-    def __init__(self, scheduler: str | None = None, n_workers: int = 2):
+    name = "dask"
+    timeout_factor = 10.0
+    poll_s = 1.0  # how often the pending tasks' workers are looked up
+
+    def __init__(self, scheduler: str | None = None, n_workers: int = 2, *, min_timeout_s: float = 60.0,
+                 first_timeout_s: float = 600.0, replace_timeout_s: float = 20.0):
         import dask
         from dask.distributed import Client, LocalCluster
 
         self._cluster = None
+        self.min_timeout_s, self.first_timeout_s = float(min_timeout_s), float(first_timeout_s)
+        self.replace_timeout_s = float(replace_timeout_s)
+        self._per_item_s: deque[float] = deque(maxlen=20)  # seconds per response of the last rounds timed
+        self._silent: set[str] = set()  # workers that missed a deadline
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout="20s")
@@ -240,19 +361,116 @@ class DaskExecutor(_PinnedExecutor):
                 )
             self.client = Client(self._cluster)
             self.client.wait_for_workers(int(n_workers), timeout=120)
-        self.workers = sorted(self.client.scheduler_info()["workers"])
+        self.workers = sorted(self.client.scheduler_info()["workers"])  # the worker of each position
         super().__init__(len(self.workers))
         self.client.run(_warm_up, workers=self.workers)
 
     def _run(self, exact, prices, chunks, drops):
-        futures = [
-            self.client.submit(_respond, self.token, prices, exact, self._payload(items, addr), drop,
-                               workers=[addr], allow_other_workers=False, pure=False)
-            if items or drop else None
-            for addr, items, drop in zip(self.workers, chunks, drops)
-        ]
-        done = iter(self.client.gather([f for f in futures if f is not None]))
-        return [pickle.loads(next(done)) if f is not None else [] for f in futures]
+        answers, lost, watch = {}, {}, {}
+        done = queue.SimpleQueue()
+        for p, items in chunks.items():
+            addr = self.workers[p]
+            try:
+                payload = self._payload(items, addr)
+            except Exception as exc:  # scattering to a worker that has gone (the errors vary with the moment)
+                if addr in self._live():
+                    raise
+                lost[p] = f"worker {addr} unreachable ({_one_line(exc)})"
+                continue
+            future = self.client.submit(_respond, self.token, prices, exact, payload, drops[p],
+                                        workers=[addr], allow_other_workers=False, pure=False)
+            future.add_done_callback(lambda _, p=p: done.put(p))
+            watch[p] = (future, None if isinstance(payload, bytes) else payload)
+        start = time.perf_counter()
+        shipping = any(it.model is not None for items in chunks.values() for it in items)
+        deadline = self._deadline(max((len(chunks[p]) for p in watch), default=0), shipping)
+        try:
+            while watch:
+                try:
+                    done.get(timeout=self.poll_s)
+                    live = None
+                except queue.Empty:
+                    live = set(self.client.scheduler_info()["workers"])
+                late = time.perf_counter() - start > deadline
+                for p, (future, scattered) in list(watch.items()):
+                    why = self._lost(future, scattered, self.workers[p], live, deadline if late else None)
+                    if why is None:
+                        continue
+                    del watch[p]
+                    if why:
+                        lost[p] = why
+                        future.cancel()
+                    else:
+                        answers[p] = pickle.loads(future.result())
+        except BaseException:
+            self.client.cancel([future for future, _ in watch.values()])
+            raise
+        largest = max((len(chunks[p]) for p in answers), default=0)
+        if largest and not lost and not shipping:
+            self._per_item_s.append((time.perf_counter() - start) / largest)
+        return answers, lost
+
+    def _deadline(self, n_items: int, shipping: bool) -> float:
+        floor = self.first_timeout_s if shipping or not self._per_item_s else self.min_timeout_s
+        return max(floor, self.timeout_factor * max(self._per_item_s, default=0.0) * n_items)
+
+    def _lost(self, future, scattered, addr: str, live: set | None, overdue: float | None) -> str | None:
+        """'' when `future` answered, why its chunk is lost, or None while it may still answer; a
+        task error that is not a lost worker is raised. `live`: the workers (when looked up);
+        `overdue`: the deadline passed, if it has."""
+        from distributed.scheduler import KilledWorker
+
+        status = future.status
+        if status == "finished":
+            return ""
+        if status == "error":
+            exc = future.exception()
+            if isinstance(exc, (ModelsLost, KilledWorker, OSError)):  # comm errors are OSErrors
+                return f"worker {addr}: {type(exc).__name__}: {_one_line(exc)}"
+            future.result()  # the task's own error (a failed best response), with its traceback
+        if status in ("cancelled", "lost"):
+            return f"worker {addr}: its task was {status}"
+        if scattered is not None and scattered.status in ("cancelled", "lost", "error"):
+            return f"worker {addr}: the models scattered to it were {scattered.status}"
+        if live is not None and addr not in live:
+            return f"worker {addr} left the cluster"
+        if overdue is not None:
+            self._silent.add(addr)
+            return f"worker {addr} gave no answer in {overdue:.0f} s"
+        return None
+
+    def _recover(self, lost):
+        deadline = time.perf_counter() + self.replace_timeout_s
+        while not (live := self._live()):  # a nanny may be restarting its worker
+            if time.perf_counter() > deadline:
+                raise SolverError(f"dask executor: no worker left after {self.replace_timeout_s:g} s"
+                                  f" ({'; '.join(lost.values())})")
+            if self._cluster is not None:
+                self._cluster.scale(self.n_workers)  # a new worker for each one its nanny gave up on
+            time.sleep(self.poll_s)
+        for p in sorted(lost):
+            old = self.workers[p]
+            load = {a: sum(self.workers[q] == a for q in range(self.n_workers) if q != p) for a in live}
+            self.workers[p] = min(live, key=lambda a: (a in self._silent, a == old, load[a], a))
+
+    def _rebalance(self):
+        if len(set(self.workers)) == self.n_workers:
+            return {}
+        if self._cluster is not None:
+            self._cluster.scale(self.n_workers)  # a new worker for each one its nanny gave up on
+        free = [a for a in self._live() if a not in self.workers and a not in self._silent]
+        moved = {}
+        for addr in free:
+            shared = [p for p in range(self.n_workers) if self.workers.count(self.workers[p]) > 1]
+            if not shared:
+                break
+            p = shared[-1]
+            moved[p] = next(q for q in shared if q != p and self.workers[q] == self.workers[p])
+            self.workers[p] = addr
+        return moved
+
+    def _live(self) -> list[str]:
+        return sorted(self.client.scheduler_info()["workers"])
 
     def _payload(self, items: list[_Item], addr: str):
         """`items` pickled into one buffer (and the answers come back as one). Dask's own

