@@ -1,0 +1,152 @@
+"""The batched interior method against one-by-one solves, and respond_all against looping respond."""
+
+import numpy as np
+import pytest
+
+from p2pgame.solvers import kkt_residual, sensitivity
+from p2pgame.solvers.batched import batch_key, solve_batch
+from p2pgame.solvers.interior import solve_interior
+
+PROXIMAL = {"tol": 1e-12, "acceptable_tol": 1e-9}
+
+
+@pytest.fixture(scope="module")
+def market():
+    """A synthetic market of 12 houses with max-total envelopes (tight ones make equality rows, so the
+    players fall into several structures), its first Jacobi round's prices, weights and centres."""
+    from p2pgame.bench.synthetic import synthetic_scenario
+    from p2pgame.market import Game, assign_envelopes
+    from p2pgame.market.nash import NashSettings, SerialExecutor
+    from p2pgame.market.equilibrium.proximal import ProximalDynamics
+
+    scenario = synthetic_scenario(12, 24, seed=0)
+    game = Game(scenario)
+    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
+    run = ProximalDynamics(game, NashSettings(method="jacobi"), SerialExecutor())
+    return game, game.prices(run.price + 0.01), run.weights(), run.centre
+
+
+def _posed(game, prices, weights, centres):
+    return [m.posed(prices, (w, c))[1] for m, w, c in zip(game.players, weights, centres)]
+
+
+def _groups(problems):
+    groups = {}
+    for k, p in enumerate(problems):
+        groups.setdefault(batch_key(p), []).append(k)
+    return groups
+
+
+def test_batches_equal_single_solves(market):
+    game, prices, weights, centres = market
+    problems = _posed(game, prices, weights, centres)
+    groups = _groups(problems)
+    assert None not in groups and len(groups) > 1  # mixed structures: several batches
+    for members in groups.values():
+        batch = solve_batch([problems[k] for k in members], PROXIMAL)
+        for k, res in zip(members, batch.results):
+            P, model, single = problems[k], game.players[k], solve_interior(problems[k], options=PROXIMAL)
+            assert res is not None and res.success and single.success
+            assert kkt_residual(P, res) <= 1e-7
+            # the net exports are unique (proximal term); x only up to flat faces of the optimum
+            assert np.abs(model.M @ (res.x - single.x)).max() <= 1e-8
+            assert np.abs(res.x - single.x).max() <= 1e-5
+            assert abs(res.objective - single.objective) <= 1e-9 * (1 + abs(single.objective))
+            assert np.abs(res.y - single.y).max() <= 1e-4 * (1 + np.abs(single.y).max())
+
+
+def _non_degenerate(P, res, tol=1e-5):
+    """No bound or row with both its slack and its multiplier below tol (strict complementarity)."""
+    g = P.constraints_value(res.x)
+    both = [(np.minimum(P.g_ub - g, g - P.g_lb), np.abs(res.y)),
+            (res.x - P.x_lb, res.z_lower), (P.x_ub - res.x, res.z_upper)]
+    fixed = P.x_lb == P.x_ub
+    return not any(np.any((s < tol) & (z < tol) & ~(fixed if s.size == P.n else (P.g_lb == P.g_ub)))
+                   for s, z in both)
+
+
+def test_sensitivities_from_the_final_factorisation_match_the_active_set_ones(market):
+    game, prices, weights, centres = market
+    problems = _posed(game, prices, weights, centres)
+    checked = 0
+    for members in _groups(problems).values():
+        batch = solve_batch([problems[k] for k in members], PROXIMAL)
+        dxs = batch.sensitivities([game.players[k].price_gradient().toarray() for k in members])
+        for k, res, dx in zip(members, batch.results, dxs):
+            model = game.players[k]
+            ref = sensitivity(problems[k], res, model.price_gradient().T)
+            if ref is None or not _non_degenerate(problems[k], res):
+                continue
+            S, R = model.M @ dx, model.M @ ref
+            assert np.abs(S - R).max() <= 1e-4 * max(np.abs(R).max(), 1.0)  # kW per $/kWh
+            checked += 1
+    assert checked >= len(problems) // 2
+
+
+def test_a_member_that_fails_in_the_batch_is_left_to_the_caller(market):
+    game, prices, weights, centres = market
+    problems = _posed(game, prices, weights, centres)
+    members = max(_groups(problems).values(), key=len)
+    batch = solve_batch([problems[k] for k in members], {**PROXIMAL, "max_iter": 3})
+    assert all(r is None for r in batch.results)  # none converges in 3 iterations, none is returned
+    # an infeasible member fails alone; the others are solved
+    P = problems[members[0]]
+    saved = P.g_lb.copy(), P.g_ub.copy()
+    rows = game.players[members[0]].env_rows[:1]
+    try:
+        P.g_lb[rows], P.g_ub[rows] = 1e6, 1e6 + 1  # an export no house can reach
+        infeasible = solve_batch([problems[k] for k in members], PROXIMAL)
+    finally:
+        P.g_lb[:], P.g_ub[:] = saved
+    assert infeasible.results[0] is None and all(r is not None and r.success for r in infeasible.results[1:])
+
+
+def _stacked(r):
+    return np.concatenate([r.p_kw, r.q_kvar])
+
+
+def test_respond_all_equals_looping_respond(market, monkeypatch):
+    from p2pgame.market.equilibrium import proximal
+
+    game, prices, weights, centres = market
+    models = game.players
+    looped = [proximal.respond(m, prices, w, c) for m, w, c in zip(models, weights, centres)]
+    # the batch loses its first member: the fallback answers it as respond does
+    real = proximal.solve_batch
+
+    def losing_first(problems, options=None):
+        out = real(problems, options)
+        out.results[0] = None
+        return out
+
+    monkeypatch.setattr(proximal, "solve_batch", losing_first)
+    batched = proximal.respond_all(models, prices, weights, centres)
+    assert len(batched) == len(looped)
+    for m, (a, sa), (b, sb) in zip(models, looped, batched):
+        assert a.agent_id == b.agent_id and b.success
+        assert np.abs(_stacked(a) - _stacked(b)).max() <= 1e-7
+        assert abs(a.payoff - b.payoff) <= 1e-7 * (1 + abs(a.payoff))
+        assert sb.shape == sa.shape == (2 * m.T, 2 * m.T)
+        assert m._warm is b.solution
+    plain_loop = [m.best_response(prices) for m in models]
+    plain = proximal.respond_all(models, prices, None, None)
+    for a, (b, s) in zip(plain_loop, plain):
+        assert s is None and b.success
+        assert abs(a.payoff - b.payoff) <= 1e-7 * (1 + abs(a.payoff))
+        assert np.abs(_stacked(a) - _stacked(b)).max() <= 1e-5
+
+
+def test_default_day_sensitivities_agree_with_superlu():
+    from p2pgame.market import Game
+    from p2pgame.market.equilibrium.proximal import respond, respond_all
+    from p2pgame.scenario.default import default_scenario
+
+    game = Game(default_scenario(), reactive=True)
+    prices = game.prices(np.r_[np.full(game.T, 0.12), np.full(game.T, 0.01)])
+    weights = np.full(len(game.players), 0.05)
+    centres = np.zeros((len(game.players), 2 * game.T))
+    batched = respond_all(game.players, prices, weights, centres)
+    for m, w, c, (r, s) in zip(game.players, weights, centres, batched):
+        ref_r, ref_s = respond(m, prices, w, c)
+        assert np.abs(_stacked(r) - _stacked(ref_r)).max() <= 1e-8
+        assert np.abs(s - ref_s).max() <= 1e-4 * max(np.abs(ref_s).max(), 1.0)
