@@ -361,6 +361,7 @@ def solve_clarabel(problem: CompiledProblem, warm: SolveResult | None = None,
 
     Raises InputError for nonlinear terms or a quadratic row that is not convex towards
     its finite bound.  ``options``: Clarabel's settings, and ``polish`` (see DEFAULT_OPTIONS).
+    ``solve_time_s`` counts the translation and the polish too, as cvxpy's solve time counts its own.
     """
     if problem.nonlinear:
         raise InputError("Clarabel solves only convex QCQPs: this problem has nonlinear terms")
