@@ -129,15 +129,9 @@ def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
 class _Proximal:
     """An agent's problem with Hessian H + rho M^T M for any rho, on one sparsity pattern."""
 
-    def __init__(self, problem: CompiledProblem, M: sp.csr_matrix):
+    def __init__(self, problem: CompiledProblem, M: sp.csr_matrix, recipes: dict | None = None):
         self.problem = _own_state(problem)  # its own bounds, objective and (below) Hessian; shared constraints
-        mtm = M.T @ M
-        one = (problem.H + mtm).tocsr()
-        two = (problem.H + 2.0 * mtm).tocsr()
-        one.sort_indices()
-        two.sort_indices()
-        if not (np.array_equal(one.indptr, two.indptr) and np.array_equal(one.indices, two.indices)):
-            raise AssertionError("proximal Hessian: the pattern depends on rho")
+        one, two = _proximal_hessians(problem.H, M, {} if recipes is None else recipes)
         self.mtm = two.data - one.data
         self.h0 = one.data - self.mtm
         self.problem.H = one
@@ -156,6 +150,51 @@ class _Proximal:
             self.problem.__dict__.pop("_structure", None)  # so do the Hessian values of the derivatives
             refresh_values(self.problem)
         return self.problem
+
+
+def _proximal_hessians(H: sp.csr_matrix, M: sp.csr_matrix, recipes: dict) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """H + M'M and H + 2 M'M (sorted csr), as scipy's sums give them.
+
+    Models of one template share the patterns of H and M (and mostly M's numbers): `recipes`, shared
+    by them, keeps per M the product M'M and where H's and its entries land in the sum's pattern, so
+    that each model only adds its numbers. A sum with an exact zero (which scipy would drop) is
+    formed by scipy itself."""
+    key = (M.data.tobytes(), id(M.indices), id(M.indptr), id(H.indices), id(H.indptr))
+    recipe = recipes.get(key)
+    if recipe is not None:
+        mtm, pos_h, pos_m, indices, indptr = recipe[5:]
+        one, two = np.zeros(indices.size), np.zeros(indices.size)
+        one[pos_h], two[pos_h] = H.data, H.data
+        one[pos_m] += mtm.data
+        two[pos_m] += 2.0 * mtm.data
+        if np.all(one != 0) and np.all(two != 0):
+            return (sp.csr_matrix((one, indices, indptr), shape=H.shape),
+                    sp.csr_matrix((two, indices, indptr), shape=H.shape))
+    mtm = (M.T @ M).tocsr()
+    one = (H + mtm).tocsr()
+    two = (H + 2.0 * mtm).tocsr()
+    one.sort_indices()
+    two.sort_indices()
+    if not (np.array_equal(one.indptr, two.indptr) and np.array_equal(one.indices, two.indices)):
+        raise AssertionError("proximal Hessian: the pattern depends on rho")
+    if recipe is None:
+        n = H.shape[1]
+        keys = np.repeat(np.arange(H.shape[0]), np.diff(one.indptr)) * n + one.indices
+
+        def positions(A):
+            A = A.tocoo()
+            want = A.row.astype(np.int64) * n + A.col
+            pos = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+            return pos if keys.size and np.array_equal(keys[pos], want) else None
+
+        pos_h, pos_m = positions(H), positions(mtm)
+        if pos_h is not None and pos_m is not None and keys.size == np.unique(np.concatenate([pos_h, pos_m])).size:
+            for a in (one.indices, one.indptr):
+                a.flags.writeable = False
+            # the pattern arrays are held in the recipe, so the identities in its key stay theirs
+            recipes[key] = (M.indices, M.indptr, H.indices, H.indptr, M.data, mtm, pos_h, pos_m, one.indices,
+                            one.indptr)
+    return one, two
 
 
 def _freeze_shared(model: "AgentModel") -> None:
@@ -209,13 +248,15 @@ class AgentModel:
         self.problem = CompiledProblem.stack([base], extra_rows=self.M)
         self.model = m  # the Pyomo model (None in a pickled or assembled copy)
         self._decisions = self._decision_index(m.agent, base)
+        self._recipes: dict = {}  # proximal Hessian recipes (`_proximal_hessians`), shared with its forks
         self._finish()
 
     @classmethod
     def assembled(cls, agent, T: int, dt_h: float, problem: CompiledProblem, *, Mp, bp, Mq, bq, M,
-                  decisions) -> "AgentModel":
+                  decisions, recipes: dict) -> "AgentModel":
         """The model of `agent` from its finished arrays, without Pyomo (`p2pgame.agents.templates`):
-        `problem` is its own rows followed by the 2T envelope rows `M x`, as `__init__` stacks them."""
+        `problem` is its own rows followed by the 2T envelope rows `M x`, as `__init__` stacks them;
+        `recipes` is shared by the models of one template."""
         self = object.__new__(cls)
         self.agent, self.T, self.dt_h = agent, int(T), float(dt_h)
         self.Mp, self.bp, self.Mq, self.bq, self.M = Mp, bp, Mq, bq, M
@@ -223,6 +264,7 @@ class AgentModel:
         self.problem = problem
         self.model = None
         self._decisions = decisions
+        self._recipes = recipes
         self._finish()
         return self
 
@@ -262,7 +304,7 @@ class AgentModel:
         An agent with nonlinear terms pickles its definition and is compiled again on unpickling."""
         if self.problem.nonlinear:
             return {"agent": self.agent, "T": self.T, "dt_h": self.dt_h, "box": self.box, "_warm": self._warm}
-        return {k: v for k, v in self.__dict__.items() if k not in ("model", "_prox", "_price_gradient")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("model", "_prox", "_price_gradient", "_recipes")}
 
     def __setstate__(self, state: dict) -> None:
         if "problem" not in state:
@@ -271,7 +313,7 @@ class AgentModel:
             self._warm = state["_warm"]
             return
         self.__dict__.update(state)
-        self.model, self._prox = None, None
+        self.model, self._prox, self._recipes = None, None, {}
         prepare(self.problem)
 
     @staticmethod
@@ -342,7 +384,7 @@ class AgentModel:
         """The problem with the proximal term's Hessian rho M^T M; one per model, its Hessian
         values updated in place when rho changes (compiling one per rho cost a solve's time)."""
         if self._prox is None:
-            self._prox = _Proximal(self.problem, self.M)
+            self._prox = _Proximal(self.problem, self.M, self._recipes)
             self._apply_box(self._prox.problem)
         return self._prox.at(float(rho))
 

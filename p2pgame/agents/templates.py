@@ -319,6 +319,7 @@ class _Template:
         # the convexity tests of every member at once (the same tests each problem would run on itself)
         objective_convex = diagonal_psd(protos["H"].proto, H[2])
         psd, nsd = row_definiteness(mst, n, q_row, q_i, q_j, q_coef)
+        recipes: dict = {}
 
         def member(j: int, agent) -> AgentModel:
             problem = CompiledProblem.assembled(
@@ -332,7 +333,7 @@ class _Template:
             problem.__dict__["_row_definiteness"] = (psd[j], nsd[j])
             return AgentModel.assembled(
                 agent, T, self.dt_h, problem, Mp=protos["Mp"](Mp[2][j]), bp=bp[j], Mq=protos["Mq"](Mq[2][j]),
-                bq=bq[j], M=protos["M"](m_val[j]), decisions=self.decisions,
+                bq=bq[j], M=protos["M"](m_val[j]), decisions=self.decisions, recipes=recipes,
             )
 
         return member

@@ -173,3 +173,18 @@ def test_assigning_a_parameter_checks_it_again():
     agent.demand_min_kw = np.full(T, 9.0)
     with pytest.raises(InputError, match="demand_min_kw > demand_max_kw"):
         agent.validate(T, DT)
+
+
+def test_proximal_problems_of_templated_models_equal_per_agent_ones():
+    agents = [household(f"h{k}", pv_kw=2.0 + k, utility_b_per_kw2h=0.05 + 0.01 * k) for k in range(4)]
+    built, direct = both_ways(agents)
+    prices = Prices(np.linspace(0.05, 0.3, T), np.full(T, 0.01))
+    centre = np.concatenate([np.full(T, -1.0), np.zeros(T)])
+    for a, b in zip(built, direct):
+        for rho in (REFERENCE_RHO, 0.5):
+            pa, pb = a._prox_problem(rho), b._prox_problem(rho)
+            for part in ("indptr", "indices", "data"):
+                np.testing.assert_array_equal(getattr(pa.H, part), getattr(pb.H, part))
+            ra, rb = a.best_response(prices, proximal=(rho, centre)), b.best_response(prices, proximal=(rho, centre))
+            np.testing.assert_array_equal(ra.x, rb.x)
+    assert len(built[0]._recipes) == 1 and built[0]._recipes is built[1]._recipes  # one recipe for the template
