@@ -194,9 +194,10 @@ def refused_row(case: Case, reason: str, kind: str = "refused") -> dict:
 
 
 def _three_phase(feeder) -> bool:
-    from p2pgame.network.threephase import PhaseFeeder
+    """Whether the feeder's network formulation has node-phase points (a phase check, per-phase profiles)."""
+    from p2pgame.network.formulation import formulation_of
 
-    return isinstance(feeder, PhaseFeeder)
+    return formulation_of(feeder).phased
 
 
 def single_phase_equivalent(scenario):

@@ -163,10 +163,14 @@ def table(envelopes, report: dict, feeder) -> str:
     return "\n".join(lines)
 
 
-def model_names(feeder) -> tuple[str, str]:
-    """The names of the worst-case report's linear and AC models on `feeder`."""
-    from p2pgame.network.threephase import PhaseFeeder
+AC_TITLES = {"ac": "AC power flow", "opendss-3ph": "OpenDSS three-phase", "runpp_3ph": "pandapower runpp_3ph"}
+"""The table's name of each AC check model."""
 
-    if not isinstance(feeder, PhaseFeeder):
-        return "LinDistFlow", "AC power flow"
-    return "LinDist3Flow", "OpenDSS three-phase" if feeder.source_net is None else "pandapower runpp_3ph"
+
+def model_names(feeder) -> tuple[str, str]:
+    """The names of the worst-case report's linear and AC models on `feeder` (its network formulation's)."""
+    from p2pgame.network.formulation import formulation_of
+
+    formulation = formulation_of(feeder)
+    ac = formulation.ac_model(feeder)
+    return formulation.title, AC_TITLES.get(ac, ac)

@@ -112,9 +112,10 @@ def _violation(v: dict) -> str:
 
 def summary(result) -> str:
     """A readable summary: prices, welfare, certificate, voltage range, limit violations."""
+    from p2pgame.network.formulation import get
+
     c, net = result.certificate, result.network.to_dict()
-    three_phase = "lindist3flow" in net
-    linear = "LinDist3Flow" if three_phase else "LinDistFlow"
+    linear = get(result.network.lindistflow.model).title
     ac = AC_NAMES.get(result.network.ac.model, result.network.ac.model)
     lines = [
         f"scenario {result.scenario}: method {result.method}, envelopes {result.doe_policy},"
@@ -156,7 +157,7 @@ def summary(result) -> str:
         f" {ac} {net['ac']['vmin_pu']:.4f}-{net['ac']['vmax_pu']:.4f} pu"
         f" (limits {net['limits']['vmin_pu']:.2f}-{net['limits']['vmax_pu']:.2f});"
         f" worst line loading {_fmt(net['ac']['max_loading'])}"
-        + (f"; worst VUF {_fmt(net['ac']['vuf_max'])}" if three_phase else ""),
+        + (f"; worst VUF {_fmt(net['ac']['vuf_max'])}" if "vuf_max" in net["ac"] else ""),
     ]
     violations = result.violations()
     if violations:

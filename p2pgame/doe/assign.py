@@ -9,17 +9,9 @@ import numpy as np
 from p2pgame.doe.envelopes import Envelopes
 from p2pgame.doe.policies import check_policy
 from p2pgame.doe.problem import Box, EnvelopeProblem, reference_operation, zero_width
-from p2pgame.doe.robust import (
-    NetworkArrays,
-    PhaseNetworkArrays,
-    RobustRows,
-    build_phase_rows,
-    check_passive,
-    check_passive_phase,
-    phase_columns,
-    phase_groups,
-)
+from p2pgame.doe.robust import check_passive, phase_groups, robust_rows
 from p2pgame.errors import InputError
+from p2pgame.network.formulation import formulation_of
 
 
 def assign(
@@ -66,17 +58,14 @@ def assign(
         raise InputError(f"DOE assignment: customer {next(i for i in ids if ids.count(i) > 1)!r} is listed twice")
 
     node_idx = np.array([_node_index(feeder, c) for c in customers])
-    group_idx = columns = None
-    if is_three_phase(feeder):
-        net = PhaseNetworkArrays.from_feeder(feeder, periods)
-        check_passive_phase(net)
-        columns = phase_columns(feeder, customers)
+    formulation = formulation_of(feeder)
+    net = formulation.linear(feeder, periods)
+    check_passive(net)
+    group_idx = columns = group_columns = None
+    if net.signed:  # the rows act on groups of customers with the same columns, not on node totals
+        columns = formulation.columns(feeder, customers)
         group_idx, group_columns = phase_groups(columns)
-        rows = build_phase_rows(net, group_columns)
-    else:
-        net = NetworkArrays.from_feeder(feeder, periods)
-        check_passive(net)
-        rows = RobustRows.build(net)
+    rows = robust_rows(net, group_columns)
     capability = _capabilities(customers, periods, dt_h, reactive, q_range_kvar)
     reference = zero_width(capability, reactive, *reference_operation(customers, capability, periods, dt_h))
     problem = EnvelopeProblem(
@@ -109,13 +98,6 @@ def assign(
         reactive=reactive,
         phase_columns=columns,
     )
-
-
-def is_three_phase(feeder) -> bool:
-    """A feeder in the phase frame (`threephase.PhaseFeeder`), whose rows are per node and phase."""
-    from p2pgame.network.threephase import PhaseFeeder
-
-    return isinstance(feeder, PhaseFeeder)
 
 
 def _node_index(feeder, customer) -> int:

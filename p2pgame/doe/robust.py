@@ -26,123 +26,29 @@ a purely active or purely reactive flow.
 
 The exact worst case of a set of boxes (`worst_case`) uses the disc itself, and
 `sample_check` evaluates random points drawn inside the boxes.
+
+The linear map is the feeder's network formulation's (`network.formulation`: `NetworkArrays`
+for LinDistFlow, `PhaseNetworkArrays` for LinDist3Flow, whose signed coefficients take the rows
+of `build_phase_rows`); `robust_rows`, `worst_case`, `sample_check` and `check_passive` take
+either.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from p2pgame.errors import InputError
 from p2pgame.network import lindistflow
-from p2pgame.network.feeder import subtree_matrix
+from p2pgame.network.formulation import NetworkArrays, PhaseNetworkArrays, get
 
 THERMAL_SIDES = 16
 """Sides of the polygon that replaces each line's thermal disc (inner approximation)."""
 
 ROW_TOL = 1e-6
 """Relative tolerance on a robust row (of max(1, |b|), kW-scaled units): solver-made points may sit this far over."""
-
-
-@dataclass
-class NetworkArrays:
-    """The feeder as the envelope constraints see it, in plain arrays.
-
-    Line k is the line into node k, with impedance `r_pu[k] + j x_pu[k]` and rating
-    `rating_kva[k]` (inf if unrated); `parent` (n,) gives each node's parent (-1: the
-    substation), parents first. `load_kw`, `load_kvar` (T, n) are the passive
-    (non-participating) consumption per period. `ratio` is None or each line's
-    off-nominal voltage ratio (as `Feeder.ratio`). `subtree` (D), the no-load squared
-    voltages `w0_pu2` and the LinDistFlow sensitivities `r_sens_pu`, `x_sens_pu` are
-    derived by `lindistflow.linear_map`.
-    """
-
-    name: str
-    nodes: tuple[str, ...]
-    parent: np.ndarray
-    r_pu: np.ndarray
-    x_pu: np.ndarray
-    base_kva: float
-    v0_pu: float
-    vmin_pu: float
-    vmax_pu: float
-    rating_kva: np.ndarray
-    load_kw: np.ndarray
-    load_kvar: np.ndarray
-    ratio: np.ndarray | None = None
-    subtree: np.ndarray = field(init=False, repr=False)
-    w0_pu2: np.ndarray = field(init=False, repr=False)
-    r_sens_pu: np.ndarray = field(init=False, repr=False)
-    x_sens_pu: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self):
-        if not self.vmin_pu < self.vmax_pu:
-            raise InputError(
-                f"feeder {self.name}: vmin_pu {self.vmin_pu} must be below vmax_pu {self.vmax_pu}"
-            )
-        if not self.base_kva > 0:
-            raise InputError(f"feeder {self.name}: base_kva {self.base_kva} must be positive")
-        self.parent = np.asarray(self.parent, dtype=int)
-        self.r_pu = np.asarray(self.r_pu, dtype=float)
-        self.x_pu = np.asarray(self.x_pu, dtype=float)
-        self.rating_kva = np.asarray(self.rating_kva, dtype=float)
-        self.load_kw = np.atleast_2d(np.asarray(self.load_kw, dtype=float))
-        self.load_kvar = np.atleast_2d(np.asarray(self.load_kvar, dtype=float))
-        for label, values in (("r_pu", self.r_pu), ("x_pu", self.x_pu)):
-            if (values < 0).any():
-                j = int(np.flatnonzero(values < 0)[0])
-                raise InputError(
-                    f"feeder {self.name}: line into node {self.nodes[j]} has {label} {values[j]}; robust envelopes "
-                    "need non-negative line impedances (no series capacitors), so that R, X >= 0"
-                )
-        if self.ratio is not None:
-            self.ratio = np.asarray(self.ratio, dtype=float)
-        self.subtree = subtree_matrix(self.parent)
-        self.w0_pu2, self.r_sens_pu, self.x_sens_pu = lindistflow.linear_map(self)
-
-    @classmethod
-    def from_feeder(cls, feeder, periods: int) -> NetworkArrays:
-        """Adapter from a `p2pgame.network.Feeder` over `periods` periods."""
-        load_kw, load_kvar = feeder.passive_load(periods)
-        return cls(
-            name=feeder.name,
-            nodes=tuple(feeder.nodes),
-            parent=feeder.parent,
-            r_pu=feeder.r_pu,
-            x_pu=feeder.x_pu,
-            base_kva=float(feeder.base_kva),
-            v0_pu=float(feeder.v0_pu),
-            vmin_pu=float(feeder.vmin_pu),
-            vmax_pu=float(feeder.vmax_pu),
-            rating_kva=feeder.rating_kva,
-            load_kw=load_kw,
-            load_kvar=load_kvar,
-            ratio=feeder.ratio,
-        )
-
-    @property
-    def n(self) -> int:
-        return len(self.nodes)
-
-    @property
-    def downstream(self) -> np.ndarray:
-        """The subtree matrix under the name `Feeder` gives it (for `lindistflow.linear_map`)."""
-        return self.subtree
-
-    @property
-    def periods(self) -> int:
-        return self.load_kw.shape[0]
-
-    def voltage_pu(self, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) -> np.ndarray:
-        """LinDistFlow voltage magnitudes for node injections `(..., n)` (customers minus passive)."""
-        w = self.w0_pu2 + 2.0 * (p_inj_kw @ self.r_sens_pu.T + q_inj_kvar @ self.x_sens_pu.T) / self.base_kva
-        return np.sqrt(np.maximum(w, 0.0))
-
-    def flow(self, inj: np.ndarray) -> np.ndarray:
-        """Flow into each node from its parent, `-(injections in the subtree)`, for `(..., n)` injections."""
-        return -(inj @ self.subtree.T)
 
 
 def node_totals(node_idx: np.ndarray, n: int, x: np.ndarray) -> np.ndarray:
@@ -258,44 +164,59 @@ def _max_loading(net: NetworkArrays, s_kva: np.ndarray) -> np.ndarray:
     return np.nanmax(loading, axis=-1)
 
 
-def worst_case(net: NetworkArrays, node_idx: np.ndarray, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar) -> WorstCase:
-    """Exact LinDistFlow worst case of `(N, T)` boxes: highest and lowest voltage, largest loading per period."""
-    n = net.n
-    p_hi, p_lo = node_totals(node_idx, n, pmax_kw), node_totals(node_idx, n, pmin_kw)
-    q_hi, q_lo = node_totals(node_idx, n, qmax_kvar), node_totals(node_idx, n, qmin_kvar)
-    v_top = net.voltage_pu(p_hi - net.load_kw, q_hi - net.load_kvar)
-    v_bottom = net.voltage_pu(p_lo - net.load_kw, q_lo - net.load_kvar)
-    p_flow = np.maximum(np.abs(net.flow(p_hi - net.load_kw)), np.abs(net.flow(p_lo - net.load_kw)))
-    q_flow = np.maximum(np.abs(net.flow(q_hi - net.load_kvar)), np.abs(net.flow(q_lo - net.load_kvar)))
-    return WorstCase(
-        vmax_pu=v_top.max(axis=1),
-        vmin_pu=v_bottom.min(axis=1),
-        max_loading=_max_loading(net, np.hypot(p_flow, q_flow)),
-    )
+def robust_rows(net, group_columns: np.ndarray | None = None) -> RobustRows:
+    """The robust rows of a formulation's linear map `net`: on the node totals and the sparse path
+    factors when its coefficients are non-negative (`RobustRows.build`), else on the totals of the
+    customer groups `group_columns` with each coefficient's own worst corner (`build_phase_rows`)."""
+    return build_phase_rows(net, group_columns) if net.signed else RobustRows.build(net)
 
 
-def sample_check(
-    net: NetworkArrays,
-    node_idx: np.ndarray,
-    pmin_kw,
-    pmax_kw,
-    qmin_kvar,
-    qmax_kvar,
-    samples: int = 1000,
-    seed: int = 0,
-) -> WorstCase:
-    """LinDistFlow extremes over `samples` operating points drawn uniformly inside the boxes, per period.
+def customer_columns(net, where) -> np.ndarray | sp.csr_matrix:
+    """Customers on the columns of `net`: `where` is each customer's node index `(N,)` (one column each,
+    sparse) or already the `(columns, N)` shares (`Formulation.columns`)."""
+    where = np.asarray(where)
+    if where.ndim == 2:
+        return where
+    return sp.csr_matrix((np.ones(len(where)), (where, np.arange(len(where)))), shape=(net.n, len(where)))
+
+
+def worst_case(net, where, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar) -> WorstCase:
+    """Exact worst case of `(N, T)` boxes under the linear map `net` with customers at `where`
+    (`customer_columns`): highest and lowest voltage, largest loading per period.
+
+    A non-negative map (LinDistFlow) peaks with every box at its top corner and bottoms out at its
+    bottom corner; a signed one (LinDist3Flow) takes, per voltage row, each customer's own worst
+    corner. Flows are sums of injections below each line, so their extremes are the subtree totals'.
+    """
+    columns = customer_columns(net, where)
+    if net.signed:
+        a, b = net.r_sens_pu @ columns, net.x_sens_pu @ columns  # (m, N)
+        pos, neg = np.maximum(a, 0.0), np.minimum(a, 0.0)
+        qpos, qneg = np.maximum(b, 0.0), np.minimum(b, 0.0)
+        passive = net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T  # (T, m)
+        top = (pos @ pmax_kw + neg @ pmin_kw + qpos @ qmax_kvar + qneg @ qmin_kvar).T - passive
+        bottom = (pos @ pmin_kw + neg @ pmax_kw + qpos @ qmin_kvar + qneg @ qmax_kvar).T - passive
+        base = net.column_base_kva
+        v_top = np.sqrt(np.maximum(net.w0_pu2 + 2 * top / base, 0.0))[:, net.present]
+        v_bottom = np.sqrt(np.maximum(net.w0_pu2 + 2 * bottom / base, 0.0))[:, net.present]
+    else:
+        totals = [np.asarray((columns @ x).T) for x in (pmax_kw, pmin_kw, qmax_kvar, qmin_kvar)]
+        v_top = net.voltage_pu(totals[0] - net.load_kw, totals[2] - net.load_kvar)
+        v_bottom = net.voltage_pu(totals[1] - net.load_kw, totals[3] - net.load_kvar)
+    flows = [net.flow(np.asarray((columns @ x).T) - net.load_kw) for x in (pmax_kw, pmin_kw)]
+    qflows = [net.flow(np.asarray((columns @ x).T) - net.load_kvar) for x in (qmax_kvar, qmin_kvar)]
+    s_kva = np.hypot(np.maximum(*map(np.abs, flows)), np.maximum(*map(np.abs, qflows)))
+    return WorstCase(vmax_pu=v_top.max(axis=1), vmin_pu=v_bottom.min(axis=1), max_loading=_max_loading(net, s_kva))
+
+
+def sample_check(net, where, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples: int = 1000, seed: int = 0) -> WorstCase:
+    """Extremes under the linear map `net` over `samples` operating points drawn uniformly inside the
+    boxes, per period, customers at `where` (`customer_columns`).
 
     An independent check of the corner argument: no sample may fall outside the limits
     that `worst_case` reports for the corners.
     """
-    columns = sp.csr_matrix((np.ones(len(node_idx)), (node_idx, np.arange(len(node_idx)))), shape=(net.n, len(node_idx)))
-    return _sampled(net, columns, np.ones(net.n, bool), pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples, seed)
-
-
-def _sampled(net, columns, present, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples: int, seed: int) -> WorstCase:
-    """Extremes over random points inside the boxes: `columns` maps customers to the network's injection
-    columns (sparse or dense), `present` masks the voltage rows that exist."""
+    columns = customer_columns(net, where)
     rng = np.random.default_rng(seed)
     periods = pmin_kw.shape[1]
     vmax, vmin, loading = np.empty(periods), np.empty(periods), np.empty(periods)
@@ -304,113 +225,34 @@ def _sampled(net, columns, present, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samp
         q = qmin_kvar[:, t] + rng.random((samples, columns.shape[1])) * (qmax_kvar[:, t] - qmin_kvar[:, t])
         p_inj = np.asarray((columns @ p.T).T) - net.load_kw[t]
         q_inj = np.asarray((columns @ q.T).T) - net.load_kvar[t]
-        v = net.voltage_pu(p_inj, q_inj)[:, present]
+        v = net.voltage_pu(p_inj, q_inj)[:, net.present]
         vmax[t], vmin[t] = v.max(), v.min()
         loading[t] = np.max(_max_loading(net, np.hypot(net.flow(p_inj), net.flow(q_inj))))
     return WorstCase(vmax_pu=vmax, vmin_pu=vmin, max_loading=loading)
 
 
-def check_passive(net: NetworkArrays) -> None:
-    """Raise InputError when the passive loads alone (every customer at zero exchange) break a LinDistFlow limit."""
+phase_worst_case = worst_case  # the names `doe.report` imports
+phase_sample_check = sample_check
+
+
+def check_passive(net) -> None:
+    """Raise InputError when the passive loads alone (every customer at zero exchange) break a limit of the
+    linear map `net`, naming the period, the node (or node-phase) and the limit."""
+    title = get(net.model).title
     v = net.voltage_pu(-net.load_kw, -net.load_kvar)
     s_kva = np.hypot(net.flow(-net.load_kw), net.flow(-net.load_kvar))
     for bad, text in (
-        (v > net.vmax_pu + 1e-9, "a LinDistFlow voltage of {v:.4f} pu at node {node}, above vmax_pu {vmax}"),
-        (v < net.vmin_pu - 1e-9, "a LinDistFlow voltage of {v:.4f} pu at node {node}, below vmin_pu {vmin}"),
+        (v > net.vmax_pu + 1e-9, "a {title} voltage of {v:.4f} pu at node {node}, above vmax_pu {vmax}"),
+        (v < net.vmin_pu - 1e-9, "a {title} voltage of {v:.4f} pu at node {node}, below vmin_pu {vmin}"),
         (s_kva > net.rating_kva * (1 + 1e-9), "a flow of {s:.1f} kVA into node {node}, over its {rating:.1f} kVA"),
     ):
         if bad.any():
             t, j = np.argwhere(bad)[0]
             detail = text.format(
-                v=v[t, j], s=s_kva[t, j], node=net.nodes[j],
+                title=title, v=v[t, j], s=s_kva[t, j], node=net.label(j),
                 vmax=net.vmax_pu, vmin=net.vmin_pu, rating=net.rating_kva[j],
             )
             raise InputError(f"feeder {net.name}, period {t}: the passive loads alone give {detail}")
-
-
-@dataclass
-class PhaseNetworkArrays:
-    """A `threephase.PhaseFeeder` as the envelope constraints see it: LinDist3Flow on node-phase columns.
-
-    Column `3 k + phase` is node k's phase; `w0_pu2`, `r_sens_pu`, `x_sens_pu` are
-    `lindist3flow.linear_map` (signed: phases couple both ways), `subtree` `(3n, 3n)` sums
-    each phase's injections below a line. `load_kw`, `load_kvar` `(T, 3n)` are the passive
-    loads per column, `rating_kva` `(3n,)` the per-phase line ratings (inf unrated or absent).
-    """
-
-    name: str
-    nodes: tuple[str, ...]
-    mask: np.ndarray
-    base_kva: float
-    vmin_pu: float
-    vmax_pu: float
-    rating_kva: np.ndarray
-    load_kw: np.ndarray
-    load_kvar: np.ndarray
-    w0_pu2: np.ndarray
-    r_sens_pu: np.ndarray
-    x_sens_pu: np.ndarray
-    subtree: np.ndarray
-
-    @classmethod
-    def from_feeder(cls, feeder, periods: int) -> PhaseNetworkArrays:
-        from p2pgame.network import lindist3flow
-
-        if not feeder.vmin_pu < feeder.vmax_pu:
-            raise InputError(f"feeder {feeder.name}: vmin_pu {feeder.vmin_pu} must be below vmax_pu {feeder.vmax_pu}")
-        w0, r3, x3 = lindist3flow.linear_map(feeder)
-        mask = feeder.mask
-        load_kw, load_kvar = feeder.passive_load_phase(periods)
-        rating = np.where(mask, np.asarray(feeder.rating_kva, float), np.inf).reshape(-1)
-        return cls(
-            name=feeder.name, nodes=tuple(feeder.nodes), mask=mask, base_kva=float(feeder.base_kva),
-            vmin_pu=float(feeder.vmin_pu), vmax_pu=float(feeder.vmax_pu), rating_kva=rating,
-            load_kw=load_kw.reshape(periods, -1), load_kvar=load_kvar.reshape(periods, -1),
-            w0_pu2=w0, r_sens_pu=r3, x_sens_pu=x3,
-            subtree=np.kron(feeder.downstream, np.eye(3)) * mask.reshape(1, -1),
-        )
-
-    @property
-    def n(self) -> int:
-        return len(self.nodes)
-
-    @property
-    def periods(self) -> int:
-        return self.load_kw.shape[0]
-
-    @property
-    def present(self) -> np.ndarray:
-        """`(3n,)` True for the columns of phases that exist."""
-        return self.mask.reshape(-1)
-
-    def label(self, column: int) -> str:
-        """`node.phase` of a column."""
-        return f"{self.nodes[column // 3]}.{'abc'[column % 3]}"
-
-    def voltage_pu(self, p_inj_kw: np.ndarray, q_inj_kvar: np.ndarray) -> np.ndarray:
-        """LinDist3Flow phase voltages `(..., 3n)` for column injections `(..., 3n)` (nan where a phase is absent)."""
-        base = self.base_kva / 3
-        w = self.w0_pu2 + 2.0 * (p_inj_kw @ self.r_sens_pu.T + q_inj_kvar @ self.x_sens_pu.T) / base
-        return np.where(self.present, np.sqrt(np.maximum(w, 0.0)), np.nan)
-
-    def flow(self, inj: np.ndarray) -> np.ndarray:
-        """Flow on each line and phase, `-(the phase's injections below)`, for `(..., 3n)` injections."""
-        return -(inj @ self.subtree.T)
-
-
-def phase_columns(feeder, customers) -> np.ndarray:
-    """`(3n, N)`: customer i's share of its net exports on each node-phase column (`Agent.phase_shares`;
-    equal over the node's phases for a customer object without that method)."""
-    out = np.zeros((3 * feeder.n, len(customers)))
-    for i, customer in enumerate(customers):
-        k = feeder.index(customer.node)
-        node_phases = feeder.phases[k]
-        method = getattr(customer, "phase_shares", None)
-        if method is None:
-            out[3 * k: 3 * k + 3, i] = [1.0 / len(node_phases) if ph in node_phases else 0.0 for ph in "abc"]
-        else:
-            out[3 * k: 3 * k + 3, i] = method(node_phases)
-    return out
 
 
 def phase_groups(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +276,7 @@ def build_phase_rows(net: PhaseNetworkArrays, group_columns: np.ndarray) -> Robu
     a = net.r_sens_pu[rows] @ group_columns
     bq = net.x_sens_pu[rows] @ group_columns
     pos, neg = (lambda m: np.maximum(m, 0.0)), (lambda m: np.minimum(m, 0.0))
-    half_base = net.base_kva / 3 / 2.0
+    half_base = net.column_base_kva / 2.0
     load_term = (net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T)[:, rows]
     w0 = net.w0_pu2[rows]
     blocks = [np.hstack([pos(a), neg(a), pos(bq), neg(bq)]), np.hstack([-neg(a), -pos(a), -neg(bq), -pos(bq)])]
@@ -469,44 +311,3 @@ def build_phase_rows(net: PhaseNetworkArrays, group_columns: np.ndarray) -> Robu
         unlift=sp.identity(width, format="csr"),
         phase=column % 3,
     )
-
-
-def phase_worst_case(net: PhaseNetworkArrays, columns: np.ndarray, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar) -> WorstCase:
-    """Exact LinDist3Flow worst case of `(N, T)` boxes with customers on `columns` `(3n, N)`, per period."""
-    base = net.base_kva / 3
-    a, b = net.r_sens_pu @ columns, net.x_sens_pu @ columns  # (3n, N)
-    pos, neg = np.maximum(a, 0.0), np.minimum(a, 0.0)
-    qpos, qneg = np.maximum(b, 0.0), np.minimum(b, 0.0)
-    passive = net.load_kw @ net.r_sens_pu.T + net.load_kvar @ net.x_sens_pu.T  # (T, 3n)
-    top = (pos @ pmax_kw + neg @ pmin_kw + qpos @ qmax_kvar + qneg @ qmin_kvar).T - passive
-    bottom = (pos @ pmin_kw + neg @ pmax_kw + qpos @ qmin_kvar + qneg @ qmax_kvar).T - passive
-    present = net.present
-    v_top = np.sqrt(np.maximum(net.w0_pu2 + 2 * top / base, 0.0))[:, present]
-    v_bottom = np.sqrt(np.maximum(net.w0_pu2 + 2 * bottom / base, 0.0))[:, present]
-    h = net.subtree @ columns
-    flows = [net.flow(-net.load_kw) + (h @ x).T * -1 for x in (pmax_kw, pmin_kw)]
-    qflows = [net.flow(-net.load_kvar) + (h @ x).T * -1 for x in (qmax_kvar, qmin_kvar)]
-    s_kva = np.hypot(np.maximum(*map(np.abs, flows)), np.maximum(*map(np.abs, qflows)))
-    return WorstCase(vmax_pu=v_top.max(axis=1), vmin_pu=v_bottom.min(axis=1), max_loading=_max_loading(net, s_kva))
-
-
-def phase_sample_check(net: PhaseNetworkArrays, columns: np.ndarray, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar,
-                       samples: int = 1000, seed: int = 0) -> WorstCase:
-    """LinDist3Flow extremes over `samples` random points inside the boxes, per period (see `sample_check`)."""
-    return _sampled(net, columns, net.present, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples, seed)
-
-
-def check_passive_phase(net: PhaseNetworkArrays) -> None:
-    """Raise InputError when the passive loads alone break a LinDist3Flow limit on some node and phase."""
-    v = net.voltage_pu(-net.load_kw, -net.load_kvar)
-    s_kva = np.hypot(net.flow(-net.load_kw), net.flow(-net.load_kvar))
-    for bad, text in (
-        (v > net.vmax_pu + 1e-9, "a LinDist3Flow voltage of {v:.4f} pu at {where}, above vmax_pu {vmax}"),
-        (v < net.vmin_pu - 1e-9, "a LinDist3Flow voltage of {v:.4f} pu at {where}, below vmin_pu {vmin}"),
-        (s_kva > net.rating_kva * (1 + 1e-9), "a flow of {s:.1f} kVA on the line into {where}, over its {rating:.1f} kVA"),
-    ):
-        if bad.any():
-            t, c = np.argwhere(bad)[0]
-            detail = text.format(v=v[t, c], s=s_kva[t, c], where=net.label(c), vmax=net.vmax_pu, vmin=net.vmin_pu,
-                                 rating=net.rating_kva[c])
-            raise InputError(f"feeder {net.name}, period {t}: the passive loads alone give {detail}")

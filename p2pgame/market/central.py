@@ -3,8 +3,9 @@
 - `centralized`: maximise the sum of own values subject to every player's own
   constraints (envelopes included) and the market balances; the balance
   multipliers are the competitive-equilibrium prices (welfare theorem).
-- `locational`: the same without envelopes but with the LinDistFlow voltage limits
-  and line ratings (the envelopes' inscribed polygon); its multipliers give one price per node.
+- `locational`: the same without envelopes but with the voltage limits and line ratings (the
+  envelopes' inscribed polygon) of the feeder's network formulation (`network.formulation`:
+  LinDistFlow, LinDist3Flow); its multipliers give one price per point (node, or node-phase).
 Both stack the players' arrays (no second Pyomo model) and solve with Ipopt or HiGHS.
 """
 
@@ -18,6 +19,7 @@ import scipy.sparse as sp
 from p2pgame.agents.model import Prices
 from p2pgame.doe.robust import THERMAL_SIDES
 from p2pgame.errors import SolverError
+from p2pgame.network.formulation import formulation_of
 from p2pgame.solvers import CompiledProblem, solve
 from p2pgame.solvers.result import likely_cause
 
@@ -89,57 +91,31 @@ def centralized(game, *, solver: str = "auto") -> CentralOutcome:
     return _outcome(game, problem, res, y[:T], y[T:2 * T] if game.reactive else None)
 
 
-def _node_incidence(game, feeder) -> sp.csr_matrix:
-    """(n x N) matrix with a one where customer i sits at node j."""
-    nodes = {name: k for k, name in enumerate(feeder.nodes)}
-    N = len(game.customers)
-    at = [nodes[a.node] for a in game.scenario.customers]
-    return sp.csr_matrix((np.ones(N), (at, np.arange(N))), shape=(len(feeder.nodes), N))
-
-
 def price_points(feeder, customers) -> tuple[list[str], np.ndarray]:
-    """Where `locational` prices: `(labels, weights)`, the nodes (on a three-phase feeder the node-phases
-    present, `632.a`) and `(N, m)` the weight of each point's price in each customer's (its phase shares)."""
-    from p2pgame.doe.robust import phase_columns
-    from p2pgame.network.threephase import PhaseFeeder
-
-    if isinstance(feeder, PhaseFeeder):
-        keep = feeder.mask.reshape(-1)
-        labels = [f"{node}.{ph}" for node, phases in zip(feeder.nodes, feeder.phases) for ph in phases]
-        return labels, phase_columns(feeder, customers)[keep].T
-    weights = np.zeros((len(customers), feeder.n))
-    weights[np.arange(len(customers)), [feeder.index(c.node) for c in customers]] = 1.0
-    return list(feeder.nodes), weights
+    """Where `locational` prices: `(labels, weights)`, the points of the feeder's formulation (the nodes, or
+    on a three-phase feeder the node-phases present, `632.a`) and `(N, m)` the weight of each point's price
+    in each customer's (its share of its net export there)."""
+    return formulation_of(feeder).points(feeder, customers)
 
 
 def _network_space(game, feeder):
-    """The linear network model `locational` prices on: `(w0, R, X, base_kva, incidence, load_p, load_q,
-    subtree, rating_kva)` over the nodes, or over the node-phases present (LinDist3Flow) on a three-phase feeder."""
-    T = game.T
-    if hasattr(feeder, "phases"):
-        from p2pgame.network.lindist3flow import linear_map as linear_map_3ph
-
-        keep = feeder.mask.reshape(-1)
-        w0, R, X = linear_map_3ph(feeder)
-        load_p, load_q = (x.reshape(T, -1)[:, keep] for x in feeder.passive_load_phase(T))
-        sub = (np.kron(feeder.downstream, np.eye(3)) * keep)[np.ix_(keep, keep)]
-        inc = sp.csr_matrix(price_points(feeder, game.scenario.customers)[1].T)
-        rating = np.asarray(feeder.rating_kva, float).reshape(-1)[keep]
-        return w0[keep], R[np.ix_(keep, keep)], X[np.ix_(keep, keep)], feeder.base_kva / 3, inc, load_p, load_q, sub, rating
-    from p2pgame.network.lindistflow import linear_map
-
-    w0, R, X = linear_map(feeder)
-    load_p, load_q = feeder.passive_load(T)
-    rating = np.asarray(feeder.rating_kva, float)
-    return w0, R, X, feeder.base_kva, _node_incidence(game, feeder), load_p, load_q, feeder.downstream, rating
+    """The linear network model `locational` prices on, over the points of the feeder's formulation:
+    `(w0, R, X, base_kva, incidence, load_p, load_q, subtree, rating_kva)`."""
+    formulation = formulation_of(feeder)
+    net = formulation.linear(feeder, game.T)
+    keep = net.present
+    both = np.ix_(keep, keep)
+    inc = sp.csr_matrix(formulation.points(feeder, game.scenario.customers)[1].T)
+    return (net.w0_pu2[keep], net.r_sens_pu[both], net.x_sens_pu[both], net.column_base_kva, inc,
+            net.load_kw[:, keep], net.load_kvar[:, keep], net.subtree[both], net.rating_kva[keep])
 
 
 def locational(game, feeder, *, solver: str = "auto") -> CentralOutcome:
-    """Network-constrained optimum without envelopes: LinDistFlow voltages and line ratings.
+    """Network-constrained optimum without envelopes: the formulation's voltages and line ratings.
 
     Nodal prices pi_j(t) = lam(t) - (voltage and flow multipliers) x sensitivities, in $/kWh,
-    one per node, or on a three-phase feeder one per node and phase present (LinDist3Flow,
-    the points of `price_points`).
+    one per point of the feeder's formulation (`price_points`: the nodes under LinDistFlow,
+    the node-phases present under LinDist3Flow).
     """
     T, dt = game.T, game.dt_h
     game.apply_envelopes(None)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import numpy as np
 
+from p2pgame.errors import InputError
 from p2pgame.market.game import PRICE_RANGE_PER_KWH
+from p2pgame.network.formulation import formulation_of
+from p2pgame.network.formulation import get as get_formulation
 from p2pgame.results.result import UNRATED_KVA, Certificate, NetworkCheck
 
 PRICE_PLAYER = "market-operator"
@@ -110,83 +116,50 @@ def failures(certificate: Certificate, game, prices, settings=None, converged: b
     return out
 
 
-def nodal_injections(feeder, nodes: list[str], p_kw: np.ndarray, q_kvar: np.ndarray, T: int):
-    """Net injections (T, n) at the feeder's nodes: customers' exports minus passive load."""
-    index = {name: k for k, name in enumerate(feeder.nodes)}
-    load_p, load_q = feeder.passive_load(T)
-    inj_p, inj_q = -load_p.copy(), -load_q.copy()
-    for node, p, q in zip(nodes, p_kw, q_kvar):
-        inj_p[:, index[node]] += p
-        inj_q[:, index[node]] += q
-    return inj_p, inj_q
+class _Placed(NamedTuple):
+    """A customer known by its node alone (spread equally over the node's phases on a three-phase feeder)."""
+
+    node: str
 
 
-def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int, customers=None) -> NetworkCheck:
-    """LinDistFlow and AC power flow of the customers' operating point with the passive loads.
+def network_check(feeder, nodes: list[str], p_kw, q_kvar, T: int, customers=None,
+                  formulations: Sequence[str] | None = None) -> NetworkCheck:
+    """The customers' operating point `(N, T)` with the passive loads under each linear formulation of
+    `formulations` (default: the feeder's own, `network.formulation.formulation_of`) and under the AC
+    power flow that certifies the feeder's formulation.
 
-    On a three-phase feeder (`threephase.PhaseFeeder`; `customers` give the phase shares)
-    `phase_network_check` instead.
+    Each customer's `p`, `q` go onto the formulation's points (`Formulation.points`: its node, or its
+    phases by `Agent.phase_shares` on a three-phase feeder; `customers` give the shares, else `nodes`
+    place them). Columns of the result are the points (`632.a` for a node-phase), the line of a column
+    the line into its node (on that phase); `vuf` is the AC check's voltage unbalance factor `(T, n)`
+    where it has one (OpenDSS, pandapower).
     """
-    from p2pgame.network import branchflow, lindistflow
-    from p2pgame.network.threephase import PhaseFeeder
-
-    if isinstance(feeder, PhaseFeeder):
-        return phase_network_check(feeder, customers, p_kw, q_kvar, T)
-
-    inj_p, inj_q = nodal_injections(feeder, nodes, np.asarray(p_kw), np.asarray(q_kvar), T)
-    return NetworkCheck(
-        vmin_limit_pu=feeder.vmin_pu,
-        vmax_limit_pu=feeder.vmax_pu,
-        nodes=list(feeder.nodes),
-        lines=[f"{a}-{b}" for a, b in feeder.edges],
-        rated=np.asarray(feeder.rating_kva, dtype=float) < UNRATED_KVA,
-        lindistflow=lindistflow.solve(feeder, inj_p, inj_q),
-        ac=branchflow.solve(feeder, inj_p, inj_q),
-    )
-
-
-def phase_network_check(feeder, customers, p_kw, q_kvar, T: int) -> NetworkCheck:
-    """LinDist3Flow and OpenDSS's three-phase power flow of the customers' operating point, per node and phase.
-
-    Each customer's `p`, `q` go onto its phases by `Agent.phase_shares`; the passive loads
-    are the feeder's own per phase (`threephase.passive_commands` puts them into OpenDSS in
-    place of the file's). Columns of the result are the node-phases present (`632.a`), the
-    line of a column the line into its node on that phase; `vuf` is OpenDSS's voltage
-    unbalance factor `(T, n)` at the three-phase nodes.
-    """
-    from p2pgame.doe.robust import phase_columns
-    from p2pgame.network import lindist3flow
-    from p2pgame.network.powerflow import PowerFlowResult
-    from p2pgame.network.threephase import ac_check
-
-    check_of, model = ac_check(feeder)
-    columns = phase_columns(feeder, customers)
-    n = feeder.n
-    p = (columns @ np.asarray(p_kw, float)).T.reshape(T, n, 3)
-    q = (columns @ np.asarray(q_kvar, float)).T.reshape(T, n, 3)
-    load_p, load_q = feeder.passive_load_phase(T)
-    linear = lindist3flow.solve(feeder, p - load_p, q - load_q)
-    check = check_of(feeder, p, q, passive=(load_p, load_q))
-    present = feeder.mask
-    labels = [f"{node}.{ph}" for node, phases in zip(feeder.nodes, feeder.phases) for ph in phases]
-    rating = np.asarray(feeder.rating_kva, float)[present]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        linear_loading = np.hypot(linear.p_flow_kw, linear.q_flow_kvar)[:, present] / rating
-    parents = [feeder.substation if k < 0 else feeder.nodes[k] for k in feeder.parent]
-    lines = [f"{parents[k]}-{node}.{ph}" for k, (node, phases) in enumerate(zip(feeder.nodes, feeder.phases))
-             for ph in phases]
-    nan = np.full((T, len(labels)), np.nan)
-    v0 = float(np.mean(feeder.v0_pu))
+    own = formulation_of(feeder)
+    customers = [_Placed(str(node)) for node in nodes] if customers is None else customers
+    labels, shares = own.points(feeder, customers)
+    export_p = _at_points(shares, p_kw, T)
+    export_q = _at_points(shares, q_kvar, T)
+    linear = []
+    for name in formulations or [own.name]:
+        formulation = get_formulation(name)
+        if formulation.point_labels(feeder) != labels:
+            raise InputError(f"feeder {feeder.name}: formulation {name} has other points than {own.name}")
+        linear.append(formulation.power_flow(feeder, export_p, export_q))
+    ac, vuf = own.ac_check(feeder, export_p, export_q)
+    rating = own.point_ratings(feeder)
     return NetworkCheck(
         vmin_limit_pu=feeder.vmin_pu,
         vmax_limit_pu=feeder.vmax_pu,
         nodes=labels,
-        lines=lines,
+        lines=own.line_labels(feeder),
         rated=np.isfinite(rating) & (rating < UNRATED_KVA),
-        lindistflow=PowerFlowResult(feeder.name, lindist3flow.MODEL, labels, linear.v_pu[:, present],
-                                    linear.p_flow_kw[:, present], linear.q_flow_kvar[:, present],
-                                    linear_loading, 0.0, v0),
-        ac=PowerFlowResult(feeder.name, model, labels, check.v_pu[:, present], nan, nan,
-                           check.loading_phase[:, present], np.nan, v0),
-        vuf=check.vuf,
+        linear=linear,
+        ac=ac,
+        vuf=vuf,
     )
+
+
+def _at_points(shares: np.ndarray, values, T: int) -> np.ndarray:
+    """The customers' `(N, T)` values summed onto the points by their shares `(N, m)`: `(T, m)`."""
+    values = np.asarray(values, dtype=float).reshape(len(shares), T)
+    return (shares.T @ values).T

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import networkx as nx
 import numpy as np
@@ -55,6 +56,9 @@ class Feeder:
     vmax_pu: float = 1.05
     ratio: np.ndarray | None = None
     coords: Mapping[str, tuple[float, float]] | None = None
+
+    formulation: ClassVar[str] = "lindistflow"
+    """The network formulation markets and envelopes use on it (`network.formulation.formulation_of`)."""
 
     def __post_init__(self) -> None:
         where = f"feeder {self.name}"

@@ -43,7 +43,7 @@ def linear_map(feeder: PhaseFeeder) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """`(w0, R3, X3)`: `w = w0 + 2 (R3 p + X3 q)`, `w0` `(3n,)`, `R3`, `X3` `(3n, 3n)`, injections in pu per phase."""
     n = feeder.n
     mask = feeder.mask.astype(float)
-    subtree = np.kron(feeder.downstream, np.eye(3)) * mask.reshape(1, -1)  # row 3k+phi: the phase's subtree
+    subtree = phase_subtree(feeder)
     w0 = np.zeros(3 * n)
     r3, x3 = np.zeros((3 * n, 3 * n)), np.zeros((3 * n, 3 * n))
     for k in range(n):
@@ -62,6 +62,12 @@ def linear_map(feeder: PhaseFeeder) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             x3[rows] = a2[:, None] * x3[up] + coupling.imag @ e
     keep = mask.reshape(-1)
     return w0 * keep, r3 * keep[:, None], x3 * keep[:, None]
+
+
+def phase_subtree(feeder: PhaseFeeder) -> np.ndarray:
+    """`(3n, 3n)`: row `3 k + phase` sums that phase's injections below line k (`feeder.subtree_matrix` per phase,
+    absent phases zero)."""
+    return np.kron(feeder.downstream, np.eye(3)) * feeder.mask.reshape(1, -1)
 
 
 def solve(feeder: PhaseFeeder, p_kw, q_kvar) -> PhaseFlowResult:

@@ -75,20 +75,32 @@ class Certificate:
 
 @dataclass
 class NetworkCheck:
-    """Voltages and loadings of the final operating point: LinDistFlow (market model) and AC.
+    """Voltages and loadings of the final operating point under a list of linear formulations (the first
+    the market's own model) and under the AC check.
 
-    `lines` names line k (the line into `nodes[k]`) as 'from-to'; `rated` (None: all) marks the
-    lines whose rating is a real one (below `UNRATED_KVA`), the only ones with a loading.
+    `nodes` are the points of the formulations (nodes, or node-phases `632.a`); `lines` names the line
+    of point k (the line into its node) as 'from-to'; `rated` (None: all) marks the lines whose rating
+    is a real one (below `UNRATED_KVA`), the only ones with a loading.
     """
 
     vmin_limit_pu: float
     vmax_limit_pu: float
     nodes: list[str]
-    lindistflow: object
+    linear: list
     ac: object
     lines: list[str] | None = None
     rated: np.ndarray | None = None
     vuf: np.ndarray | None = None  # (T, n) voltage unbalance factor of a three-phase check (nan at other nodes)
+
+    @property
+    def lindistflow(self):
+        """The market's linear model's power flow (the first formulation: LinDistFlow or LinDist3Flow)."""
+        return self.linear[0]
+
+    @property
+    def models(self) -> list:
+        """Every power flow of the check, the linear formulations first, then the AC check."""
+        return [*self.linear, self.ac]
 
     def loading(self, pf) -> np.ndarray:
         """|S| / rating of each line (T, n) in `pf` (LinDistFlow or AC), nan where unrated."""
@@ -126,17 +138,18 @@ class NetworkCheck:
 
     def to_dict(self) -> dict:
         """`limits`, `lindistflow` (the market's linear model) and `ac` (the AC check), and one entry per
-        formulation under its own name besides (`lindist3flow`, and `opendss` with `vuf_max`, on a
-        three-phase feeder)."""
+        power flow under its own name besides (`lindist3flow`, and `opendss` with `vuf_max`, on a
+        three-phase feeder; any further formulation of the check)."""
         out = {
             "limits": {"vmin_pu": float(self.vmin_limit_pu), "vmax_pu": float(self.vmax_limit_pu)},
             "lindistflow": self._summary(self.lindistflow),
             "ac": self._summary(self.ac) | ({} if self.vuf is None else {"vuf_max": _max(self.vuf)}),
         }
-        for role, pf in (("lindistflow", self.lindistflow), ("ac", self.ac)):
+        roles = [("lindistflow", self.lindistflow), *((None, pf) for pf in self.linear[1:]), ("ac", self.ac)]
+        for role, pf in roles:
             name = FORMULATION_KEYS.get(pf.model, pf.model)
             if name not in out:
-                out[name] = out[role]
+                out[name] = self._summary(pf) if role is None else out[role]
         return out
 
 
@@ -227,18 +240,19 @@ class MarketResult:
 
     def phase_shares(self) -> list[tuple[str, dict[str, float]]]:
         """Per customer its phases and the share of its `p`, `q` on each (`Agent.phase_shares`) on a
-        three-phase feeder; on a single-phase one (or without the scenario) all on the balanced `abc`."""
-        from p2pgame.doe.robust import phase_columns
-        from p2pgame.network.threephase import PhaseFeeder
+        three-phase feeder (a formulation whose points are node-phases); on a single-phase one (or
+        without the scenario) all on the balanced `abc`."""
+        from p2pgame.network.formulation import formulation_of
 
         feeder = getattr(self.case, "feeder", None)
-        if not isinstance(feeder, PhaseFeeder):
+        formulation = None if feeder is None else formulation_of(feeder)
+        if formulation is None or not formulation.phased:
             return [("abc", {"abc": 1.0})] * len(self.customers)
-        columns = phase_columns(feeder, self.case.customers)
+        labels, shares = formulation.points(feeder, self.case.customers)
         out = []
         for i, node in enumerate(self.customer_nodes):
-            k = feeder.index(node)
-            on = {ph: float(share) for ph, share in zip("abc", columns[3 * k: 3 * k + 3, i]) if share > 0}
+            on = {label.rsplit(".", 1)[1]: float(share) for label, share in zip(labels, shares[i])
+                  if share > 0 and label.rsplit(".", 1)[0] == node}
             out.append(("".join(on), on))
         return out
 

@@ -199,8 +199,9 @@ def price_table(result) -> pd.DataFrame:
 def voltage_table(result) -> pd.DataFrame:
     """Long format, one row per node (substation first), phase, period and power-flow model: `v_pu`.
 
-    A model is a formulation of the network check (`model`: the market's linear one, `lindistflow`
-    or `lindist3flow`, and the AC check, one of `AC_MODELS`), so a new formulation adds rows. On a
+    A model is a power flow of the network check (`model`: its linear formulations, the market's
+    `lindistflow` or `lindist3flow` first, and the AC check, one of `AC_MODELS`), so a new formulation
+    adds rows. On a
     three-phase feeder `phase` is `a`, `b` or `c` (the phases present at the node); on a
     single-phase feeder the balanced equivalent is one row under phase `abc`.
     """
@@ -208,9 +209,9 @@ def voltage_table(result) -> pd.DataFrame:
     net = result.network
     T = result.periods
     frames = []
-    for pf in (net.lindistflow, net.ac):
+    for pf in net.models:
         v = np.reshape(np.asarray(pf.v_pu, dtype=float), (T, -1))
-        if _three_phase(feeder):
+        if _phased(feeder):
             substation = [(feeder.substation, ph, float(feeder.v0_pu[k])) for k, ph in enumerate("abc")]
             labels = [label.rsplit(".", 1) for label in net.nodes]
         else:
@@ -235,10 +236,11 @@ AC_MODELS = ("ac", "opendss-3ph", "runpp_3ph")
 """The `model` values of voltages.csv that are an AC check (the others are the market's linear model)."""
 
 
-def _three_phase(feeder) -> bool:
-    from p2pgame.network.threephase import PhaseFeeder
+def _phased(feeder) -> bool:
+    """Whether the feeder's network formulation has node-phase points (the per-phase tables)."""
+    from p2pgame.network.formulation import formulation_of
 
-    return isinstance(feeder, PhaseFeeder)
+    return formulation_of(feeder).phased
 
 
 def _empty(key: str) -> pd.DataFrame:
@@ -278,7 +280,7 @@ def line_table(result) -> pd.DataFrame:
     `s_kva` the apparent power that loading stands for (OpenDSS's flows are not read: empty).
     """
     feeder = _case(result).feeder
-    if _three_phase(feeder):
+    if _phased(feeder):
         return _phase_line_table(result, feeder)
     net = result.network
     T, n = result.periods, feeder.n
@@ -403,14 +405,12 @@ def feeder_table(result) -> pd.DataFrame:
 
 def line_data(feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resistance, reactance (pu), electrical distance from the substation and rating (kVA) of each node's line."""
-    if not _three_phase(feeder):
+    if not _phased(feeder):
         return feeder.r_pu, feeder.x_pu, feeder.distance_pu, feeder.rating_kva
     mask = feeder.mask
     diagonal = np.diagonal(feeder.z_pu, axis1=1, axis2=2)
     z = np.where(mask, diagonal, 0).sum(axis=1) / mask.sum(axis=1)
-    distance = np.zeros(feeder.n)
-    for k in range(feeder.n):  # parents first
-        distance[k] = abs(z[k]) + (distance[feeder.parent[k]] if feeder.parent[k] >= 0 else 0.0)
+    distance = np.abs(z) @ feeder.downstream  # the lines on each node's path, as `Feeder.distance_pu`
     rating = np.where(mask, feeder.rating_kva, 0.0).sum(axis=1)
     return z.real, z.imag, distance, rating
 
@@ -479,12 +479,12 @@ def opendss_scripts(result) -> dict[str, str]:
     taps hold as in the check. Each compiles on its own: `compile tNN.dss`, then `solve`, gives
     period NN's voltages.
     """
-    from p2pgame.doe.robust import phase_columns
+    from p2pgame.network.formulation import formulation_of
     from p2pgame.network.threephase import held_tap_commands, injection_commands, passive_commands
 
     case = _case(result)
     feeder = case.feeder
-    if not _three_phase(feeder) or feeder.source_path is None:
+    if not _phased(feeder) or feeder.source_path is None:
         return {}
     path = Path(feeder.source_path)
     try:
@@ -495,7 +495,7 @@ def opendss_scripts(result) -> dict[str, str]:
            for line in circuit.splitlines()):
         circuit = f'Redirect "{path.resolve()}"\n'  # a feeder of several files: refer to them where they are
     T, n = result.periods, feeder.n
-    columns = phase_columns(feeder, case.customers)
+    columns = formulation_of(feeder).columns(feeder, case.customers)
     p_kw = (columns @ np.array([r.p_kw for r in result.customers], float)).T.reshape(T, n, 3)
     q_kvar = (columns @ np.array([r.q_kvar for r in result.customers], float)).T.reshape(T, n, 3)
     load_kw, load_kvar = feeder.passive_load_phase(T)

@@ -14,7 +14,7 @@ def _result(linear_model, ac_model, v_ac, loading=None, vuf=None):
     flat = np.ones((T, n))
     check = NetworkCheck(
         vmin_limit_pu=0.95, vmax_limit_pu=1.05, nodes=nodes,
-        lindistflow=PowerFlowResult("f", linear_model, nodes, flat, nan, nan, nan, 0.0, 1.0),
+        linear=[PowerFlowResult("f", linear_model, nodes, flat, nan, nan, nan, 0.0, 1.0)],
         ac=PowerFlowResult("f", ac_model, nodes, v_ac, nan, nan, nan if loading is None else loading, 0.0, 1.0),
         vuf=vuf,
     )

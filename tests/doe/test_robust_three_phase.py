@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 
 from p2pgame import doe
-from p2pgame.doe.robust import (
-    PhaseNetworkArrays,
-    build_phase_rows,
-    phase_columns,
-    phase_groups,
-    phase_sample_check,
-    phase_worst_case,
-)
+from p2pgame.doe.robust import phase_groups, robust_rows, sample_check, worst_case
 from p2pgame.errors import InputError
+from p2pgame.network.formulation import formulation_of
 from p2pgame.scenario import load_scenario
 
 SCENARIO = Path(__file__).parents[2] / "scenarios" / "ieee13_3ph_day.toml"
@@ -28,10 +22,11 @@ def day():
     scenario = load_scenario(SCENARIO)
     feeder, customers = scenario.feeder, scenario.customers
     envelopes = doe.assign("max-total", feeder, customers, scenario.periods, scenario.dt_h)
-    columns = phase_columns(feeder, customers)
+    formulation = formulation_of(feeder)
+    columns = formulation.columns(feeder, customers)
     group, group_columns = phase_groups(columns)
-    net = PhaseNetworkArrays.from_feeder(feeder, scenario.periods)
-    return scenario, envelopes, columns, group, net, build_phase_rows(net, group_columns)
+    net = formulation.linear(feeder, scenario.periods)
+    return scenario, envelopes, columns, group, net, robust_rows(net, group_columns)
 
 
 def test_customers_sit_on_the_phases_of_the_ieee_loads(day):
@@ -49,8 +44,8 @@ def test_customers_sit_on_the_phases_of_the_ieee_loads(day):
 
 def test_random_points_inside_the_boxes_break_no_lindist3flow_limit(day):
     _, env, columns, _, net, _ = day
-    sampled = phase_sample_check(net, columns, *env.bounds, samples=400)
-    worst = phase_worst_case(net, columns, *env.bounds)
+    sampled = sample_check(net, columns, *env.bounds, samples=400)
+    worst = worst_case(net, columns, *env.bounds)
     assert sampled.vmax_pu.max() <= env.vmax_pu + TOL
     assert sampled.vmin_pu.min() >= env.vmin_pu - TOL
     assert np.nanmax(sampled.max_loading) <= 1 + TOL

@@ -48,19 +48,17 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
 
 def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str) -> np.ndarray:
     """Per period, the largest factor in [0, 1] keeping the AC power flow of `corner` within limits."""
-    from p2pgame.doe.assign import is_three_phase
-    from p2pgame.doe.robust import phase_columns
+    from p2pgame.network.formulation import formulation_of
 
     net = problem.net
-    if is_three_phase(problem.feeder):
-        columns = phase_columns(problem.feeder, problem.customers)
-        labels = [net.label(c) for c in np.flatnonzero(net.present)]
+    formulation = formulation_of(problem.feeder)
+    labels = formulation.point_labels(problem.feeder)
+    if formulation.phased:
+        columns = formulation.columns(problem.feeder, problem.customers)
 
         def corner_flow(scaled):
             return phase_ac_corner(problem.feeder, columns, scaled, corner)
     else:
-        labels = list(net.nodes)
-
         def corner_flow(scaled):
             return ac_corner(problem.feeder, problem.node_idx, scaled, corner)
 
