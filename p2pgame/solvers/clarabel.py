@@ -2,7 +2,8 @@
 
 The CompiledProblem is translated straight into Clarabel's standard form
 ``min 1/2 x'Px + q'x  s.t.  A x + s = b,  s in K`` over its free columns (fixed
-columns are substituted first): equality rows go to the zero cone, finite row and
+columns are substituted first, and linear rows left with one free column become its
+bounds): equality rows go to the zero cone, finite row and
 variable bounds to the nonnegative cone, and each quadratic row ``x'Qx + a'x <= r``
 (a lower-bounded row is negated first) to a second-order cone.  Q = L L' comes from
 one batched eigendecomposition per size of row (no loop over rows); when ``a`` lies in

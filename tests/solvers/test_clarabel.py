@@ -113,3 +113,21 @@ def test_clarabel_refuses_a_nonconvex_row():
     m.out = pe.Constraint(expr=m.x[0] ** 2 + m.x[1] ** 2 >= 0.5)
     with pytest.raises(InputError, match="not convex"):
         solve(CompiledProblem.from_pyomo(m), solver="clarabel")
+
+
+def test_clarabel_rows_of_one_free_column_become_bounds_with_their_multipliers():
+    m = pe.ConcreteModel()
+    m.x = pe.Var(range(4), bounds=(0, 4))
+    m.x[3].fix(1.0)
+    m.o = pe.Objective(expr=(m.x[0] - 3) ** 2 + (m.x[1] + 1) ** 2 + (m.x[2] - 5) ** 2 - m.x[0] * m.x[2])
+    m.dup = pe.Constraint(expr=m.x[1] + m.x[3] >= 1)             # x1 >= 0 again, with the fixed x3: degenerate
+    m.box = pe.Constraint(expr=(-1, 2 * m.x[0] - m.x[3], 3))      # 0 <= x0 <= 2, both sides finite
+    m.pin = pe.Constraint(expr=-m.x[2] == -3.5)                   # x2 fixed by a row
+    m.disc = pe.Constraint(expr=m.x[0] ** 2 + m.x[1] ** 2 <= 9)
+    P = CompiledProblem.from_pyomo(m)
+    c, i = solve(P, solver="clarabel"), solve(P, solver="ipopt")
+    np.testing.assert_allclose(c.x, i.x, atol=1e-7)
+    assert kkt_residual(P, c) < 1e-8
+    row = {con.local_name: k for k, con in enumerate(P.constraints)}
+    np.testing.assert_allclose(c.y[row["box"]], i.y[row["box"]], atol=1e-7)   # the row, not the bound, binds
+    np.testing.assert_allclose(c.y[row["pin"]], i.y[row["pin"]], atol=1e-7)
