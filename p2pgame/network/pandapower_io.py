@@ -279,22 +279,32 @@ def _open_switched(net) -> tuple[set[int], set[int]]:
 def _trafo_branch(where, idx, trafo, bus_of, vn_kv, base_mva) -> Branch:
     """Series impedance and voltage ratio of a two-winding transformer, on the LV bus base."""
     hv, lv = bus_of[int(trafo.hv_bus)], bus_of[int(trafo.lv_bus)]
-    tap_type = trafo.get("tap_changer_type", "Ratio")
-    if isinstance(tap_type, str) and tap_type not in ("Ratio",):
-        raise InputError(f"{where}: trafo {idx}: tap changer type {tap_type} is not supported")
     kv_hv, kv_lv = trafo.vn_hv_kv, trafo.vn_lv_kv
-    if not np.isnan(trafo.tap_pos) and not np.isnan(trafo.tap_step_percent):
-        step = 1 + (trafo.tap_pos - trafo.tap_neutral) * trafo.tap_step_percent / 100
-        if trafo.tap_side == "hv":
-            kv_hv *= step
-        elif trafo.tap_side == "lv":
-            kv_lv *= step
+    side, step = tap_step(where, idx, trafo)
+    if side == "hv":
+        kv_hv *= step
+    elif side == "lv":
+        kv_lv *= step
     ratio = (kv_lv / vn_kv[lv]) / (kv_hv / vn_kv[hv])
     scale = base_mva / (trafo.sn_mva * trafo.parallel) * (trafo.vn_lv_kv / vn_kv[lv]) ** 2
     r = trafo.vkr_percent / 100 * scale
     x = math.sqrt(max(trafo.vk_percent**2 - trafo.vkr_percent**2, 0.0)) / 100 * scale
     rating = trafo.sn_mva * trafo.parallel * trafo.df * 1000
     return Branch(f"trafo {idx}", hv, lv, r, x, rating, ratio)
+
+
+def tap_step(where: str, idx, trafo) -> tuple[str, float]:
+    """`(side, factor)` of a transformer's tap as pandapower applies it: the rated voltage of winding
+    `side` ("hv" or "lv") times `factor`. pandapower 3 moves a ratio only with `tap_changer_type`
+    "Ratio" (no tap changer without one); a net without that column (older pandapower) taps where
+    `tap_pos` and `tap_step_percent` are given. Other tap changer types (phase shifting) are refused."""
+    kind = trafo.get("tap_changer_type", "Ratio")
+    kind = "" if kind is None or (isinstance(kind, float) and math.isnan(kind)) else str(kind)
+    if kind not in ("", "Ratio"):
+        raise InputError(f"{where}: trafo {idx}: tap changer type {kind} is not supported")
+    if kind != "Ratio" or np.isnan(trafo.tap_pos) or np.isnan(trafo.tap_step_percent):
+        return "hv", 1.0
+    return str(trafo.tap_side), 1 + (trafo.tap_pos - trafo.tap_neutral) * trafo.tap_step_percent / 100
 
 
 @contextmanager
