@@ -46,6 +46,7 @@ PHASES = "abc"
 SUPPORTED = {"vsource", "line", "transformer", "load", "capacitor"}
 # Controls and meters do not change the network a power flow sees.
 REGULATORS = ("solved", "fixed")
+DEFAULT_FREQUENCY_HZ = 60.0  # OpenDSS's base frequency of a script that sets none
 DEFAULT_NORMAMPS = 400.0  # OpenDSS's rating of a line or linecode that states none
 IDEAL_KVA, IDEAL_PCT = 1e6, 1e-4  # write_dss: an ideal transformer's rating and %X (negligible drop)
 IGNORED = {"regcontrol", "capcontrol", "energymeter", "monitor", "fuse", "recloser", "relay", "swtcontrol", "sensor"}
@@ -235,6 +236,7 @@ def _compiled(path: Path, regulators: str = "solved") -> Iterator[None]:
         dss.Basic.AllowChangeDir(False)
         dss.Basic.AllowEditor(False)
         dss.Text.Command("Clear")
+        dss.Text.Command(f"Set DefaultBaseFrequency={DEFAULT_FREQUENCY_HZ:g}")  # Clear keeps a previous script's
         try:
             with _quiet():
                 dss.Text.Command(f'Compile "{path.resolve()}"')
