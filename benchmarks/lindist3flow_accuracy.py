@@ -9,9 +9,17 @@ with constant-power loads (LinDist3Flow's load model, `model=1`) and their regul
 the taps OpenDSS solves at the file's load, then held fixed, the same taps in both.
 `threephase.from_dss` reads a delta load as the wye injections that are exact at
 balanced nominal voltages; a single-phase load on a 4.8 kV delta feeder (IEEE 37) thus
-sits on two phases. The pandapower row is the IEEE European LV net as pandapower holds it
-(`ieee_european_lv_asymmetric`, its own snapshot of the 55 houses) read by
-`threephase.from_pandapower`, against `runpp_3ph`.
+sits on two phases, and IEEE 37's open-delta regulator is a 3x3 bank on the line-to-line
+voltages (`threephase._open_delta`); its reference voltages are OpenDSS's without their
+zero sequence, which the three-wire feeder leaves floating. The pandapower row is the IEEE
+European LV net as pandapower holds it (`ieee_european_lv_asymmetric`, its own snapshot of
+the 55 houses) read by `threephase.from_pandapower`, against `runpp_3ph`.
+
+A second table checks the European LV feeder's AC models against each other at that
+snapshot, the loads the feeder's own per phase in each: OpenDSS on the script
+`from_pandapower` writes (`threephase.pandapower_dss`, the certificate's check) against
+`runpp_3ph`, and, with DIR, against the public OpenDSS files (`LVTestCase/Master.dss`,
+whose source has a positive-sequence impedance that pandapower's slack bus has not).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from p2pgame.network import lindist3flow
 from p2pgame.network.registry import IEEE13_DSS
 from p2pgame.network.threephase import from_dss, from_pandapower
 
-# IEEE 37's open-delta regulator: two line-to-line units, which `from_dss` reads as per-phase ratios
+# IEEE 37's open-delta regulator (two line-to-line units) at neutral taps
 NEUTRAL_REGULATORS = "Set ControlMode=OFF\nTransformer.reg1a.Taps=[1 1]\nTransformer.reg1c.Taps=[1 1]\n"
 PUBLIC = {
     "IEEE 37 (OpenDSS)": ("37Bus/ieee37.dss", True, ""),
@@ -97,6 +105,30 @@ def against_runpp_3ph() -> dict[str, tuple[float, str]]:
     return _worst(feeder, v, reference)
 
 
+def ac_models(root: Path | None) -> dict[str, dict[str, float]]:
+    """Largest per-phase |V| difference of OpenDSS on our European LV script from runpp_3ph and the public files."""
+    import pandapower.networks as pn
+
+    from p2pgame.network.pandapower_io import _quiet_pandapower, runpp_3ph_check
+    from p2pgame.network.threephase import opendss_check
+
+    with _quiet_pandapower():
+        net = pn.ieee_european_lv_asymmetric()
+        feeder = from_pandapower(net, "ieee_european_lv_asymmetric")
+    zero = np.zeros((1, feeder.n, 3))
+    passive = (feeder.load_kw[None], feeder.load_kvar[None])
+    ours = opendss_check(feeder.source_path, feeder, zero, zero, passive=passive).v_pu
+    others = {"runpp_3ph on the net": lambda: runpp_3ph_check(net, feeder, zero, zero, passive=passive).v_pu}
+    if root is not None:
+        public = root / "LVTestCase" / "Master.dss"
+        others["public OpenDSS LVTestCase"] = lambda: opendss_check(public, feeder, zero, zero, passive=passive).v_pu
+    out = {}
+    for label, solve in others.items():
+        worst = np.nanmax(np.abs(ours - solve()), axis=(0, 1))
+        out[label] = dict(zip("abc", map(float, worst)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, nargs="?", help="checkout of the public OpenDSS test cases")
@@ -112,6 +144,9 @@ def main() -> None:
         worst = measure()
         cells = [f"{worst[ph][0]:.4f} ({worst[ph][1]})" if ph in worst else "-" for ph in "abc"]
         print(f"{label:<36} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+    print(f"\n{'European LV, OpenDSS on our script vs':<36} {'max |dV| a':>16} {'max |dV| b':>16} {'max |dV| c':>16}")
+    for label, worst in ac_models(None if args.dir is None else cases_dir(args.dir)).items():
+        print(f"{label:<36} " + " ".join(f"{worst[ph]:>16.2e}" for ph in "abc"))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from p2pgame.network.feeder import radial_order, subtree_matrix
 
 PHASES = "abc"
 ALPHA = np.exp(-2j * np.pi / 3 * np.arange(3))  # phase rotations of a, b, c: 1, e^{-j 2pi/3}, e^{+j 2pi/3}
+GAMMA = np.conj(ALPHA)[:, None] * ALPHA[None, :]  # conj(alpha_phi) alpha_psi: the fixed-angle coupling
 # pandapower tables `from_pandapower` reads; in-service rows of any other table at the feeder are refused
 PANDAPOWER_TABLES = frozenset(("bus", "ext_grid", "line", "trafo", "switch", "load", "sgen", "asymmetric_load", "asymmetric_sgen"))
 
@@ -184,11 +186,60 @@ def _series(path: Path, kv_ln: dict[str, float], base_kva: float) -> dict[frozen
                 item["rating"][phases] = kv_ln[buses[0]] * amps
         else:
             z_pu, ratio, kva = _transformer(path, element, buses, kv_ln, base_kva, m)
+            pair = _terminal_phases(dss.CktElement.NumConductors())[0][:2]
+            if m == 1 and len(pair) == 2 and 0 <= pair[1] <= 2:  # a unit between two phases
+                # its winding is line-to-line: its impedance is 3 times the line-to-neutral reading
+                item.setdefault("line_to_line", []).append((element, pair, ratio, 3 * z_pu))
+                item["rating"][pair] = np.fmin(item["rating"][pair], kva / math.sqrt(3))
+                item["phases"].update(pair)
+                continue
             item["z"][ix] += z_pu * np.eye(m)
             item["ratio"][phases] = ratio
             item["rating"][phases] = kva / m
         item["phases"].update(phases)
+    for item in out.values():
+        if "line_to_line" in item:
+            _open_delta(path, item)
     return out
+
+
+def _open_delta(path: Path, item: dict) -> None:
+    """An open-delta bank (two single-phase units between phase pairs, e.g. IEEE 37's regulator) in the phase frame.
+
+    Each unit sets a line-to-line voltage, `V'_p - V'_q = a (V_p - V_q) - z I_p` (`I_p` the line current of
+    its first phase), and the three-wire secondary is taken without zero sequence, `V'_a + V'_b + V'_c
+    = 0`; a line on the phase both units share (IEEE 37's jumper) fixes only that zero sequence, which
+    delta loads do not see, and is left out. So `V' = A V - Z I` with `A`, `Z` 3x3, not diagonal: `Z`
+    is the line's impedance matrix (LinDist3Flow takes any), and at LinDist3Flow's fixed angles `alpha`
+    the magnitudes follow `|V'| = M |V|`, `M = Re(Gamma o A)`, whose row sums `M 1`, each phase's ratio
+    at balanced voltages, are the per-phase `ratio`. (The full map, squared and linearised, `w' =
+    diag(M 1) M w`, moves IEEE 37's voltages by less than 1e-4 pu more.) Any other line-to-line bank
+    (one unit, a closed delta of three) is refused.
+    """
+    units = item["line_to_line"]
+    names = ", ".join(unit[0] for unit in units)
+    pairs = [set(unit[1]) for unit in units]
+    common = set.intersection(*pairs) if len(units) == 2 and pairs[0] != pairs[1] else set()
+    q = common.pop() if common else None
+    through = item["z"].copy()
+    if q is not None:
+        through[q, q] = 0.0
+    if q is None or through.any():
+        raise InputError(f"{path}: {names}: single-phase units between phases {_pair_names(units)} are modelled only"
+                         " as an open-delta bank (two units on two phase pairs, at most a line on their common phase)")
+    c, d, z = np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((3, 3), complex)
+    for row, (_, (p, other), ratio, z_ll) in enumerate(units):
+        c[row, p], c[row, other] = 1.0, -1.0
+        d[row] = ratio * c[row]
+        z[row, p] = z_ll
+    c[2] = 1.0
+    inverse = np.linalg.inv(c)
+    item["ratio"] = np.real(GAMMA * (inverse @ d)).sum(axis=1)
+    item["z"] = inverse @ z
+
+
+def _pair_names(units) -> str:
+    return ", ".join(PHASES[p] + PHASES[q] for _, (p, q), _, _ in units)
 
 
 def _transformer(path: Path, element: str, buses: list[str], kv_ln: dict[str, float], base_kva: float, m: int):
@@ -342,9 +393,7 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
     for idx, trafo in ppio._rows(net, "trafo"):
         if idx in open_trafos or {int(trafo.hv_bus), int(trafo.lv_bus)} & dead:
             continue
-        branch = ppio._trafo_branch(where, idx, trafo, bus_of, vn_kv, float(net.sn_mva))
-        z1 = complex(branch.r_pu, branch.x_pu)
-        z0 = _dyn_zero_sequence(where, idx, trafo, abs(z1) / (trafo.vk_percent / 100))
+        branch, z1, z0 = _trafo_sequences(where, idx, trafo, bus_of, vn_kv, float(net.sn_mva))
         elements.append((f"trafo {idx}", branch.from_bus, branch.to_bus, _sequence_matrix(z1, z0), branch.ratio,
                          branch.rating_kva / 3, np.zeros(3, complex)))
     for branch in ppio._switch_branches(net, bus_of, vn_kv, float(net.sn_mva), dead):
@@ -391,10 +440,171 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
                        float(net.ext_grid.at[ext_grid, "vm_pu"]), kv_ln)
     coords = ppio._bus_coords(net, bus_of)
     drawn = (source, *feeder.nodes)
+    script = pandapower_dss(net, feeder, ext_grid)
     return dataclasses.replace(
         feeder, coords={node: coords[node] for node in drawn} if all(node in coords for node in drawn) else None,
-        source_net=copy.deepcopy(net),
+        source_net=copy.deepcopy(net), source_path=_written(script, feeder.name),
     )
+
+
+def _trafo_sequences(where: str, idx, trafo, bus_of, vn_kv, sn_mva: float):
+    """`(branch, z1, z0)` of a two-winding Dyn unit: pandapower_io's branch (ratio, rating) and its
+    positive- and zero-sequence impedances (pu on the net's base at the low-voltage bus)."""
+    from p2pgame.network import pandapower_io as ppio
+
+    branch = ppio._trafo_branch(where, idx, trafo, bus_of, vn_kv, sn_mva)
+    z1 = complex(branch.r_pu, branch.x_pu)
+    return branch, z1, _dyn_zero_sequence(where, idx, trafo, abs(z1) / (trafo.vk_percent / 100))
+
+
+def pandapower_dss(net, feeder: PhaseFeeder, ext_grid: int) -> str:
+    """A self-contained OpenDSS master of the pandapower net behind `feeder` (built by `from_pandapower`),
+    the circuit `runpp_3ph` solves, for the OpenDSS check and the `opendss/` scripts.
+
+    The source is the external grid's voltage and angle behind its short-circuit impedances as
+    `runpp_3ph` has them: none in the positive sequence (a slack bus), `1.1 vn_kv^2 / s_sc_max_mva`
+    at `rx_max` in the negative, times `x0x_max` at `r0x0_max` in the zero sequence. Lines keep
+    their sequence data per km (`parallel` lines as one). A Dyn transformer is an ideal Dyn unit
+    (its kVs, kVA, tap and no-load losses, negligible leakage) into a bus `<lv>_trafo<idx>`, then
+    its leakage as a line of positive-sequence `vk`, `vkr` and zero-sequence impedance by
+    pandapower's T model (`_dyn_zero_sequence`), which a single OpenDSS transformer cannot hold
+    (one leakage for both sequences). Switches with an impedance are resistive lines. Loads are
+    the net's rows at constant power whatever the voltage (as `runpp_3ph`): `load` and `sgen` a
+    wye three-phase element, `asymmetric_*` one single-phase element per phase, wye to neutral or
+    delta between the row's phase and the next. Compile it, then Solve.
+    """
+    from p2pgame.network import pandapower_io as ppio
+    from p2pgame.network.opendss import IDEAL_PCT
+
+    where = f"pandapower net {feeder.name}"
+    bus_of = ppio._merged_buses(net)
+    area = {feeder.substation, *feeder.nodes}
+    open_lines, open_trafos = ppio._open_switched(net)
+    dead = set(net.bus.index[~net.bus.in_service.astype(bool)])
+    vn_kv = {bus_of[b]: float(v) for b, v in net.bus.vn_kv.items()}
+    sn_mva = float(net.sn_mva)
+    grid = net.ext_grid.loc[ext_grid]
+    columns = ("s_sc_max_mva", "rx_max", "x0x_max", "r0x0_max")
+    missing = [c for c in columns if _missing(grid.get(c, math.nan))]
+    if missing:
+        raise InputError(f"{where}: external grid {ext_grid}: no {', '.join(missing)}; the three-phase model"
+                         " needs its negative- and zero-sequence impedance")
+    s_sc, rx, x0x, r0x0 = (float(grid[c]) for c in columns)
+    kv0 = vn_kv[feeder.substation]
+    x2 = 1.1 * kv0**2 / s_sc / math.hypot(rx, 1.0)
+    circuit = _dss_name(feeder.name)
+    out = [
+        f"! The pandapower net {feeder.name} as p2pgame's OpenDSS check solves it (threephase.pandapower_dss)",
+        "Clear",
+        f"Set DefaultBaseFrequency={float(net.f_hz):g}",
+        f"New Circuit.{circuit} phases=3 bus1={feeder.substation} basekV={kv0:.10g} pu={float(grid.vm_pu):.10g}"
+        f" angle={float(grid.get('va_degree', 0.0)):.10g} Z1=[0, 1e-9] Z2=[{rx * x2:.10g}, {x2:.10g}]"
+        f" Z0=[{r0x0 * x0x * x2:.10g}, {x0x * x2:.10g}]",
+    ]
+    for idx, line in ppio._rows(net, "line"):
+        frm, to = bus_of[int(line.from_bus)], bus_of[int(line.to_bus)]
+        if idx in open_lines or {int(line.from_bus), int(line.to_bus)} & dead or frm not in area:
+            continue
+        if line.g_us_per_km or line.get("g0_us_per_km", 0.0):
+            raise InputError(f"{where}: line {idx}: shunt conductance (g_us_per_km, g0_us_per_km) has no OpenDSS line"
+                             " property; the three-phase check cannot hold it")
+        par = float(line.parallel)
+        amps = line.max_i_ka * line.df * par * 1000
+        out.append(
+            f"New Line.line{idx} phases=3 bus1={frm} bus2={to} length={line.length_km:.12g} units=km"
+            f" r1={line.r_ohm_per_km / par:.12g} x1={line.x_ohm_per_km / par:.12g}"
+            f" r0={line.r0_ohm_per_km / par:.12g} x0={line.x0_ohm_per_km / par:.12g}"
+            f" c1={line.c_nf_per_km * par:.12g} c0={line.c0_nf_per_km * par:.12g} normamps={amps:.10g}"
+        )
+    for idx, trafo in ppio._rows(net, "trafo"):
+        if idx in open_trafos or {int(trafo.hv_bus), int(trafo.lv_bus)} & dead or bus_of[int(trafo.hv_bus)] not in area:
+            continue
+        branch, z1, z0 = _trafo_sequences(where, idx, trafo, bus_of, vn_kv, sn_mva)
+        hv, lv = branch.from_bus, branch.to_bus
+        side, step = ppio.tap_step(where, idx, trafo)
+        taps = [step, 1.0] if side == "hv" else [1.0, step]
+        kva = float(trafo.sn_mva) * float(trafo.parallel) * 1000
+        loss = float(trafo.pfe_kw) / kva * 100
+        imag = math.sqrt(max(float(trafo.i0_percent) ** 2 - loss**2, 0.0))
+        z_ohm = vn_kv[lv] ** 2 / sn_mva
+        inner = f"{lv}_trafo{idx}"
+        out += [
+            f"New Transformer.trafo{idx} phases=3 windings=2 buses=[{hv}, {inner}] conns=[delta, wye]"
+            f" kVs=[{trafo.vn_hv_kv:.10g}, {trafo.vn_lv_kv:.10g}] kVAs=[{kva:.10g}, {kva:.10g}]"
+            f" taps=[{taps[0]:.12g}, {taps[1]:.12g}] XHL={IDEAL_PCT:g} %Rs=[0, 0] %noloadloss={loss:.10g}"
+            f" %imag={imag:.10g}",
+            f"New Line.trafo{idx}_leakage phases=3 bus1={inner} bus2={lv} length=1 units=none"
+            f" r1={z1.real * z_ohm:.12g} x1={z1.imag * z_ohm:.12g} r0={z0.real * z_ohm:.12g}"
+            f" x0={z0.imag * z_ohm:.12g} c1=0 c0=0 normamps={kva / (math.sqrt(3) * vn_kv[lv]):.10g}",
+        ]
+    for branch in ppio._switch_branches(net, bus_of, vn_kv, sn_mva, dead):
+        if branch.from_bus in area:
+            r_ohm = branch.r_pu * vn_kv[branch.from_bus] ** 2 / sn_mva
+            out.append(f"New Line.{branch.element.replace(' ', '')} phases=3 bus1={branch.from_bus}"
+                       f" bus2={branch.to_bus} length=1 units=none r1={r_ohm:.12g} x1=0 r0={r_ohm:.12g} x0=0 c1=0 c0=0")
+    out += _pandapower_loads(net, bus_of, area, dead, vn_kv)
+    kvs = sorted({vn_kv[bus] for bus in area}, reverse=True)
+    out += [f"Set VoltageBases=[{', '.join(f'{kv:.10g}' for kv in kvs)}]", "CalcVoltageBases", ""]
+    return "\n".join(out)
+
+
+def _pandapower_loads(net, bus_of, area, dead, vn_kv) -> list[str]:
+    """OpenDSS constant-power loads of the net's load, sgen and asymmetric rows (`pandapower_dss`)."""
+    from p2pgame.network import pandapower_io as ppio
+
+    out = []
+    fixed = "model=1 vminpu=0.5 vmaxpu=2 status=fixed"
+    for table, sign in (("load", 1.0), ("sgen", -1.0), ("asymmetric_load", 1.0), ("asymmetric_sgen", -1.0)):
+        for idx, row in ppio._rows(net, table):
+            node = bus_of[int(row.bus)]
+            if int(row.bus) in dead or node not in area:
+                continue
+            kw = sign * row.scaling * 1000
+            if not table.startswith("asymmetric"):
+                if row.p_mw or row.q_mvar:
+                    out.append(f"New Load.{table}{idx} phases=3 bus1={node} conn=wye kV={vn_kv[node]:.10g}"
+                               f" kW={kw * row.p_mw:.12g} kvar={kw * row.q_mvar:.12g} {fixed}")
+                continue
+            delta = str(row.get("type", "wye")) == "delta"
+            for ph, phase in enumerate(PHASES):
+                p, q = row[f"p_{phase}_mw"], row[f"q_{phase}_mvar"]
+                if not (p or q):
+                    continue
+                nodes = f"{ph + 1}.{(ph + 1) % 3 + 1}" if delta else f"{ph + 1}"
+                kv = vn_kv[node] if delta else vn_kv[node] / math.sqrt(3)
+                out.append(f"New Load.{table}{idx}_{phase} phases=1 bus1={node}.{nodes}"
+                           f" conn={'delta' if delta else 'wye'} kV={kv:.10g} kW={kw * p:.12g} kvar={kw * q:.12g}"
+                           f" {fixed}")
+    return out
+
+
+def _dss_name(name: str) -> str:
+    """`name` with what OpenDSS does not take in an element or file name replaced by `_`."""
+    return re.sub(r"[^\w\-]", "_", name)
+
+
+_DSS_FOLDER: list[Path] = []  # the process's folder of written .dss files, made on first use
+
+
+def _written(script: str, name: str) -> Path:
+    """`script` as a .dss file of the process's own temporary folder (removed when the process that made it
+    exits), named after the feeder and its content, so that the same net is written once."""
+    import atexit
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    if not _DSS_FOLDER:
+        folder = Path(tempfile.mkdtemp(prefix="p2pgame-dss-"))
+        owner = os.getpid()
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+        _DSS_FOLDER.append(folder)
+    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+    path = _DSS_FOLDER[0] / f"{_dss_name(name)}-{digest}.dss"
+    if not path.is_file():
+        path.write_text(script, encoding="utf-8")
+    return path
 
 
 def _missing(value) -> bool:
@@ -437,7 +647,8 @@ class PhaseCheck:
     unbalance factor |V2| / |V1| at three-phase nodes (nan elsewhere), `loading` `(T, n)`
     the largest phase current of the line into each node over its rated current (nan unrated),
     `loading_phase` `(T, n, 3)` each phase's. The rated current is the feeder's per-phase
-    rating over the nominal phase voltage at the sending end, so a rating the scenario
+    rating over the nominal phase voltage where the current is measured (the sending end; a
+    written transformer's low-voltage side, `_lines_of_node`), so a rating the scenario
     changes counts, not the file's.
     """
 
@@ -459,9 +670,10 @@ def injection_commands(feeder: PhaseFeeder, p_kw: np.ndarray, q_kvar: np.ndarray
     """OpenDSS commands that put one period's injections `(n, 3)` (export positive) onto the compiled feeder:
     the file's own loads scaled by `load_mult`, one constant-power element per node and phase that injects."""
     commands = [f"Set LoadMult={load_mult:.12g}"]
+    mask = feeder.mask
     for k, node in enumerate(feeder.nodes):
         for ph in range(3):
-            if feeder.mask[k, ph] and (p_kw[k, ph] or q_kvar[k, ph]):
+            if mask[k, ph] and (p_kw[k, ph] or q_kvar[k, ph]):
                 name = f"p2p_{node}_{PHASES[ph]}"
                 commands.append(
                     f"New Load.{name} bus1={node}.{ph + 1} phases=1 conn=wye model=1 kV={feeder.node_kv[k] / math.sqrt(3):.10g}"
@@ -470,15 +682,15 @@ def injection_commands(feeder: PhaseFeeder, p_kw: np.ndarray, q_kvar: np.ndarray
     return commands
 
 
-
 def passive_commands(feeder: PhaseFeeder, load_kw: np.ndarray, load_kvar: np.ndarray) -> list[str]:
     """OpenDSS commands that replace the file's loads and capacitors by the feeder's own passive load `(n, 3)`
     (constant power per node and phase, as LinDist3Flow sees it) and set the source to `v0_pu`."""
     commands = ["BatchEdit Load..* enabled=no", "BatchEdit Capacitor..* enabled=no",
                 f"Vsource.source.pu={float(np.mean(feeder.v0_pu)):.12g}"]
+    mask = feeder.mask
     for k, node in enumerate(feeder.nodes):
         for ph in range(3):
-            if feeder.mask[k, ph] and (load_kw[k, ph] or load_kvar[k, ph]):
+            if mask[k, ph] and (load_kw[k, ph] or load_kvar[k, ph]):
                 commands.append(
                     f"New Load.passive_{node}_{PHASES[ph]} bus1={node}.{ph + 1} phases=1 conn=wye model=1"
                     f" kV={feeder.node_kv[k] / math.sqrt(3):.10g} kW={load_kw[k, ph]:.12g} kvar={load_kvar[k, ph]:.12g}"
@@ -528,9 +740,8 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
     vuf = np.full((T, feeder.n), np.nan)
     loading = np.full((T, feeder.n), np.nan)
     loading_phase = np.full((T, feeder.n, 3), np.nan)
-    kv = np.append(feeder.node_kv, feeder.base_kv) / math.sqrt(3)
-    rated_kv = kv[feeder.parent]  # nominal phase voltage at the sending end (the substation's for parent -1)
     lines = {}
+    mask = feeder.mask
     held = held_tap_commands(path)
     for t in range(T):
         with _compiled(Path(path)):
@@ -555,14 +766,14 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
                 lines = _lines_of_node(feeder)
             for k, elements in lines.items():
                 amps = np.zeros(3)
-                for element, terminal in elements:
+                for element, terminal, _ in elements:
                     dss.Circuit.SetActiveElement(element)
                     m, start = dss.CktElement.NumPhases(), terminal * dss.CktElement.NumConductors()
                     phases = [node - 1 for node in dss.CktElement.NodeOrder()[start:start + m]]
                     amps[phases] += np.asarray(dss.CktElement.CurrentsMagAng()[2 * start:2 * (start + m):2])
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    share = amps * rated_kv[k] / feeder.rating_kva[k]
-                rated = feeder.mask[k] & np.isfinite(feeder.rating_kva[k])
+                    share = amps * elements[0][2] / feeder.rating_kva[k]
+                rated = mask[k] & np.isfinite(feeder.rating_kva[k])
                 loading_phase[t, k, rated] = share[rated]
                 if rated.any():
                     loading[t, k] = share[rated].max()
@@ -570,36 +781,54 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
 
 
 def ac_check(feeder: PhaseFeeder):
-    """The three-phase AC check of `feeder` and its model name: pandapower's `runpp_3ph` on the
-    net it was read from (`pandapower_io.runpp_3ph_check`), else OpenDSS on its .dss file
-    (`opendss_check`), each called as `check(feeder, p_kw, q_kvar, passive=...)`."""
+    """The three-phase AC check of `feeder` and its model name: OpenDSS (`opendss_check`) on its .dss file,
+    the one `from_dss` read or the one `from_pandapower` wrote (`pandapower_dss`), called as
+    `check(feeder, p_kw, q_kvar, passive=...)`. pandapower's `runpp_3ph` on the source net
+    (`pandapower_io.runpp_3ph_check`) stays a second check for a feeder that has no such file."""
     from functools import partial
 
+    if feeder.source_path is not None:
+        return partial(opendss_check, feeder.source_path), "opendss-3ph"
     if feeder.source_net is not None:
         from p2pgame.network.pandapower_io import runpp_3ph_check
 
         return partial(runpp_3ph_check, feeder.source_net), "runpp_3ph"
-    if feeder.source_path is not None:
-        return partial(opendss_check, feeder.source_path), "opendss-3ph"
     raise InputError(f"feeder {feeder.name}: no three-phase AC model to check against: "
                      "build it with from_dss or from_pandapower")
 
 
-def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[tuple[str, int]]]:
+def _lines_of_node(feeder: PhaseFeeder) -> dict[int, list[tuple[str, int, float]]]:
     """The series elements into each node of the compiled circuit (single-phase units side by side),
     each under the end that is the child in the feeder tree whichever way the file wrote it, with
-    the terminal (0 or 1) on the parent's side."""
+    the terminal (0 or 1) on the parent's side and that terminal's nominal phase voltage (kV).
+    A bus outside the feeder (the inner bus of a transformer `pandapower_dss` writes, between the
+    ideal unit and its leakage) stands for its neighbour nearest the substation: the leakage is
+    then the line into the low-voltage node, its current that side's phase currents."""
     import opendssdirect as dss
 
     from p2pgame.network.opendss import _series_elements
 
     index = {node.lower(): k for k, node in enumerate(feeder.nodes)}
-    out = {}
+    index[feeder.substation.lower()] = -1
+    depth = {-1: 0}
+    for k, par in enumerate(feeder.parent):  # parents come first
+        depth[k] = depth[int(par)] + 1
+    ends = {}
     for element in _series_elements():
         dss.Circuit.SetActiveElement(element)
-        a, b = (index.get(bus.split(".")[0].lower(), -1) for bus in dss.CktElement.BusNames()[:2])
+        ends[element] = [bus.split(".")[0].lower() for bus in dss.CktElement.BusNames()[:2]]
+    neighbours: dict[str, list[int]] = {}
+    for a, b in ends.values():
+        for bus, other in ((a, b), (b, a)):
+            if bus not in index and other in index:
+                neighbours.setdefault(bus, []).append(index[other])
+    stands_for = {bus: min(near, key=depth.__getitem__) for bus, near in neighbours.items()}
+    out = {}
+    for element, buses in ends.items():
+        a, b = (index.get(bus, stands_for.get(bus, -2)) for bus in buses)
         for terminal, (parent, child) in enumerate(((a, b), (b, a))):
             if child >= 0 and feeder.parent[child] == parent:
-                out.setdefault(child, []).append((element, terminal))
+                dss.Circuit.SetActiveBus(buses[terminal])
+                out.setdefault(child, []).append((element, terminal, dss.Bus.kVBase()))
                 break
     return out

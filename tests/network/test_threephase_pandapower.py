@@ -195,9 +195,9 @@ def test_runpp_3ph_check_puts_the_feeders_loads_and_injections_on_the_net(feeder
     assert np.nanmax(own.loading) == pytest.approx(np.nanmax(runpp_3ph_check(net, feeder, zero, zero).loading))
 
 
-def test_market_on_the_european_lv_houses_is_certified_and_checked_by_runpp_3ph(feeder):
-    """Six 4-hour periods of the houses' day: certified, and pandapower's three-phase power flow of the
-    equilibrium within the limits and within 0.002 pu of LinDist3Flow per node and phase."""
+def test_market_on_the_european_lv_houses_is_certified_and_checked_by_opendss(feeder):
+    """Six 4-hour periods of the houses' day: certified, and OpenDSS's three-phase power flow (on the script
+    `from_pandapower` wrote) of the equilibrium within the limits and within 0.002 pu of LinDist3Flow."""
     import dataclasses
 
     from p2pgame.market import solve
@@ -207,12 +207,12 @@ def test_market_on_the_european_lv_houses_is_certified_and_checked_by_runpp_3ph(
     result = solve(day, progress=False)
     assert result.certified, result.certificate.reasons()
     network = result.network
-    assert network.ac.model == "runpp_3ph"
+    assert network.ac.model == "opendss-3ph"
     assert 0.9 <= np.nanmin(network.ac.v_pu) and np.nanmax(network.ac.v_pu) <= 1.1
     assert np.nanmax(np.abs(network.ac.v_pu - network.lindistflow.v_pu)) < 0.002
 
 
-def test_ac_validated_envelopes_check_their_corners_with_runpp_3ph(feeder):
+def test_ac_validated_envelopes_check_their_corners_in_opendss(feeder):
     import dataclasses
 
     from p2pgame.market import solve
@@ -228,12 +228,12 @@ def test_a_phase_feeder_without_a_source_model_is_refused_by_the_ac_checks():
     import dataclasses
 
     from p2pgame.doe.ac import phase_ac_corner
-    from p2pgame.market.certificate import phase_network_check
+    from p2pgame.market.certificate import network_check
 
     feeder = dataclasses.replace(from_pandapower(_small_net("wye"), "small"), source_net=None, source_path=None)
     message = "feeder small: no three-phase AC model to check against: build it with from_dss or from_pandapower"
     with pytest.raises(InputError, match=message):
-        phase_network_check(feeder, [], np.zeros((0, 1)), np.zeros((0, 1)), 1)
+        network_check(feeder, [], np.zeros((0, 1)), np.zeros((0, 1)), 1)
     with pytest.raises(InputError, match=message):
         phase_ac_corner(feeder, np.zeros((3 * feeder.n, 0)), None, "export")
 
