@@ -354,7 +354,9 @@ def from_pandapower(net, name: str, ext_grid: int | None = None) -> PhaseFeeder:
     module's delta rule. Switches, out-of-service elements, the choice of external grid
     and the refusal of anything else follow `pandapower_io.from_pandapower`; the feeder
     starts at the external grid's bus, at its `vm_pu` on all phases, and keeps a copy of
-    the net for `pandapower_io.runpp_3ph_check`.
+    the net for `pandapower_io.runpp_3ph_check`. The net's circuit is written as a .dss
+    file (`pandapower_dss`, in a temporary folder of the process) that becomes the feeder's
+    `source_path`: OpenDSS checks the feeder as it checks one read by `from_dss`.
     """
     import copy
 
