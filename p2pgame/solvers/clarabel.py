@@ -373,8 +373,8 @@ def solve_clarabel(problem: CompiledProblem, warm: SolveResult | None = None,
     x = problem.x0.copy()
     if conic.trivially_infeasible or conic.presolve_infeasible:
         return SolveResult(x=x, objective=problem.objective(x), status="infeasible", success=False,
-                           message="bounds cross, or a row without free variables violates its own", y=np.zeros(problem.m),
-                           z_lower=np.zeros(problem.n), z_upper=np.zeros(problem.n), iterations=0,
+                           message="bounds cross, or a row without free variables violates its own",
+                           y=np.zeros(problem.m), z_lower=np.zeros(problem.n), z_upper=np.zeros(problem.n), iterations=0,
                            solve_time_s=time.perf_counter() - start, solver="clarabel")
     solver = clarabel.DefaultSolver(conic.P, conic.q, conic.A, conic.b, conic.cone_list, _settings(options))
     sol = solver.solve()
