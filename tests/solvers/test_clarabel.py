@@ -106,6 +106,9 @@ def test_clarabel_reports_an_infeasible_problem():
     assert r.status == "infeasible" and not r.success
     with pytest.raises(SolverError, match="infeasible"):
         solve(P, solver="clarabel", name="disc")
+    m = _disc()
+    m.over = pe.Constraint(expr=2 * m.x[2] >= 11)  # a row of one column beyond its bound x2 <= 5
+    assert solve(CompiledProblem.from_pyomo(m), solver="clarabel", check=False).status == "infeasible"
 
 
 def test_clarabel_refuses_a_nonconvex_row():
