@@ -368,29 +368,29 @@ class DaskExecutor(_PinnedExecutor):
     def _run(self, exact, prices, chunks, drops):
         answers, lost, watch = {}, {}, {}
         done = queue.SimpleQueue()
-        for p, items in chunks.items():
-            addr = self.workers[p]
-            try:
-                payload = self._payload(items, addr)
-            except Exception as exc:  # scattering to a worker that has gone (the errors vary with the moment)
-                if addr in self._live():
-                    raise
-                lost[p] = f"worker {addr} unreachable ({_one_line(exc)})"
-                continue
-            future = self.client.submit(_respond, self.token, prices, exact, payload, drops[p],
-                                        workers=[addr], allow_other_workers=False, pure=False)
-            future.add_done_callback(lambda _, p=p: done.put(p))
-            watch[p] = (future, None if isinstance(payload, bytes) else payload)
-        start = time.perf_counter()
         shipping = any(it.model is not None for items in chunks.values() for it in items)
-        deadline = self._deadline(max((len(chunks[p]) for p in watch), default=0), shipping)
         try:
+            for p, items in chunks.items():
+                addr = self.workers[p]
+                try:
+                    payload = self._payload(items, addr)
+                except Exception as exc:  # scattering to a worker that has gone (the errors vary with the moment)
+                    if addr in self._live():
+                        raise
+                    lost[p] = f"worker {addr} unreachable ({_one_line(exc)})"
+                    continue
+                future = self.client.submit(_respond, self.token, prices, exact, payload, drops[p],
+                                            workers=[addr], allow_other_workers=False, pure=False)
+                future.add_done_callback(lambda _, p=p: done.put(p))
+                watch[p] = (future, None if isinstance(payload, bytes) else payload)
+            start = time.perf_counter()
+            deadline = self._deadline(max((len(chunks[p]) for p in watch), default=0), shipping)
             while watch:
                 try:
                     done.get(timeout=self.poll_s)
                     live = None
                 except queue.Empty:
-                    live = set(self.client.scheduler_info()["workers"])
+                    live = set(self._live())
                 late = time.perf_counter() - start > deadline
                 for p, (future, scattered) in list(watch.items()):
                     why = self._lost(future, scattered, self.workers[p], live, deadline if late else None)
@@ -406,7 +406,7 @@ class DaskExecutor(_PinnedExecutor):
             self.client.cancel([future for future, _ in watch.values()])
             raise
         largest = max((len(chunks[p]) for p in answers), default=0)
-        if largest and not lost and not shipping:
+        if largest and not lost and not shipping:  # no lost chunk: `start` was set
             self._per_item_s.append((time.perf_counter() - start) / largest)
         return answers, lost
 
