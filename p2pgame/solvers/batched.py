@@ -39,6 +39,8 @@ from p2pgame.solvers.interior import (_ACCEPTABLE_EXTRA, _DIVERGED, _REGULARISAT
 __all__ = ["batch_key", "solve_batch", "BatchSolution"]
 
 _PIN = 1e30  # cap of the barrier terms z / s: a slack rounded to a denormal must not make a pivot infinite
+_ACTIVE_TOL = 1e-6  # kkt.sensitivity's thresholds: a bound is held where its multiplier or slack says so
+_ACTIVE = 1e8  # a held bound's barrier term, relative to the data's scale (its residual freedom is 1e-8)
 
 
 def batch_key(problem: CompiledProblem) -> bytes | None:
@@ -122,9 +124,10 @@ def _jacobian(pat, i_v, q_c, x):
 
 
 @numba.njit(**_NJIT)
-def _assemble(K, pat, base, q_c, x, w, lam, zl, zu, lb, ub, jv, mI):
-    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into storage K."""
-    side, sigma, L, U, i_r = pat[0], pat[1], pat[2], pat[3], pat[4]
+def _assemble(K, pat, base, q_c, x, lam, ratio, zl, zu, lb, ub, jv, mI):
+    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into storage K
+    (`ratio`: the sides' lam / w)."""
+    side, sigma, L, U = pat[0], pat[1], pat[2], pat[3]
     q_r = pat[10]
     k_pos, k_inv, p_row, p_a, p_b, diag = pat[14], pat[15], pat[16], pat[17], pat[18], pat[19]
     K[:] = base
@@ -132,7 +135,7 @@ def _assemble(K, pat, base, q_c, x, w, lam, zl, zu, lb, ub, jv, mI):
     d = np.zeros(mI)
     for s in range(side.size):
         yI[side[s]] += sigma[s] * lam[s]
-        d[side[s]] += min(lam[s] / w[s], _PIN)
+        d[side[s]] += min(ratio[s], _PIN)
     nq = q_r.size
     for k in range(nq):
         v = q_c[k] * yI[q_r[k]]
@@ -290,7 +293,7 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
             if it == max_iter:
                 why = 3
                 break
-            yI = _assemble(K, pat, base_[m], q_c, x, w, lam, p2[nw:nw + nl], p2[nw + nl:], lb, ub, jv, mI)
+            yI = _assemble(K, pat, base_[m], q_c, x, lam, lam / w, p2[nw:nw + nl], p2[nw + nl:], lb, ub, jv, mI)
             if not _ldl1(K, N, b, off, si, sj, sign, floor_[m]):
                 why = 4
                 break
@@ -334,14 +337,15 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
 
 
 @numba.njit(**_NJIT)
-def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, w, lam, zl, zu):
-    """The members' KKT matrices at their final iterates, factorised; which factorisations succeeded."""
+def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, lam, ratio, zl, zu):
+    """The members' KKT matrices at their final iterates (`ratio`, zl and zu: the barrier terms to
+    use), factorised; which factorisations succeeded."""
     nf, mE, mI, N, b, off, si, sj = dims
     K = np.empty(base.shape)
     ok = np.zeros(base.shape[0], np.bool_)
     for m in range(base.shape[0]):
         jv = _jacobian(pat, i_v[m], q_c[m], x[m])
-        _assemble(K[m], pat, base[m], q_c[m], x[m], w[m], lam[m], zl[m], zu[m], lb[m], ub[m], jv, mI)
+        _assemble(K[m], pat, base[m], q_c[m], x[m], lam[m], ratio[m], zl[m], zu[m], lb[m], ub[m], jv, mI)
         ok[m] = _ldl1(K[m], N, b, off, si, sj, pat[21], floor[m])
     return K, ok
 
@@ -398,8 +402,16 @@ class BatchSolution:
         if not done:
             return out
         x, _, w, lam, zl, zu = (a[done] for a in self._final)
-        K, ok = _final_kkt(plan.pat, plan.dims, D["base"][done], D["i_v"][done], D["q_c"][done], D["lb"][done],
-                           D["ub"][done], D["floor"][done], x, w, lam, zl, zu)
+        lb, ub, floor = D["lb"][done], D["ub"][done], D["floor"][done]
+        # the active set as kkt.sensitivity identifies it: held bounds get a stiff barrier term, free ones none
+        stiff = (floor / _REGULARISATION * _ACTIVE)[:, None]
+        sl, su = x[:, S.L] - lb, ub - x[:, S.U]
+        bound = np.abs(D["b_side"][done])
+        ratio = np.where((lam > _ACTIVE_TOL) | (w <= _ACTIVE_TOL * (1 + bound)), stiff, 0.0)
+        zl = np.where((zl > _ACTIVE_TOL) | (sl <= _ACTIVE_TOL * (1 + np.abs(lb))), stiff * sl, 0.0)
+        zu = np.where((zu > _ACTIVE_TOL) | (su <= _ACTIVE_TOL * (1 + np.abs(ub))), stiff * su, 0.0)
+        K, ok = _final_kkt(plan.pat, plan.dims, D["base"][done], D["i_v"][done], D["q_c"][done], lb, ub, floor,
+                           x, lam, ratio, zl, zu)
         k = dcs[done[0]].shape[1]
         R = np.zeros((len(done), S.N, k))
         for row, m in enumerate(done):

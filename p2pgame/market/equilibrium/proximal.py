@@ -213,15 +213,14 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
 
 
 def _respond_batch(models, prices, weights, exact, members, out) -> None:
-    """Fill `out` for the members (index, posed problem) of one batch that it solves to optimality.
-
-    The sensitivities are the active set's (SuperLU, as `respond`), not those of the batch's final
-    KKT factorisation (`BatchSolution.sensitivities`): where complementarity is weak the barrier's
-    derivative blends active and inactive bounds, and on the default day without reactive trading
-    Jacobi then took 68 rounds instead of 29."""
+    """Fill `out` for the members (index, posed problem) of one batch that it solves to optimality,
+    with the sensitivities from the batch's final KKT factorisation (on the active set)."""
     options = None if weights is None else {"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9}
     batch = solve_batch([prob for _, prob in members], options)
-    for (i, _), res in zip(members, batch.results):
+    sens = [None] * len(members)
+    if weights is not None and exact:
+        sens = batch.sensitivities([models[i].price_gradient().toarray() for i, _ in members])
+    for (i, _), res, dx in zip(members, batch.results, sens):
         if res is None:
             continue
         m = models[i]
@@ -230,7 +229,8 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
         if weights is None:
             out[i] = (r, None)
             continue
-        dx = sensitivity(m._prox_problem(weights[i]), res, m.price_gradient().T) if exact else None
+        if dx is None and exact:  # the batch's KKT solve was not finite: SuperLU's, as `respond`
+            dx = sensitivity(m._prox_problem(weights[i]), res, m.price_gradient().T)
         out[i] = (r, m.M @ dx if dx is not None else _proximal_bound(m, weights[i]))
 
 
