@@ -18,9 +18,10 @@ Each member has its own step lengths, barrier parameter and convergence, as `int
 (the same start point, Mehrotra steps, tolerances and acceptable-iterate rule); only optimal
 answers are returned, and the caller solves the rest one by one (`solve_interior`, then a general
 solver), which also diagnoses infeasibility. At the final iterates the KKT matrices are assembled
-and factorised once more, and `BatchSolution.sensitivities` solves them for price directions:
-dx/dtheta when the linear objective moves by dc' theta, the derivative of the barrier problem at a
-barrier parameter near zero, which is the active set's where complementarity is strict.
+once more on the active set `kkt.sensitivity` identifies (a held bound gets a stiff barrier term, a
+free one none: the barrier's own terms blend the two where complementarity is weak, which changed the
+Nash rounds) and factorised, and `BatchSolution.sensitivities` solves them for price directions:
+dx/dtheta when the linear objective moves by dc' theta.
 """
 
 from __future__ import annotations
