@@ -120,7 +120,7 @@ def solve_times(n: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--solve-sizes", type=int, nargs="*", default=[100])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
