@@ -34,6 +34,7 @@ class GaussSeidelRule(PriceRule):
             run.price = run.price + self.damping * run.newton_step(s.max_price_step)
             run.updates += 1
         run.resum()  # once per sweep, against rounding drift of the running sums
+        run.widen_flat(before.sum(axis=0))
         size = float(np.linalg.norm(run.totals.net[mask]))
         if np.max(np.abs(run.net - before)[:, mask]) < size:
             # the players have settled but the market has not cleared: the anticipated reactions

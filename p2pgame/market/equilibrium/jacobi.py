@@ -50,9 +50,11 @@ class JacobiRule(PriceRule):
             if self.rejected >= s.max_rejections:
                 # the sensitivities mislead here (a kink): take the gradient step of the dual,
                 # whose 1 / Lipschitz length always decreases it, and accept it as it comes
-                self.step = np.where(mask, -run.net.sum(axis=0) / float(np.sum(dt / run.weights())), 0.0)
+                self.step = np.where(mask, -run.net.sum(axis=0) / run.proximal_bound(), 0.0)
                 self.forced = True
         else:
+            if accepted is not None:
+                run.widen_flat(accepted[2].sum(axis=0))
             self.accepted = (run.price.copy(), list(run.responses), run.net.copy(), run.sens.copy(), value)
             self.step = run.newton_step(s.max_price_step)
             self.rejected, self.forced = 0, False

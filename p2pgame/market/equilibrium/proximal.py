@@ -57,6 +57,7 @@ class NashSettings:
     cleared_share: float = 0.1  # imbalance, as a share of the total move from the centres, that counts as cleared
     travelling_pull: float = 0.5  # a player pulled this share as hard as at the last centre move is travelling
     min_weight_factor: float = 1 / 64  # the floor of a travelling player's halved weight factor
+    flat_share: float = 0.5  # a price step leaving more than this share of its market's excess found it flat
 
 
 @dataclass
@@ -288,6 +289,7 @@ class ProximalDynamics:
         self.seen = np.tile(self.price, (M, 1))  # the prices each player last responded to
         self.totals = _Totals(self.net, self.sens, self.seen)
         self.updates = 0
+        self.widening = np.ones(2 * self.T)  # divides each price's step damping while its market stays flat
 
     def weights(self) -> np.ndarray:
         return self.rho * self.factor / self.scales
@@ -312,12 +314,32 @@ class ProximalDynamics:
         if anticipate:
             predicted = predicted + (totals.sens @ self.price - totals.reaction)[mask]
         S = totals.sens[np.ix_(mask, mask)]
-        S = 0.5 * (S + S.T) + damping * float(np.sum(self.dt / self.weights())) * np.eye(S.shape[0])
+        S = 0.5 * (S + S.T) + np.diag(damping * self.proximal_bound() / self.widening[mask])
         d = -np.linalg.solve(S, predicted)
         scale = np.max(np.abs(d), initial=0.0) / radius
         out = np.zeros(2 * self.T)
         out[mask] = d / max(scale, 1.0)
         return out
+
+    def proximal_bound(self) -> float:
+        """The players' total proximal bound on their price sensitivity (kW per $/kWh), the damping's scale."""
+        return float(np.sum(self.dt / self.weights()))
+
+    def widen_flat(self, before: np.ndarray) -> None:
+        """Double the next step of each price whose market the last one left flat, reset the others.
+
+        Where nobody reacts to a price (zero-width boxes, players at their bounds, the upstream grid inside
+        its tariff band), its sensitivities vanish and the damped step is the excess over the damping: a
+        small excess then moves the price by a crawl that never reaches the price where somebody reacts.
+        Flat: the players' sensitivity there is below the damping, the step left the excess (`before`: the
+        total net exports it started from) with its sign and more than `flat_share` of it, and the doubled
+        step stays within the trust region.
+        """
+        s, z = self.settings, self.totals.net
+        damping = s.newton_damping * self.proximal_bound() / self.widening
+        flat = (self.mask & (np.diag(self.totals.sens) < damping) & (z * before > 0)
+                & (np.abs(z) > s.flat_share * np.abs(before)) & (2 * np.abs(z) / damping <= s.max_price_step))
+        self.widening = np.where(flat, 2 * self.widening, 1.0)
 
     def dual_value(self) -> float:
         """The regularised dual function at the current price: sum of proximal payoffs (convex in price)."""
