@@ -26,6 +26,7 @@ from pyomo.core.expr import numeric_expr as ne
 from pyomo.core.expr.numvalue import native_numeric_types, value
 from pyomo.repn.standard_repn import generate_standard_repn
 
+from p2pgame.agents.base import Agent
 from p2pgame.solvers.compiled import CompiledProblem, column_order, diagonal_psd, row_definiteness
 
 __all__ = ["compile_population"]
@@ -52,8 +53,8 @@ def compile_population(agents, T: int, dt_h: float) -> None:
     groups: dict = {}
     seen = set()
     for agent in agents:
-        if id(agent) in seen or key in agent._models:
-            continue
+        if not isinstance(agent, Agent) or id(agent) in seen or key in agent._models:
+            continue  # not an Agent (a stand-in): it compiles, if at all, when used
         seen.add(id(agent))
         agent.validate(T, dt_h)
         params = agent.parameters(T, dt_h)

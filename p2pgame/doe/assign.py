@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from p2pgame.agents.templates import compile_population
 from p2pgame.doe.envelopes import Envelopes
 from p2pgame.doe.policies import check_policy
 from p2pgame.doe.problem import Box, EnvelopeProblem, reference_operation, zero_width
@@ -66,6 +67,7 @@ def assign(
         columns = formulation.columns(feeder, customers)
         group_idx, group_columns = phase_groups(columns)
     rows = robust_rows(net, group_columns)
+    compile_population(customers, periods, dt_h)  # agents of one type and structure compile once
     capability = _capabilities(customers, periods, dt_h, reactive, q_range_kvar)
     reference = zero_width(capability, reactive, *reference_operation(customers, capability, periods, dt_h))
     problem = EnvelopeProblem(

@@ -25,10 +25,15 @@ def nash_gaps(game, prices, responses, player_prices=None, tick=None) -> dict[st
     players face different prices (the locational benchmark); `tick()` is called after each player.
     """
     gaps = {}
+    best = None
+    if player_prices is None:  # one price for all: the best responses as batches
+        from p2pgame.market.equilibrium.proximal import respond_all
+
+        best = [b for b, _ in respond_all(game.players, prices, None, None)]
     player_prices = player_prices or [prices] * len(responses)
-    for model, r, own in zip(game.players, responses, player_prices):
-        best = model.best_response(own)
-        gaps[model.agent.id] = max(0.0, best.payoff - model.payoff(r.x, own))
+    for k, (model, r, own) in enumerate(zip(game.players, responses, player_prices)):
+        b = best[k] if best is not None else model.best_response(own)
+        gaps[model.agent.id] = max(0.0, b.payoff - model.payoff(r.x, own))
         if tick is not None:
             tick()
     z = _excess(game, responses)

@@ -9,8 +9,8 @@ locational problem (`market.central.locational`), the certificate's network chec
 formulation is one file with a `Formulation` subclass and a `register` call.
 
 `formulation_of(feeder)` is the one place that decides which formulation a feeder is solved with:
-the feeder class's `formulation` attribute (`Feeder.formulation`, "lindistflow"; a subclass may name
-another), and LinDist3Flow on a `threephase.PhaseFeeder`, which has no such attribute.
+the feeder class's `formulation` attribute (`Feeder.formulation` "lindistflow",
+`threephase.PhaseFeeder.formulation` "lindist3flow"; a new feeder class names its own).
 """
 
 from __future__ import annotations
@@ -407,13 +407,8 @@ def get(name: str) -> Formulation:
 
 
 def formulation_of(feeder) -> Formulation:
-    """The formulation `feeder` is solved with: its `formulation` attribute, else LinDist3Flow on a
-    `PhaseFeeder` (InputError for a feeder of neither kind)."""
-    from p2pgame.network.threephase import PhaseFeeder
-
+    """The formulation `feeder` is solved with: its `formulation` attribute (InputError without one)."""
     name = getattr(feeder, "formulation", None)
-    if name is None and isinstance(feeder, PhaseFeeder):
-        name = LinDist3Flow.name
     if name is None:
         raise InputError(f"{type(feeder).__name__} is not a feeder: it names no network formulation")
     return get(name)

@@ -24,6 +24,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,6 +42,7 @@ PANDAPOWER_TABLES = frozenset(("bus", "ext_grid", "line", "trafo", "switch", "lo
 class PhaseFeeder:
     """A radial feeder in the phase frame; line `k` is the line into `nodes[k]` (parents first)."""
 
+    formulation: ClassVar[str] = "lindist3flow"  # network.formulation's registry name
     name: str
     substation: str
     nodes: list[str]

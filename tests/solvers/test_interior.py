@@ -168,13 +168,13 @@ def test_infeasible_qp_and_qcqp_raise_solver_error_naming_the_agent(make_prosume
         solve(P, name="agent 9")
 
     # convex and empty: the interior method finds no certificate here, stops at its iteration
-    # limit, and "auto" hands over to Ipopt, which reports the infeasibility
+    # limit, and "auto" hands over to Clarabel, which reports the infeasibility
     m = make_prosumer(T=3)
     m.cap[1].set_value(m.s[1] ** 2 + m.g[1] ** 2 <= -1)
     P = CompiledProblem.from_pyomo(m)
     assert supports(P)
     assert not solve(P, solver="interior", check=False).success
-    with pytest.raises(SolverError, match=r"agent 9: ipopt .*infeasible"):
+    with pytest.raises(SolverError, match=r"agent 9: clarabel .*infeasible"):
         solve(P, name="agent 9")
 
 
