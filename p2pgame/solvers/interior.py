@@ -32,6 +32,7 @@ Multipliers follow the project's (Ipopt's) convention ``grad f + J'y - z_lower +
 from __future__ import annotations
 
 import time
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -84,6 +85,9 @@ class _Structure:
     matrix is stored dense, or banded after a reverse Cuthill-McKee ordering when its
     bandwidth is small (an agent's day: time-coupled blocks), and every contribution to
     it lands at precomputed flat positions of that storage.
+
+    Everything but the value arrays depends on the pattern only, so problems of one pattern
+    (a template's members) share the index arrays: `rebind` takes another problem's numbers.
     """
 
     def __init__(self, P: CompiledProblem):
@@ -114,35 +118,39 @@ class _Structure:
         hr, hc = col[H.row], col[H.col]
         k = (hr >= 0) & (hc >= 0)
         self.h_k = np.flatnonzero(k)
-        self.h_r, self.h_c, self.h_v = hr[k], hc[k], H.data[k]
+        self.h_r, self.h_c = hr[k], hc[k]
         k = (hr >= 0) & (hc < 0)
         self.hx_k = np.flatnonzero(k)
-        self.hx_r, self.hx_c, self.hx_v = hr[k], xpos[H.col[k]], H.data[k]
+        self.hx_r, self.hx_c = hr[k], xpos[H.col[k]]
 
         # rows: linear part split into free and fixed columns; quadratic terms by how many columns are free
         A = P.A.tocoo()
         ar, ac = A.row.astype(np.int64), col[A.col]
         k = used[ar] & (ac < 0)
-        self.ax_r, self.ax_c, self.ax_v = ar[k], xpos[A.col[k]], A.data[k]
+        self.ax_k = np.flatnonzero(k)
+        self.ax_r, self.ax_c = ar[k], xpos[A.col[k]]
         k = used[ar] & (ac >= 0)
-        ar, ac, av = ar[k], ac[k], A.data[k]
+        self.a_k = np.flatnonzero(k)
+        ar, ac = ar[k], ac[k]
         fi, fj = col[P.q_i], col[P.q_j]
         qused = used[P.q_row]
         both, none = qused & (fi >= 0) & (fj >= 0), qused & (fi < 0) & (fj < 0)
         if np.any(both & eq[P.q_row]):
             raise ValueError("a quadratic equality row is not convex")
-        self.q_r, self.q_i, self.q_j, self.q_c = rloc[P.q_row[both]], fi[both], fj[both], P.q_coef[both]
-        self.const_terms = (P.q_row[none], xpos[P.q_i[none]], xpos[P.q_j[none]], P.q_coef[none])
+        self.q_k, self.none_k = np.flatnonzero(both), np.flatnonzero(none)
+        self.q_r, self.q_i, self.q_j = rloc[P.q_row[both]], fi[both], fj[both]
+        self.const_rows = (P.q_row[none], xpos[P.q_i[none]], xpos[P.q_j[none]])
         mixed = qused & ~both & ~none
+        self.mixed_k = np.flatnonzero(mixed)
         mixed_r, mixed_c = P.q_row[mixed], np.where(fi >= 0, fi, fj)[mixed]
-        self.mixed_x, self.mixed_v = xpos[np.where(fi >= 0, P.q_j, P.q_i)[mixed]], P.q_coef[mixed]
+        self.mixed_x = xpos[np.where(fi >= 0, P.q_j, P.q_i)[mixed]]
         q_row = P.q_row[both]
         keys = np.concatenate([ar * nf + ac, mixed_r * nf + mixed_c, q_row * nf + self.q_i, q_row * nf + self.q_j])
         keys, inv = np.unique(keys, return_inverse=True)
         na, nm, nq = ar.size, mixed_r.size, self.q_r.size
         er, ec = keys // max(nf, 1), keys % max(nf, 1)
         self.n_entries = keys.size
-        self.a_values = np.bincount(inv[:na], av, minlength=keys.size)
+        self.a_inv = inv[:na]
         self.mixed_entry = inv[na:na + nm]
         is_e = eq[er]
         self.e_idx, self.i_idx = np.flatnonzero(is_e), np.flatnonzero(~is_e)
@@ -176,6 +184,22 @@ class _Structure:
         self.diag = self.pos(ed, ed)
         if self.dense_jtdj:
             self.block = (np.arange(nf)[:, None] * N + np.arange(nf)).ravel()
+        self._bind(P)
+
+    def _bind(self, P: CompiledProblem) -> None:
+        """Take the value arrays (Hessian, linear row coefficients, quadratic terms' coefficients) from P."""
+        h, a, q = _data(P.H), _data(P.A), P.q_coef
+        self.h_v, self.hx_v, self.ax_v = h[self.h_k], h[self.hx_k], a[self.ax_k]
+        self.a_values = np.bincount(self.a_inv, a[self.a_k], minlength=self.n_entries)
+        self.q_c, self.mixed_v = q[self.q_k], q[self.mixed_k]
+        self.const_terms = (*self.const_rows, q[self.none_k])
+
+    def rebind(self, P: CompiledProblem) -> _Structure:
+        """This structure (index arrays shared) with P's numbers; P must have this structure's pattern."""
+        out = object.__new__(_Structure)
+        out.__dict__.update(self.__dict__)
+        out._bind(P)
+        return out
 
     def _layout(self, ki, kj):
         """Dense storage, or LAPACK band storage after reverse Cuthill-McKee when that is much smaller."""
@@ -219,14 +243,44 @@ class _Structure:
         return lapack.dsytrs(lu, piv, rhs, lower=1)[0]
 
 
+def _data(M) -> np.ndarray:
+    """A sparse matrix's values in the order of its ``tocoo()`` entries (without a copy where they are stored so)."""
+    return M.data if M.format in ("csr", "csc", "coo") else M.tocoo().data
+
+
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+"""Structures by pattern: the identities of read-only pattern arrays (a template's members hold the same
+ones) and the pattern of bounds.  An entry lives while a problem's structure holds it."""
+
+
+def _pattern(P: CompiledProblem) -> tuple | None:
+    """The arrays a structure's pattern is read from, if all are read-only (shared by a template's members)."""
+    H, A = P.H, P.A
+    if H.format != "csr" or A.format != "csr":
+        return None
+    arrays = (A.indptr, A.indices, H.indptr, H.indices, P.q_row, P.q_i, P.q_j)
+    return None if any(a.flags.writeable for a in arrays) else arrays
+
+
 def _structure(P: CompiledProblem) -> _Structure:
-    """The cached structure for the current pattern of bounds (rebuilt when it changed)."""
+    """The cached structure for the current pattern of bounds (rebuilt when it changed); problems whose
+    pattern arrays are the same read-only objects share the index arrays of one built structure."""
     key = b"".join(a.tobytes() for a in (
         _fixed(P), np.isfinite(P.x_lb), np.isfinite(P.x_ub),
         P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
     cached = P._cache.get("interior")
     if cached is None or cached[0] != key:
-        cached = P._cache["interior"] = (key, _Structure(P))
+        arrays = _pattern(P)
+        shared_key = None if arrays is None else (P.n, P.m, *map(id, arrays), key)
+        shared = None if shared_key is None else _SHARED.get(shared_key)
+        if shared is not None and all(a is b for a, b in zip(shared.pattern, arrays)):
+            S = shared.rebind(P)
+        else:
+            S = _Structure(P)
+            if shared_key is not None:
+                S.pattern = arrays   # kept alive with the entry, so the ids cannot be reused meanwhile
+                _SHARED[shared_key] = S
+        cached = P._cache["interior"] = (key, S)
     return cached[1]
 
 
@@ -234,7 +288,7 @@ def refresh_values(problem: CompiledProblem) -> None:
     """Take new Hessian values on the same pattern (problem.H.data changed in place) into the cached structure."""
     cached = problem._cache.get("interior")
     if cached is not None:
-        data = problem.H.tocoo().data
+        data = _data(problem.H)
         cached[1].h_v, cached[1].hx_v = data[cached[1].h_k], data[cached[1].hx_k]
 
 

@@ -223,3 +223,53 @@ def test_auto_choice(make_prosumer, make_small_qp):
     big.x = pe.Var(range(MAX_VARIABLES + 1), bounds=(0, 1))
     big.o = pe.Objective(expr=sum((big.x[i] - 0.3) ** 2 for i in big.x))
     assert not supports(CompiledProblem.from_pyomo(big))
+
+
+def _assert_same_structure(S, fresh):
+    assert S.__dict__.keys() - {"pattern"} == fresh.__dict__.keys() - {"pattern"}
+    for name, value in fresh.__dict__.items():
+        if name == "pattern":
+            continue
+        got = getattr(S, name)
+        if isinstance(value, tuple):
+            assert len(got) == len(value)
+            for a, b in zip(got, value):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, value, err_msg=name)
+
+
+@pytest.mark.parametrize("market", ["default", "synthetic"])
+def test_template_members_share_the_structure_and_rebinding_equals_a_fresh_one(market):
+    """Members of one template get one structure's index arrays with their own numbers: every array
+    equals the structure built from scratch for that member, and the solves agree with a fresh structure's."""
+    from p2pgame.agents import compile_population
+    from p2pgame.bench.synthetic import synthetic_scenario
+    from p2pgame.scenario.default import default_scenario
+    from p2pgame.solvers import interior
+
+    scenario = default_scenario() if market == "default" else synthetic_scenario(40, seed=5)
+    compile_population(scenario.customers, scenario.periods, scenario.dt_h)
+    problems = [a.model(scenario.periods, scenario.dt_h).problem for a in scenario.customers]
+    problems = [P for P in problems if supports(P)]
+    structures = [interior._structure(P) for P in problems]
+    shared = {id(S.h_r) for S in structures}
+    assert len(shared) < len(structures) // 2
+    # a member with a bound pattern of its own (one more fixed variable) gets a structure of its own
+    P = problems[-1]
+    k = int(np.flatnonzero(np.isfinite(P.x_lb) & (P.x_ub > P.x_lb))[0])
+    P.x_ub = P.x_ub.copy()
+    P.x_ub[k] = P.x_lb[k]
+    nf = structures[-1].nf
+    structures[-1] = interior._structure(P)
+    assert structures[-1].nf == nf - 1 and id(structures[-1].h_r) not in shared
+    for P, S in zip(problems, structures):
+        fresh = interior._Structure(P)
+        _assert_same_structure(S, fresh)
+    for P, S in list(zip(problems, structures))[:: max(1, len(problems) // 6)]:
+        r = solve(P, solver="interior")
+        P._cache["interior"] = (P._cache["interior"][0], interior._Structure(P))
+        ref = solve(P, solver="interior")
+        assert r.success and r.status == ref.status and r.iterations == ref.iterations
+        np.testing.assert_array_equal(r.x, ref.x)
+        np.testing.assert_array_equal(r.y, ref.y)
