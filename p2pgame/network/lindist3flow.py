@@ -91,8 +91,9 @@ def solve(feeder: PhaseFeeder, p_kw, q_kvar) -> PhaseFlowResult:
 
 
 def passive_injections(feeder: PhaseFeeder) -> tuple[np.ndarray, np.ndarray]:
-    """The passive loads as net injections `(n, 3)` kW and kvar (export positive)."""
-    return -feeder.load_kw, -feeder.load_kvar
+    """The passive load (loads and shunts, no load profile) as net injections `(n, 3)` kW and kvar (export positive)."""
+    shunt_kw, shunt_kvar = feeder.shunts()
+    return -(np.asarray(feeder.load_kw, float) + shunt_kw), -(np.asarray(feeder.load_kvar, float) + shunt_kvar)
 
 
 def _injections(feeder: PhaseFeeder, values) -> np.ndarray:

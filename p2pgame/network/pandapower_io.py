@@ -409,7 +409,9 @@ def runpp_3ph_check(net, feeder, p_kw, q_kvar, passive=None):
 
     `p_kw`, `q_kvar` `(T, n, 3)`: the customers' injections per node and phase (export
     positive). The net's own loads and static generators stay as they are unless `passive`
-    `(load_kw, load_kvar)`, each `(T, n, 3)`, replaces them; the injections go on as wye
+    `(load_kw, load_kvar)`, each `(T, n, 3)`, the feeder's passive load as `passive_load_phase`
+    gives it, shunts included: its loads (`PhaseFeeder.loads_of`) then replace them, the
+    net's lines modelling the line charging. The injections go on as wye
     asymmetric loads of the opposite sign, the external grid at the feeder's `v0_pu`. The
     result is a `threephase.PhaseCheck`, loadings on the feeder's per-phase ratings at the
     nominal phase voltage of the node each line feeds (a transformer's low-voltage side).
@@ -426,6 +428,7 @@ def runpp_3ph_check(net, feeder, p_kw, q_kvar, passive=None):
     loading_phase = np.full((T, n, 3), np.nan)
     index = {node: k for k, node in enumerate(feeder.nodes)}
     bus_of = _merged_buses(net)
+    loads = None if passive is None else feeder.loads_of(passive)
     for t in range(T):
         solved = copy.deepcopy(net)
         net_kw, net_kvar = -p[t], -q[t]
@@ -433,7 +436,7 @@ def runpp_3ph_check(net, feeder, p_kw, q_kvar, passive=None):
             for table in ("load", "sgen", "asymmetric_load", "asymmetric_sgen"):
                 if table in solved and len(solved[table]):
                     solved[table]["in_service"] = False
-            net_kw, net_kvar = net_kw + passive[0][t], net_kvar + passive[1][t]
+            net_kw, net_kvar = net_kw + loads[0][t], net_kvar + loads[1][t]
         solved.ext_grid["vm_pu"] = float(np.mean(feeder.v0_pu))
         for k in np.flatnonzero(np.abs(net_kw).sum(axis=1) + np.abs(net_kvar).sum(axis=1) > 0):
             pp.create_asymmetric_load(

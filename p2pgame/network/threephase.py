@@ -7,6 +7,12 @@ units with different taps) and the passive load per node and phase. Arrays are
 indexed `[node, phase]` with phases a, b, c in that order; absent phases carry zeros
 (impedance, load) and are masked out of every result.
 
+The passive load is two parts: the loads (`load_kw`, `load_kvar`), which a scenario's
+`load_scale` and load profile scale, and the shunts (`shunt_kw`, `shunt_kvar`: line
+charging and fixed capacitors), which do not follow demand and are never scaled. The
+linear models see both (`passive_load_phase`); the AC checks put only the loads onto the
+file or net, whose lines and capacitors model the shunts themselves.
+
 Per unit: the power base `base_kva` is three-phase, so a phase carries `base_kva / 3`
 at 1 pu; voltages are line-to-neutral on `base_kv / sqrt(3)`.
 
@@ -52,7 +58,7 @@ class PhaseFeeder:
     ratio: np.ndarray  # (n, 3) off-nominal voltage ratio per phase (ideal transformer at the sending end)
     rating_kva: np.ndarray  # (n, 3) per-phase rating of the line into each node (inf when unrated or absent)
     load_kw: np.ndarray  # (n, 3) passive load per phase, consumption positive
-    load_kvar: np.ndarray  # (n, 3) net of capacitors and line charging
+    load_kvar: np.ndarray  # (n, 3) the loads' reactive power, shunts apart
     base_kva: float
     base_kv: float
     v0_pu: np.ndarray  # (3,) substation voltage magnitude per phase
@@ -63,6 +69,8 @@ class PhaseFeeder:
     source_net: object | None = None  # the pandapower net it was read from (`pandapower_io.runpp_3ph_check`)
     load_profile: np.ndarray | None = None  # (T,) multiplier of the passive loads, None: constant
     source_path: Path | None = None  # the .dss file OpenDSS solves for the three-phase check
+    shunt_kw: np.ndarray | None = None  # (n, 3) line charging and capacitors at nominal voltage, None: none
+    shunt_kvar: np.ndarray | None = None  # (n, 3) (consumption positive, so a capacitor's is negative)
 
     @property
     def n(self) -> int:
@@ -73,12 +81,26 @@ class PhaseFeeder:
         """`(parent, node)` of the line into each node."""
         return [(self.substation if p < 0 else self.nodes[p], node) for p, node in zip(self.parent, self.nodes)]
 
+    def shunts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The shunts (line charging, fixed capacitors) per node and phase `(n, 3)`, kW and kvar consumed."""
+        zero = np.zeros((self.n, 3))
+        return (zero if self.shunt_kw is None else np.asarray(self.shunt_kw, float),
+                zero if self.shunt_kvar is None else np.asarray(self.shunt_kvar, float))
+
     def passive_load_phase(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
-        """Passive load per period, node and phase `(T, n, 3)`, kW and kvar, the load profile applied."""
+        """Passive load per period, node and phase `(T, n, 3)`, kW and kvar: the loads times the load
+        profile plus the shunts, unscaled."""
         profile = np.ones(periods) if self.load_profile is None else np.asarray(self.load_profile, float)
         if profile.shape != (periods,):
             raise InputError(f"feeder {self.name}: load_profile has {profile.size} values, expected {periods}")
-        return profile[:, None, None] * self.load_kw, profile[:, None, None] * self.load_kvar
+        shunt_kw, shunt_kvar = self.shunts()
+        return profile[:, None, None] * self.load_kw + shunt_kw, profile[:, None, None] * self.load_kvar + shunt_kvar
+
+    def loads_of(self, passive: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The loads in a passive load `(T, n, 3)` or `(n, 3)` as `passive_load_phase` gives it: the shunts
+        taken out, for an AC check whose lines and capacitors model them."""
+        shunt_kw, shunt_kvar = self.shunts()
+        return np.asarray(passive[0], float) - shunt_kw, np.asarray(passive[1], float) - shunt_kvar
 
     def passive_load(self, periods: int) -> tuple[np.ndarray, np.ndarray]:
         """Passive load per period and node `(T, n)` (phases summed), kW and kvar."""
@@ -103,7 +125,8 @@ class PhaseFeeder:
 
 
 def from_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0) -> PhaseFeeder:
-    """Read a radial OpenDSS feeder into the phase frame (lines, two-winding transformers, loads, capacitors).
+    """Read a radial OpenDSS feeder into the phase frame (lines, two-winding transformers, loads, capacitors;
+    line charging and capacitors as shunts, apart from the loads).
 
     Regulator taps are those OpenDSS settles on at the file's own operating point (`opendss._compiled`'s
     `"solved"`), fixed from then on, in `opendss_check` too; the feeder starts at the source bus.
@@ -128,9 +151,9 @@ def from_dss(path: str | Path, name: str | None = None, base_kva: float = 1000.0
             kv_ln[bus] = dss.Bus.kVBase()
         base_kv = kv_ln[source] * math.sqrt(3)
         series = _series(path, kv_ln, base_kva)
-        loads = _loads(kv_ln, base_kva)
+        loads, capacitors = _loads(), _capacitors()
         circuit = dss.Circuit.Name()
-    feeder = _assemble(name or circuit, source, series, loads, base_kva, base_kv, v0, kv_ln)
+    feeder = _assemble(name or circuit, source, series, loads, base_kva, base_kv, v0, kv_ln, capacitors)
     return dataclasses.replace(
         feeder, substation=spelling.get(source, source), nodes=[spelling.get(node, node) for node in feeder.nodes],
         source_path=path,
@@ -255,8 +278,8 @@ def _transformer(path: Path, element: str, buses: list[str], kv_ln: dict[str, fl
     return complex(z_ohm[0, 0]) / z_base, ratio, kva
 
 
-def _loads(kv_ln: dict[str, float], base_kva: float) -> dict[str, np.ndarray]:
-    """Passive complex load per bus and phase (kVA, consumption positive), capacitors subtracted."""
+def _loads() -> dict[str, np.ndarray]:
+    """Passive complex load per bus and phase (kVA, consumption positive) of the enabled loads."""
     import opendssdirect as dss
 
     out: dict[str, np.ndarray] = {}
@@ -274,6 +297,15 @@ def _loads(kv_ln: dict[str, float], base_kva: float) -> dict[str, np.ndarray]:
         nodes = _terminal_phases(dss.CktElement.NumConductors())[0]
         total = out.setdefault(bus, np.zeros(3, complex))
         total += _spread(s, nodes, m, dss.Loads.IsDelta())
+    return out
+
+
+def _capacitors() -> dict[str, np.ndarray]:
+    """Fixed capacitors per bus and phase (kVA consumed at nominal voltage, so negative kvar), in the states
+    the compiled circuit holds."""
+    import opendssdirect as dss
+
+    out: dict[str, np.ndarray] = {}
     for cap in dss.Capacitors.AllNames():
         if cap == "none":
             continue
@@ -307,14 +339,15 @@ def _spread(s: complex, nodes: list[int], m: int, delta: bool) -> np.ndarray:
     return out
 
 
-def _assemble(name, source, series, loads, base_kva, base_kv, v0, kv_ln) -> PhaseFeeder:
+def _assemble(name, source, series, loads, base_kva, base_kv, v0, kv_ln, capacitors=None) -> PhaseFeeder:
+    """The feeder of merged series elements and per-bus loads; line charging and `capacitors` become its shunts."""
     labels = [(it["from"], it["to"], ", ".join(it["elements"])) for it in series.values()]
     order = radial_order(name, source, labels)
     nodes = [child for _, child in order]
     index = {node: k for k, node in enumerate(nodes)}
     n = len(nodes)
     z, ratio, rating = np.zeros((n, 3, 3), complex), np.ones((n, 3)), np.full((n, 3), np.inf)
-    load = np.zeros((n, 3), complex)
+    load, shunt = np.zeros((n, 3), complex), np.zeros((n, 3), complex)
     phases = []
     for k, (par, child) in enumerate(order):
         item = series[frozenset((par, child))]
@@ -322,17 +355,18 @@ def _assemble(name, source, series, loads, base_kva, base_kv, v0, kv_ln) -> Phas
         phases.append("".join(PHASES[p] for p in sorted(item["phases"])))
         for bus, s in item["charging"].items():
             if bus in index:
-                load[index[bus]] += s
-    for bus, s in loads.items():
-        if bus == source:
-            continue
-        if bus not in index:
-            raise InputError(f"feeder {name}: load at bus {bus}, which no line or transformer connects")
-        load[index[bus]] += s
+                shunt[index[bus]] += s
+    for elements, total, kind in ((loads, load, "load"), (capacitors or {}, shunt, "capacitor")):
+        for bus, s in elements.items():
+            if bus == source:
+                continue
+            if bus not in index:
+                raise InputError(f"feeder {name}: {kind} at bus {bus}, which no line or transformer connects")
+            total[index[bus]] += s
     parent = np.array([index.get(p, -1) for p, _ in order], dtype=int)
     return PhaseFeeder(
         name=name, substation=source, nodes=nodes, parent=parent, phases=phases, z_pu=z, ratio=ratio,
-        rating_kva=rating, load_kw=load.real, load_kvar=load.imag,
+        rating_kva=rating, load_kw=load.real, load_kvar=load.imag, shunt_kw=shunt.real, shunt_kvar=shunt.imag,
         base_kva=float(base_kva), base_kv=float(base_kv), v0_pu=np.full(3, v0),
         node_kv=np.array([kv_ln[node] * math.sqrt(3) for node in nodes]),
     )
@@ -686,11 +720,13 @@ def injection_commands(feeder: PhaseFeeder, p_kw: np.ndarray, q_kvar: np.ndarray
     return commands
 
 
-def passive_commands(feeder: PhaseFeeder, load_kw: np.ndarray, load_kvar: np.ndarray) -> list[str]:
-    """OpenDSS commands that replace the file's loads and capacitors by the feeder's own passive load `(n, 3)`
-    (constant power per node and phase, as LinDist3Flow sees it) and set the source to `v0_pu`."""
-    commands = ["BatchEdit Load..* enabled=no", "BatchEdit Capacitor..* enabled=no",
-                f"Vsource.source.pu={float(np.mean(feeder.v0_pu)):.12g}"]
+def passive_commands(feeder: PhaseFeeder, passive_kw: np.ndarray, passive_kvar: np.ndarray) -> list[str]:
+    """OpenDSS commands that put one period's passive load `(n, 3)`, as `passive_load_phase` gives it, onto
+    the compiled file and set the source to `v0_pu`: its loads (`PhaseFeeder.loads_of`, constant power per
+    node and phase, as LinDist3Flow sees them) replace the file's, while the file's lines and capacitors
+    stay, modelling the feeder's shunts."""
+    commands = ["BatchEdit Load..* enabled=no", f"Vsource.source.pu={float(np.mean(feeder.v0_pu)):.12g}"]
+    load_kw, load_kvar = feeder.loads_of((passive_kw, passive_kvar))
     mask = feeder.mask
     for k, node in enumerate(feeder.nodes):
         for ph in range(3):
@@ -728,8 +764,10 @@ def opendss_check(path: str | Path, feeder: PhaseFeeder, p_kw, q_kvar, load_mult
 
     `p_kw`, `q_kvar` `(T, n, 3)`: the customers' injections per node and phase (export
     positive); the file's own loads stay as modelled there, scaled by `load_mult` `(T,)`,
-    unless `passive` `(load_kw, load_kvar)`, each `(T, n, 3)`, replaces them and the
-    capacitors (`passive_commands`, the source then at the feeder's `v0_pu`). The regulator
+    unless `passive` `(load_kw, load_kvar)`, each `(T, n, 3)`, the feeder's passive load as
+    `passive_load_phase` gives it, shunts included: its loads then replace the file's
+    (`passive_commands`, the source at the feeder's `v0_pu`), while the file's lines and
+    capacitors model the shunts. The regulator
     taps hold those the feeder was built with, as in LinDist3Flow (`held_tap_commands`).
     """
     import opendssdirect as dss

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import opendssdirect as dss
 import pytest
@@ -56,6 +58,58 @@ def test_voltages_within_stated_error_of_opendss(feeder):
             worst[ph] = max(worst[ph], abs(v[k, "abc".index(ph)] - v_dss))
     for ph, bound in MAX_DV_PU.items():
         assert worst[ph] <= bound, (ph, worst[ph])
+
+
+def test_capacitors_and_line_charging_are_shunts_apart_from_the_loads(feeder):
+    """IEEE 13's capacitors (200 kvar a phase at 675, 100 kvar on c at 611) and its lines' charging are
+    the feeder's shunts; its loads are the file's loads alone."""
+    np.testing.assert_allclose(feeder.shunt_kvar[feeder.index("611")], [0.0, 0.0, -100.0], atol=0.1)
+    np.testing.assert_allclose(feeder.shunt_kvar[feeder.index("675")], -200.0, atol=0.1)
+    assert -0.5 < feeder.shunt_kvar.sum() + 700.0 < 0  # the charging: a fraction of a kvar (measured 0.31)
+    np.testing.assert_allclose(feeder.load_kvar.sum(), 2102.0, atol=1e-6)  # the loads' 2,102 kvar, no capacitor
+
+
+# measured with the shunts unscaled (with them scaled by the profile, 0.3: a 0.011, b 0.0099, c 0.0257; 1.3:
+# a 0.0199, c 0.0253): 0.3: 0.0009, 0.0014, 0.0040 (the capacitors draw more than nominal above 1 pu);
+# 1.3: 0.0152, 0.0055, 0.0150 (the losses LinDist3Flow drops grow with the square of the load)
+MAX_DV_PU_AT = {0.3: {"a": 0.002, "b": 0.002, "c": 0.005}, 1.3: {"a": 0.017, "b": 0.007, "c": 0.017}}
+
+
+@pytest.mark.parametrize("multiplier", sorted(MAX_DV_PU_AT))
+def test_a_load_profile_scales_the_loads_not_the_shunts_as_opendss_load_mult_does(feeder, multiplier):
+    """OpenDSS's `LoadMult` scales the file's loads, not its capacitors or line charging; LinDist3Flow with
+    the feeder's load profile at that multiplier agrees with it as at 1.0 (taps held as the feeder's)."""
+    from p2pgame.network.threephase import held_tap_commands
+
+    scaled = dataclasses.replace(feeder, load_profile=np.array([multiplier]))
+    p, q = scaled.passive_load_phase(1)
+    v = lindist3flow.solve(scaled, -p, -q).v_pu[0]
+    reference = _opendss([*held_tap_commands(IEEE13_DSS), f"Set LoadMult={multiplier}"])
+    for k, node in enumerate(feeder.nodes):
+        for ph, v_dss in reference[node.lower()].items():
+            assert abs(v[k, "abc".index(ph)] - v_dss) <= MAX_DV_PU_AT[multiplier][ph], (node, ph)
+
+
+@pytest.mark.parametrize("multiplier", [0.3, 1.0, 1.3])
+def test_opendss_check_of_the_passive_load_is_the_files_own_solve(tmp_path, multiplier):
+    """On a feeder of wye constant-power loads and a capacitor, the check with the feeder's passive load
+    (its profile at `multiplier`) solves as the file's own loads at `LoadMult` = multiplier: the
+    capacitor and line shunts counted once, and not scaled. (The file's loads are held at constant power
+    up to 2 pu, as the check's are: OpenDSS's default turns them to constant impedance above 1.05 pu.)"""
+    from pathlib import Path
+
+    from p2pgame.network.threephase import opendss_check
+
+    source = Path(__file__).parents[1] / "data" / "regulated" / "regulated.dss"
+    path = tmp_path / "regulated.dss"
+    path.write_text(source.read_text() + "BatchEdit Load..* vmaxpu=2\n")
+    regulated = dataclasses.replace(from_dss(path), load_profile=np.array([multiplier]))
+    assert regulated.shunt_kvar[regulated.index("e")] == pytest.approx([-100.0] * 3)
+    zero = np.zeros((1, regulated.n, 3))
+    own = opendss_check(path, regulated, zero, zero, load_mult=[multiplier])
+    ours = opendss_check(path, regulated, zero, zero, passive=regulated.passive_load_phase(1))
+    np.testing.assert_allclose(ours.v_pu, own.v_pu, atol=1e-6)
+    np.testing.assert_allclose(ours.loading_phase, own.loading_phase, atol=1e-6)
 
 
 @pytest.mark.parametrize("node, phase", [("611", "c"), ("652", "a"), ("675", "b"), ("646", "b")])
@@ -169,9 +223,10 @@ def test_opendss_check_holds_the_regulator_taps_the_feeder_was_built_with():
     regulated = from_dss(path)
     built = regulator_taps(path)
     zero = np.zeros((1, regulated.n, 3))
-    load_kw, load_kvar = regulated.passive_load_phase(1)
-    for scale in (0.1, 2.0):
-        check = opendss_check(path, regulated, zero, zero, passive=(scale * load_kw, scale * load_kvar))
+    shunt_kw, shunt_kvar = regulated.shunts()
+    for scale in (0.1, 1.8):  # 2.0 with the capacitor unscaled collapses the voltage (OpenDSS does not converge)
+        passive = (scale * regulated.load_kw[None] + shunt_kw, scale * regulated.load_kvar[None] + shunt_kvar)
+        check = opendss_check(path, regulated, zero, zero, passive=passive)
         taps = {}
         more = dss.RegControls.First()
         while more:
@@ -181,7 +236,7 @@ def test_opendss_check_holds_the_regulator_taps_the_feeder_was_built_with():
         # the file, then the held taps, as a written period script (results.writers.opendss_scripts)
         dss.Text.Command("Clear")
         dss.Text.Command(f'Compile "{path}"')
-        for command in held_tap_commands(path) + passive_commands(regulated, scale * load_kw[0], scale * load_kvar[0]):
+        for command in held_tap_commands(path) + passive_commands(regulated, passive[0][0], passive[1][0]):
             dss.Text.Command(command)
         dss.Solution.Solve()
         dss.Circuit.SetActiveBus("e")
