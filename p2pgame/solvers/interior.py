@@ -31,6 +31,7 @@ Multipliers follow the project's (Ipopt's) convention ``grad f + J'y - z_lower +
 
 from __future__ import annotations
 
+import hashlib
 import time
 import weakref
 
@@ -125,7 +126,8 @@ class _Structure:
 
         # rows: linear part split into free and fixed columns; quadratic terms by how many columns are free
         A = P.A.tocoo()
-        ar, ac = A.row.astype(np.int64), col[A.col]
+        self.a_row, self.a_col = A.row.astype(np.int64), A.col.astype(np.int64)
+        ar, ac = self.a_row, col[A.col]
         k = used[ar] & (ac < 0)
         self.ax_k = np.flatnonzero(k)
         self.ax_r, self.ax_c = ar[k], xpos[A.col[k]]
@@ -249,37 +251,42 @@ def _data(M) -> np.ndarray:
 
 
 _SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-"""Structures by pattern: the identities of read-only pattern arrays (a template's members hold the same
-ones) and the pattern of bounds.  An entry lives while a problem's structure holds it."""
+"""Structures by pattern (sparsity and pattern of bounds; `_pattern_key`): problems of one pattern, such as a
+template's members or their proximal problems, share one structure's index arrays.  An entry lives while a
+problem's structure holds it."""
 
 
-def _pattern(P: CompiledProblem) -> tuple | None:
-    """The arrays a structure's pattern is read from, if all are read-only (shared by a template's members)."""
-    H, A = P.H, P.A
-    if H.format != "csr" or A.format != "csr":
-        return None
-    arrays = (A.indptr, A.indices, H.indptr, H.indices, P.q_row, P.q_i, P.q_j)
-    return None if any(a.flags.writeable for a in arrays) else arrays
+def _sparsity(M) -> tuple:
+    if M.format in ("csr", "csc"):
+        return M.format, M.indptr, M.indices
+    C = M.tocoo()
+    return "coo", C.row, C.col
+
+
+def _pattern_key(P: CompiledProblem, bounds: bytes) -> bytes:
+    """A digest of everything a `_Structure` is built from but the values: sizes, the sparsity of A and H, the
+    quadratic terms' indices and the pattern of bounds."""
+    h = hashlib.sha1(f"{P.n}:{P.m}".encode())
+    for a in (*_sparsity(P.A), *_sparsity(P.H), P.q_row, P.q_i, P.q_j):
+        h.update(a.encode() if isinstance(a, str) else np.ascontiguousarray(a, np.int64).tobytes())
+    h.update(bounds)
+    return h.digest()
 
 
 def _structure(P: CompiledProblem) -> _Structure:
-    """The cached structure for the current pattern of bounds (rebuilt when it changed); problems whose
-    pattern arrays are the same read-only objects share the index arrays of one built structure."""
+    """The cached structure for the current pattern of bounds (rebuilt when it changed); another problem's
+    structure of the same pattern is rebound to P's numbers rather than built again."""
     key = b"".join(a.tobytes() for a in (
         _fixed(P), np.isfinite(P.x_lb), np.isfinite(P.x_ub),
         P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
     cached = P._cache.get("interior")
     if cached is None or cached[0] != key:
-        arrays = _pattern(P)
-        shared_key = None if arrays is None else (P.n, P.m, *map(id, arrays), key)
-        shared = None if shared_key is None else _SHARED.get(shared_key)
-        if shared is not None and all(a is b for a, b in zip(shared.pattern, arrays)):
+        pattern = _pattern_key(P, key)
+        shared = _SHARED.get(pattern)
+        if shared is not None:
             S = shared.rebind(P)
         else:
-            S = _Structure(P)
-            if shared_key is not None:
-                S.pattern = arrays   # kept alive with the entry, so the ids cannot be reused meanwhile
-                _SHARED[shared_key] = S
+            S = _SHARED[pattern] = _Structure(P)
         cached = P._cache["interior"] = (key, S)
     return cached[1]
 
@@ -523,11 +530,20 @@ class _Solver:
         z_lower, z_upper = np.zeros(P.n), np.zeros(P.n)
         z_lower[S.F[S.L]], z_upper[S.F[S.U]] = zl, zu
         if S.X.size:  # a fixed variable's bound multiplier is whatever stationarity leaves
-            jr, jc = P.jacobian_structure()
-            r = (P.gradient(x) + np.bincount(jc, P.jacobian_values(x) * y[jr], minlength=P.n))[S.X]
+            r = (P.gradient(x) + _rows_transpose(P, S, x, y))[S.X]
             z_lower[S.X], z_upper[S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
         return SolveResult(
             x=x, objective=P.objective(x), status=status, success=status == "optimal", message=message,
             y=y, z_lower=z_lower, z_upper=z_upper, iterations=it,
             solve_time_s=time.perf_counter() - self.start, solver="interior",
         )
+
+
+def _rows_transpose(P: CompiledProblem, S: _Structure, x, y) -> np.ndarray:
+    """J(x)'y of the rows' linear and quadratic parts (the terms this method handles), over the structure's
+    triplets of A rather than the general Jacobian's structure (one per problem, costly for a single use)."""
+    out = np.bincount(S.a_col, _data(P.A) * y[S.a_row], minlength=P.n)
+    if P.q_row.size:
+        t = P.q_coef * y[P.q_row]
+        out += np.bincount(P.q_i, t * x[P.q_j], minlength=P.n) + np.bincount(P.q_j, t * x[P.q_i], minlength=P.n)
+    return out
