@@ -12,7 +12,8 @@ the rotated form ``||(2 L'x, r - a'x - 1)|| <= r - a'x + 1`` is used.  Multiplie
 back from the cone duals: with Clarabel's ``P x + q + A'z = 0`` a row's ``y`` is its
 nonnegative rows' z with the sign of the side, and a cone's is ``z0 / (2 t)`` (completed
 square, radius t) or ``z0 + z_last`` (rotated).  Fixed columns' bound multipliers close
-the stationarity equations.
+the stationarity equations.  Loose bounds (LOOSE_RATIO) are left out of a first solve, and put back
+only if its solution does not lie strictly inside them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ _STATUS = {
     _S.NumericalError: "numerical_error",
     _S.InsufficientProgress: "insufficient_progress",
 }
+LOOSE_RATIO = 1e3
+"""A finite variable bound more than this times the free columns' median bound magnitude is loose (the upstream
+grid's capacity, which spans the whole feeder): Clarabel first solves without the loose bounds, whose slack far
+from every other one's costs iterations (from the starting point's duality gap to the last digits), and keeps that
+solution, with the bounds' multipliers 0, when it is strictly inside them (then it is also the optimum with them);
+otherwise it solves again with them."""
+LOOSE_MARGIN = 1e-6   # relative distance inside a loose bound for the relaxed solution to count
 _RANK_TOL = 1e-10     # eigenvalues below this (relative to a row's largest) are zero
 _RANGE_TOL = 1e-10    # a linear part this close to the range of Q is completed into the square
 
@@ -64,7 +72,7 @@ _RANGE_TOL = 1e-10    # a linear part this close to the range of Q is completed 
 class _Conic:
     """Clarabel's data for one problem and the maps that carry its solution back."""
 
-    def __init__(self, problem: CompiledProblem):
+    def __init__(self, problem: CompiledProblem, relax: bool = False):
         n, m = problem.n, problem.m
         self._singletons(problem)
         fixed = self.x_lb == self.x_ub
@@ -115,6 +123,10 @@ class _Conic:
         lower = linear & ~eq & np.isfinite(lb)
         x_up = np.isfinite(self.x_ub[self.F])
         x_lo = np.isfinite(self.x_lb[self.F])
+        self.loose_up, self.loose_lo = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if relax:
+            self.loose_lo, self.loose_up = _loose(self.x_lb[self.F], self.x_ub[self.F])
+            x_up[self.loose_up], x_lo[self.loose_lo] = False, False
 
         n_zero = int(eq.sum())
         rows = np.flatnonzero(eq)
@@ -193,6 +205,14 @@ class _Conic:
         meet = ~fixed0 & (gap <= 1e-12 * scale)
         self.x_ub[meet] = self.x_lb[meet]
         self.presolved = np.flatnonzero(meet)   # fixed by the presolve: their source rows take the residual
+
+    def holds_loose(self, x: np.ndarray) -> bool:
+        """Whether ``x`` (all columns) is strictly inside the loose bounds left out of this translation."""
+        for cols, bound, sign in ((self.loose_up, self.x_ub, 1.0), (self.loose_lo, self.x_lb, -1.0)):
+            j = self.F[cols]
+            if np.any(sign * (bound[j] - x[j]) <= LOOSE_MARGIN * (1.0 + np.abs(bound[j]))):
+                return False
+        return True
 
     def recover(self, problem: CompiledProblem, x, y, zl, zu) -> None:
         """Multipliers of the rows the presolve made bounds, and of fixed columns, in place."""
@@ -335,6 +355,17 @@ class _Conic:
         return y, zl, zu
 
 
+def _loose(lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the loose lower and upper bounds among ``lb``, ``ub`` (see LOOSE_RATIO)."""
+    mags = np.abs(np.concatenate([lb[np.isfinite(lb)], ub[np.isfinite(ub)]]))
+    mags = mags[mags > 0]
+    if not mags.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cut = LOOSE_RATIO * np.median(mags)
+    return (np.flatnonzero(np.isfinite(lb) & (np.abs(lb) > cut)),
+            np.flatnonzero(np.isfinite(ub) & (np.abs(ub) > cut)))
+
+
 def _row_name(problem: CompiledProblem, row: int) -> str:
     """A row's constraint name, or its index for rows added by ``stack``."""
     con = problem.constraints[row] if row < len(problem.constraints) else None
@@ -369,25 +400,28 @@ def solve_clarabel(problem: CompiledProblem, warm: SolveResult | None = None,
     options = {**DEFAULT_OPTIONS, **(options or {})}
     polish = options.pop("polish")
     start = time.perf_counter()
-    conic = _Conic(problem)
+    conic = _Conic(problem, relax=True)
     x = problem.x0.copy()
     if conic.trivially_infeasible or conic.presolve_infeasible:
         return SolveResult(x=x, objective=problem.objective(x), status="infeasible", success=False,
                            message="bounds cross, or a row without free variables violates its own",
-                           y=np.zeros(problem.m), z_lower=np.zeros(problem.n), z_upper=np.zeros(problem.n), iterations=0,
-                           solve_time_s=time.perf_counter() - start, solver="clarabel")
-    solver = clarabel.DefaultSolver(conic.P, conic.q, conic.A, conic.b, conic.cone_list, _settings(options))
-    sol = solver.solve()
+                           y=np.zeros(problem.m), z_lower=np.zeros(problem.n), z_upper=np.zeros(problem.n),
+                           iterations=0, solve_time_s=time.perf_counter() - start, solver="clarabel")
+    sol, x = _run(conic, options)
+    iterations = int(sol.iterations)
+    if conic.loose_up.size + conic.loose_lo.size and not (
+            _STATUS.get(sol.status) in ("optimal", "acceptable") and conic.holds_loose(x)):
+        conic = _Conic(problem)
+        sol, x = _run(conic, options)
+        iterations += int(sol.iterations)
     status = _STATUS.get(sol.status, "error")
-    x = conic.xfix.copy()
-    x[conic.F] = np.asarray(sol.x, float)
     y, zl_f, zu_f = conic.multipliers(problem, np.asarray(sol.z, float))
     zl, zu = np.zeros(problem.n), np.zeros(problem.n)
     zl[conic.F], zu[conic.F] = zl_f, zu_f
     conic.recover(problem, x, y, zl, zu)
     result = SolveResult(
         x=x, objective=problem.objective(x), status=status, success=status in ("optimal", "acceptable"),
-        message=str(sol.status), y=y, z_lower=zl, z_upper=zu, iterations=int(sol.iterations),
+        message=str(sol.status), y=y, z_lower=zl, z_upper=zu, iterations=iterations,
         solve_time_s=0.0, solver="clarabel",
     )
     if polish == "auto":
@@ -396,6 +430,14 @@ def solve_clarabel(problem: CompiledProblem, warm: SolveResult | None = None,
         result = _polished(problem, result)
     result.solve_time_s = time.perf_counter() - start
     return result
+
+
+def _run(conic: _Conic, options: dict):
+    """Clarabel's solution of ``conic`` and its primal point over all columns."""
+    sol = clarabel.DefaultSolver(conic.P, conic.q, conic.A, conic.b, conic.cone_list, _settings(options)).solve()
+    x = conic.xfix.copy()
+    x[conic.F] = np.asarray(sol.x, float)
+    return sol, x
 
 
 def _polished(problem: CompiledProblem, result: SolveResult) -> SolveResult:

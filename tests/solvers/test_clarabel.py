@@ -134,3 +134,20 @@ def test_clarabel_rows_of_one_free_column_become_bounds_with_their_multipliers()
     row = {con.local_name: k for k, con in enumerate(P.constraints)}
     np.testing.assert_allclose(c.y[row["box"]], i.y[row["box"]], atol=1e-7)   # the row, not the bound, binds
     np.testing.assert_allclose(c.y[row["pin"]], i.y[row["pin"]], atol=1e-7)
+
+
+@pytest.mark.parametrize("binds", [False, True])
+def test_clarabel_loose_bound_left_out_then_restored_when_it_binds(binds):
+    """A bound far beyond the others (x3 <= 1e4) is first left out; if the problem without it is unbounded or its
+    solution lies past it, Clarabel solves again with it."""
+    m = pe.ConcreteModel()
+    m.x = pe.Var(range(4), bounds=(0, 2))
+    m.x[3].setub(1e4)
+    m.o = pe.Objective(expr=sum((m.x[k] - 1) ** 2 for k in range(3)) + (-0.01 * m.x[3] if binds else (m.x[3] - 3) ** 2))
+    m.link = pe.Constraint(expr=m.x[0] + m.x[1] - m.x[3] <= 0)
+    P = CompiledProblem.from_pyomo(m)
+    c, i = solve(P, solver="clarabel"), solve(P, solver="ipopt")
+    np.testing.assert_allclose(c.x, i.x, atol=1e-6)
+    np.testing.assert_allclose(c.z_upper, i.z_upper, atol=1e-5 * max(1.0, i.z_upper.max()))
+    assert kkt_residual(P, c) < 1e-6
+    assert c.x[3] == pytest.approx(1e4 if binds else 3.0, rel=1e-7)
