@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from p2pgame.agents.registry import BUILTIN, one_line
 from p2pgame.agents.upstream import UpstreamGrid
 from p2pgame.errors import InputError
+from p2pgame.network.formulation import formulation_of
 from p2pgame.scenario.model import MarketSettings, Scenario
 from p2pgame.scenario.schema import CustomerEntry, FeederSpec, ScenarioSpec, describe, given
 
@@ -102,7 +103,7 @@ def build(spec: ScenarioSpec, path: Path) -> Scenario:
             )
     T, dt_h = spec.horizon.periods, spec.horizon.dt_h
     customers = [_agent(c, f"{where}: customers[{i}]", T, dt_h) for i, c in enumerate(spec.customers)]
-    if hasattr(feeder, "phases"):
+    if formulation_of(feeder).phased:
         for i, agent in enumerate(customers):
             node_phases = feeder.phases[feeder.index(agent.node)]
             try:
@@ -172,7 +173,8 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
     load_kw = spec.load_scale * feeder.load_kw
     load_kvar = spec.load_scale * feeder.load_kvar
     # a node's load and rating in the file are totals; a phase-frame feeder spreads them over its phases
-    shares = feeder.mask / feeder.mask.sum(axis=1, keepdims=True) if hasattr(feeder, "phases") else np.ones(feeder.n)
+    phased = formulation_of(feeder).phased
+    shares = feeder.mask / feeder.mask.sum(axis=1, keepdims=True) if phased else np.ones(feeder.n)
     for node, load in spec.loads.items():
         if node not in feeder.nodes:
             raise InputError(
@@ -196,7 +198,7 @@ def build_feeder(spec: FeederSpec, path: Path, periods: int):
     for key in ("v0_pu", "vmin_pu", "vmax_pu"):
         if getattr(spec, key) is not None:
             changes[key] = getattr(spec, key)
-    if "v0_pu" in changes and hasattr(feeder, "phases"):
+    if "v0_pu" in changes and phased:
         changes["v0_pu"] = np.full(3, changes["v0_pu"])
     try:
         return dataclasses.replace(feeder, **changes)
