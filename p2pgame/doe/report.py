@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from p2pgame.doe.ac import ac_worst_case, corner_injections, phase_ac_corner
+from p2pgame.doe.ac import ac_worst_case, corner_injections
 from p2pgame.doe.envelopes import Envelopes
-from p2pgame.doe.robust import NetworkArrays, PhaseNetworkArrays, WorstCase, phase_worst_case, worst_case
+from p2pgame.doe.robust import worst_case
 from p2pgame.errors import InputError
+from p2pgame.network.formulation import formulation_of
 
 CORNER_FILES = {"export": "export_corner.dss", "import": "import_corner.dss"}
 
@@ -22,25 +23,15 @@ def node_index(feeder, envelopes: Envelopes) -> np.ndarray:
 def worst_case_report(feeder, envelopes: Envelopes) -> dict:
     """`{"lindistflow": {...}, "ac": {...}}`: extreme voltages and loading over all periods and corners.
 
-    On a three-phase feeder: LinDist3Flow's exact worst case per node and phase, and
-    OpenDSS's three-phase power flow of the export and import corners.
+    Under the feeder's formulation (`formulation_of`): its linear map's exact worst case over
+    the boxes and its AC check of the export and import corners, per point (node, or node and
+    phase on a three-phase feeder, customers on `envelopes.phase_columns`).
     """
-    if envelopes.phase_columns is not None:
-        net = PhaseNetworkArrays.from_feeder(feeder, envelopes.periods)
-        columns = envelopes.phase_columns
-        corners = [phase_ac_corner(feeder, columns, envelopes.bounds, corner) for corner in ("export", "import")]
-        v = np.hstack([v for v, _ in corners])
-        loading = np.hstack([x for _, x in corners])
-        ac = WorstCase(np.nanmax(v, axis=1), np.nanmin(v, axis=1), np.nanmax(np.where(np.isnan(loading), -np.inf, loading), axis=1))
-        return {
-            "lindistflow": phase_worst_case(net, columns, *envelopes.bounds).summary(),
-            "ac": ac.summary(),
-        }
-    idx = node_index(feeder, envelopes)
-    net = NetworkArrays.from_feeder(feeder, envelopes.periods)
+    net = formulation_of(feeder).linear(feeder, envelopes.periods)
+    where = envelopes.phase_columns if envelopes.phase_columns is not None else node_index(feeder, envelopes)
     return {
-        "lindistflow": worst_case(net, idx, *envelopes.bounds).summary(),
-        "ac": ac_worst_case(feeder, idx, envelopes.bounds).summary(),
+        "lindistflow": worst_case(net, where, *envelopes.bounds).summary(),
+        "ac": ac_worst_case(feeder, where, envelopes.bounds).summary(),
     }
 
 
@@ -58,7 +49,7 @@ def export_dss(feeder, envelopes: Envelopes, directory: str | Path) -> dict[str,
     """
     from p2pgame.network.opendss import write_dss
 
-    if envelopes.phase_columns is not None:
+    if formulation_of(feeder).phased:
         raise InputError(f"feeder {feeder.name}: --export-dss writes single-phase feeders; this one is three-phase")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():

@@ -231,10 +231,6 @@ def sample_check(net, where, pmin_kw, pmax_kw, qmin_kvar, qmax_kvar, samples: in
     return WorstCase(vmax_pu=vmax, vmin_pu=vmin, max_loading=loading)
 
 
-phase_worst_case = worst_case  # the names `doe.report` imports
-phase_sample_check = sample_check
-
-
 def check_passive(net) -> None:
     """Raise InputError when the passive loads alone (every customer at zero exchange) break a limit of the
     linear map `net`, naming the period, the node (or node-phase) and the limit."""

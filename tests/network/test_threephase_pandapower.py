@@ -227,7 +227,8 @@ def test_ac_validated_envelopes_check_their_corners_in_opendss(feeder):
 def test_a_phase_feeder_without_a_source_model_is_refused_by_the_ac_checks():
     import dataclasses
 
-    from p2pgame.doe.ac import phase_ac_corner
+    from p2pgame.doe.ac import ac_corner
+    from p2pgame.doe.problem import Box
     from p2pgame.market.certificate import network_check
 
     feeder = dataclasses.replace(from_pandapower(_small_net("wye"), "small"), source_net=None, source_path=None)
@@ -235,7 +236,7 @@ def test_a_phase_feeder_without_a_source_model_is_refused_by_the_ac_checks():
     with pytest.raises(InputError, match=message):
         network_check(feeder, [], np.zeros((0, 1)), np.zeros((0, 1)), 1)
     with pytest.raises(InputError, match=message):
-        phase_ac_corner(feeder, np.zeros((3 * feeder.n, 0)), None, "export")
+        ac_corner(feeder, np.zeros((3 * feeder.n, 0)), Box(*[np.zeros((0, 1))] * 4), "export")
 
 
 def _reindexed_reversed_net():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2pgame.doe.ac import ac_corner, phase_ac_corner
+from p2pgame.doe.ac import ac_corner
 from p2pgame.doe.problem import Box, EnvelopeProblem
 from p2pgame.errors import InputError
 
@@ -23,8 +23,8 @@ def ac_validated(problem: EnvelopeProblem, *, base: str = "max-total", **base_op
     customer at that corner keeps all voltages within `[vmin_pu, vmax_pu]` and all lines
     within their ratings. The anchor is the base policy's operating point when it has
     one (`operating_point=`), else the customers' reference points. `base_options` go to
-    the base policy. On a three-phase feeder the AC check is OpenDSS's three-phase power
-    flow of the corner (`ac.phase_ac_corner`): every phase voltage and line current.
+    the base policy. The AC check is the feeder formulation's (`ac.ac_corner`): on a
+    three-phase feeder every phase voltage and line current.
     """
     from p2pgame.doe.policies import POLICIES, call_policy
 
@@ -52,15 +52,8 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
 
     net = problem.net
     formulation = formulation_of(problem.feeder)
-    labels = formulation.point_labels(problem.feeder)
-    if formulation.phased:
-        columns = formulation.columns(problem.feeder, problem.customers)
-
-        def corner_flow(scaled):
-            return phase_ac_corner(problem.feeder, columns, scaled, corner)
-    else:
-        def corner_flow(scaled):
-            return ac_corner(problem.feeder, problem.node_idx, scaled, corner)
+    labels, lines = formulation.point_labels(problem.feeder), formulation.line_labels(problem.feeder)
+    where = formulation.columns(problem.feeder, problem.customers)
 
     stage, total = f"ac-validated: {corner} corner power flows", 2 + int(np.ceil(np.log2(1.0 / SCALE_TOL)))
     done = 0
@@ -70,7 +63,7 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
         problem.step(stage, done, total)
         done += 1
         scaled = Box(*(a + scale[None, :] * (b - a) for a, b in zip(anchor, box)))
-        v, loading = corner_flow(scaled)
+        v, loading = ac_corner(problem.feeder, where, scaled, corner)
         high, low, hot = ~(v <= net.vmax_pu), ~(v >= net.vmin_pu), loading > 1.0
         return ~((high | low).any(axis=1) | hot.any(axis=1)), (v, loading, high, low, hot)
 
@@ -91,7 +84,7 @@ def _largest_scale(problem: EnvelopeProblem, anchor: Box, box: Box, corner: str)
             text = f"a voltage of {v[t, j]:.4f} pu at node {labels[j]}, below vmin_pu {net.vmin_pu}"
         else:
             j = int(np.nanargmax(loading[t]))
-            text = f"a loading of {loading[t, j]:.3f} on the line into node {net.nodes[j]}"
+            text = f"a loading of {loading[t, j]:.3f} on line {lines[j]}"
         raise InputError(
             f"feeder {net.name}, period {t}: the AC power flow with every customer at its anchor point gives {text}; "
             "no AC-validated envelope exists"
