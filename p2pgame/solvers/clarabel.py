@@ -58,7 +58,7 @@ _STATUS = {
     _S.NumericalError: "numerical_error",
     _S.InsufficientProgress: "insufficient_progress",
 }
-LOOSE_RATIO = 1e3
+LOOSE_RATIO = 1e2
 """A finite variable bound more than this times the free columns' median bound magnitude is loose (the upstream
 grid's capacity, which spans the whole feeder): Clarabel first solves without the loose bounds, whose slack far
 from every other one's costs iterations (from the starting point's duality gap to the last digits), and keeps that

@@ -6,7 +6,7 @@ import pytest
 
 from p2pgame.bench.synthetic import synthetic_scenario
 from p2pgame.errors import InputError, SolverError
-from p2pgame.market import Game, assign_envelopes
+from p2pgame.market import Game, assign_envelopes, centralized
 from p2pgame.market.central import _balance_rows, _stack
 from p2pgame.scenario.default import default_scenario
 from p2pgame.solvers import CompiledProblem, kkt_residual, solve
@@ -151,3 +151,22 @@ def test_clarabel_loose_bound_left_out_then_restored_when_it_binds(binds):
     np.testing.assert_allclose(c.z_upper, i.z_upper, atol=1e-5 * max(1.0, i.z_upper.max()))
     assert kkt_residual(P, c) < 1e-6
     assert c.x[3] == pytest.approx(1e4 if binds else 3.0, rel=1e-7)
+
+
+def test_clarabel_without_the_upstream_capacity_matches_the_cvxpy_reference():
+    """At N = 100 the upstream capacity is a loose bound: left out, the welfare and prices are still cvxpy's."""
+    pytest.importorskip("cvxpy")
+    from p2pgame.bench.reference import solve_reference
+    from p2pgame.solvers.clarabel import _Conic
+
+    scenario = synthetic_scenario(100, 24, seed=0)
+    game = Game(scenario)
+    envelopes = assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
+    game.apply_envelopes(envelopes)
+    rows, rhs = _balance_rows(game)
+    problem = _stack(game, rows, rhs, rhs)
+    assert _Conic(problem, relax=True).loose_up.size > 0
+    central = centralized(game, solver="clarabel")
+    ref = solve_reference(scenario, envelopes)
+    assert abs(central.welfare - ref.welfare) <= 1e-8 * abs(ref.welfare)
+    assert np.max(np.abs(central.prices.stacked() - ref.stacked())) < 1e-7
