@@ -275,3 +275,19 @@ def test_runpp_3ph_check_counts_a_line_entered_child_to_parent():
     assert np.all(loading[0, feeder.index("37")] > 0.01)
     np.testing.assert_allclose(runpp_3ph_check(reversed_net, from_pandapower(reversed_net, "small"), zero, zero)
                                .loading_phase, loading, rtol=1e-6)
+
+
+def test_runpp_3ph_check_of_the_passive_load_counts_the_line_charging_once():
+    """The feeder's passive load (loads and the lines' charging, its shunts) put onto the net by the check
+    solves as the net's own loads: the net's lines model the charging, so the check leaves it out of the loads."""
+    from p2pgame.network.pandapower_io import runpp_3ph_check
+
+    net = _small_net("wye")
+    net.line["c_nf_per_km"] *= 1000  # charging large enough to show: 0.84 kvar a phase per line
+    net.line["c0_nf_per_km"] *= 1000
+    feeder = from_pandapower(net, "small")
+    np.testing.assert_allclose(feeder.shunt_kvar.sum(axis=1), [-1.2566, -2.5133, -1.2566], atol=1e-4)  # half each end
+    zero = np.zeros((1, feeder.n, 3))
+    own = runpp_3ph_check(net, feeder, zero, zero)
+    ours = runpp_3ph_check(net, feeder, zero, zero, passive=feeder.passive_load_phase(1))
+    np.testing.assert_allclose(ours.v_pu, own.v_pu, atol=1e-8)
