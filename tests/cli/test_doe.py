@@ -105,7 +105,7 @@ def test_scenario_file_sets_the_policy_and_the_p_only_mode():
 @pytest.mark.parametrize(
     "name, linear, ac",
     [("ieee13", "LinDistFlow", "AC power flow"), ("ieee13-3ph", "LinDist3Flow", "OpenDSS three-phase"),
-     ("eulv-3ph", "LinDist3Flow", "pandapower runpp_3ph")],
+     ("eulv-3ph", "LinDist3Flow", "OpenDSS three-phase")],
 )
 def test_worst_cases_are_named_by_the_feeders_models(name, linear, ac):
     from types import SimpleNamespace
