@@ -5,11 +5,11 @@ For each N (`p2pgame.bench.synthetic.synthetic_scenario`, the scenario's DOE pol
 default (`Game` compiles customers of one type and structure together,
 `p2pgame.agents.compile_population`), and `per-agent`, with every customer compiled on its own
 first (the path of types without parameters). Columns: compile (`Game(scenario)`), of which the
-interior method's index arrays (`prepare`, one per player), envelopes (`assign_envelopes`), of
-which the reference operations (`reference_operation`, one proximal best response per customer)
-and the total, wall-clock, then the process's CPU time of compile and envelopes (less
-sensitive to other work on a shared machine). The exponent b of `seconds ~ a N^b` is fitted per
-column over the template runs.
+interior method's index arrays (`prepare`, one per player: built once per pattern, copied with their
+own numbers for the other players of that pattern), envelopes (`assign_envelopes`), of which the
+reference operations (`reference_operation`, one proximal best response per customer) and the total,
+wall-clock, then the process's CPU time of compile and envelopes (less sensitive to other work on a
+shared machine). The exponent b of `seconds ~ a N^b` is fitted per column over the template runs.
 
     python benchmarks/setup_time.py [--sizes 100 1000 3000 10000] [--per-agent-up-to 1000]
 

@@ -257,6 +257,7 @@ problem's structure holds it."""
 
 
 def _sparsity(M) -> tuple:
+    """What a sparse matrix's pattern is read from: format and index arrays."""
     if M.format in ("csr", "csc"):
         return M.format, M.indptr, M.indices
     C = M.tocoo()
@@ -265,10 +266,15 @@ def _sparsity(M) -> tuple:
 
 def _pattern_key(P: CompiledProblem, bounds: bytes) -> bytes:
     """A digest of everything a `_Structure` is built from but the values: sizes, the sparsity of A and H, the
-    quadratic terms' indices and the pattern of bounds."""
+    quadratic terms' indices and the pattern of bounds (each array with its length, so that none can be
+    mistaken for a neighbour's part)."""
     h = hashlib.sha1(f"{P.n}:{P.m}".encode())
     for a in (*_sparsity(P.A), *_sparsity(P.H), P.q_row, P.q_i, P.q_j):
-        h.update(a.encode() if isinstance(a, str) else np.ascontiguousarray(a, np.int64).tobytes())
+        if isinstance(a, str):
+            h.update(a.encode())
+        else:
+            h.update(f":{a.size}:".encode())
+            h.update(np.ascontiguousarray(a, np.int64).tobytes())
     h.update(bounds)
     return h.digest()
 
