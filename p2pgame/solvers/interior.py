@@ -326,6 +326,8 @@ def solve_interior(problem: CompiledProblem, warm: SolveResult | None = None,
     if unknown:
         return _failure(problem, "invalid_option", f"unknown option(s) {', '.join(sorted(unknown))}", 0, start)
     P = problem
+    if P.nonlinear:  # its iterations see only the linear and quadratic parts: refuse, never ignore the rest
+        return _failure(P, "invalid_problem", "general nonlinear terms: use Ipopt", 0, start)
     if np.any(P.x_lb > P.x_ub) or np.any(P.g_lb > P.g_ub):
         return _failure(P, "infeasible", "a lower bound exceeds its upper bound", 0, start)
     S = _structure(P)

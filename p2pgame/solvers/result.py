@@ -44,6 +44,7 @@ _CAUSES = {
     "too_few_degrees_of_freedom": "more equality constraints than free variables",
     "invalid_number": "NaN or inf in a function or derivative: a log or division outside its domain, or bad data",
     "invalid_option": "an unknown or ill-typed solver option",
+    "invalid_problem": "the chosen solver cannot express this problem: choose 'auto' or 'ipopt'",
 }
 
 

@@ -273,3 +273,17 @@ def test_template_members_share_the_structure_and_rebinding_equals_a_fresh_one(m
         assert r.success and r.status == ref.status and r.iterations == ref.iterations
         np.testing.assert_array_equal(r.x, ref.x)
         np.testing.assert_array_equal(r.y, ref.y)
+
+
+def test_forced_interior_refuses_general_nonlinear_terms():
+    """Its iterations see only linear and quadratic parts: a log term must not be silently dropped."""
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(bounds=(0.1, 10.0))
+    m.obj = pyo.Objective(expr=-pyo.log(m.x) + 0.5 * m.x)
+    P = CompiledProblem.from_pyomo(m)
+    assert P.nonlinear
+    r = solve(P, solver="interior", check=False)
+    assert not r.success and r.status == "invalid_problem"
+    assert solve(P).x[0] == pytest.approx(2.0, abs=1e-6)  # auto: Ipopt
