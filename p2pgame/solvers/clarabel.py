@@ -103,6 +103,7 @@ class _Conic:
         lin_v = np.concatenate([Acoo.data[keep], qc[one_i] * self.xfix[qi[one_i]], qc[one_j] * self.xfix[qj[one_j]]])
         AL = sp.csr_matrix((lin_v, (lin_r, lin_c)), shape=(m, nf))
         AL.sum_duplicates()
+        AL.eliminate_zeros()  # a fixed column's zero product leaves no entry: such a row may have no free column
         free_q = ~fi & ~fj
         quad = np.zeros(m, bool)
         quad[qr[free_q]] = True
@@ -154,6 +155,7 @@ class _Conic:
         blocks_A.append(cone_A)
         blocks_b.append(cone_b)
         self.A = sp.vstack(blocks_A, format="csc")
+        self.A.eliminate_zeros()  # exact zeros of the cones' eigenvectors would only add to the KKT system
         self.b = np.concatenate(blocks_b)
         self.cone_list = []
         if n_zero:
