@@ -35,8 +35,10 @@ class Feeder:
     `coords` optionally maps nodes (the substation included) to drawing coordinates
     `(x, y)` taken from the data (OpenDSS BusCoords, pandapower geodata). `load_kvar` is net of fixed capacitors (positive =
     consumption). `load_profile` is None (constant load) or a `(T,)` multiplier applied
-    to both `load_kw` and `load_kvar`. Arrays are stored read-only; derive changed
-    feeders with `dataclasses.replace` or `with_limits`.
+    to both `load_kw` and `load_kvar`. `shunt_kw`, `shunt_kvar` (n,) are passive load the profile does
+    not scale (line charging, fixed capacitors at nominal voltage, consumption positive), zeros when not
+    given: a single-phase equivalent of a three-phase feeder keeps its shunts apart from its loads that way.
+    Arrays are stored read-only; derive changed feeders with `dataclasses.replace` or `with_limits`.
     """
 
     name: str
@@ -56,6 +58,8 @@ class Feeder:
     vmax_pu: float = 1.05
     ratio: np.ndarray | None = None
     coords: Mapping[str, tuple[float, float]] | None = None
+    shunt_kw: np.ndarray | None = None
+    shunt_kvar: np.ndarray | None = None
 
     formulation: ClassVar[str] = "lindistflow"
     """The network formulation markets and envelopes use on it (`network.formulation.formulation_of`)."""
@@ -84,7 +88,10 @@ class Feeder:
                 )
         object.__setattr__(self, "parent", _frozen(parent.astype(int)))
 
-        for field in ("r_pu", "x_pu", "rating_kva", "load_kw", "load_kvar"):
+        for field in ("shunt_kw", "shunt_kvar"):
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, np.zeros(n))
+        for field in ("r_pu", "x_pu", "rating_kva", "load_kw", "load_kvar", "shunt_kw", "shunt_kvar"):
             values = np.asarray(getattr(self, field), dtype=float)
             if values.shape != (n,):
                 raise InputError(f"{where}: {field} must have one value per node ({n}), got shape {values.shape}")
@@ -279,7 +286,8 @@ class Feeder:
         return _frozen(np.hypot(self.r_pu, self.x_pu) @ self.downstream)
 
     def passive_load(self, T: int) -> tuple[np.ndarray, np.ndarray]:
-        """Passive load over T periods, `(P_kw[T, n], Q_kvar[T, n])`, with the load profile applied."""
+        """Passive load over T periods, `(P_kw[T, n], Q_kvar[T, n])`: the loads times the load profile plus
+        the shunts, unscaled."""
         if not isinstance(T, (int, np.integer)) or T < 1:
             raise InputError(f"feeder {self.name}: the number of periods must be a positive integer, got {T!r}")
         if self.load_profile is None:
@@ -290,7 +298,7 @@ class Feeder:
             )
         else:
             scale = self.load_profile
-        return np.outer(scale, self.load_kw), np.outer(scale, self.load_kvar)
+        return np.outer(scale, self.load_kw) + self.shunt_kw, np.outer(scale, self.load_kvar) + self.shunt_kvar
 
     def with_limits(self, vmin_pu: float | None = None, vmax_pu: float | None = None) -> Feeder:
         """A copy with other voltage limits (None keeps the current one)."""

@@ -64,6 +64,20 @@ def test_passive_load_applies_the_profile():
         f.passive_load(24)
 
 
+def test_shunts_default_to_zero_and_add_to_the_passive_load_unscaled():
+    f = make(load_profile=np.array([0.5, 2.0]))
+    assert np.all(f.shunt_kw == 0) and np.all(f.shunt_kvar == 0) and not f.shunt_kvar.flags.writeable
+    d = f.index("d")
+    g = dataclasses.replace(f, shunt_kw=np.eye(4)[d] * 1.0, shunt_kvar=np.eye(4)[d] * -100.0)
+    p, q = g.passive_load(2)
+    assert np.allclose(q[:, d], [0.5 * -10 - 100, 2.0 * -10 - 100]) and np.allclose(p[:, d], [16.0, 61.0])
+    assert np.array_equal(q[:, f.index("b")], [10.0, 40.0])
+    with pytest.raises(InputError, match="shunt_kvar must have one value per node"):
+        dataclasses.replace(f, shunt_kvar=np.zeros(3))
+    with pytest.raises(InputError, match="shunt_kw of node a is nan"):
+        dataclasses.replace(f, shunt_kw=np.where(np.arange(4) == f.index("a"), np.nan, 0.0))
+
+
 def test_with_limits_returns_a_validated_copy():
     f = make()
     g = f.with_limits(vmax_pu=1.1)
