@@ -203,9 +203,11 @@ def _three_phase(feeder) -> bool:
 def single_phase_equivalent(scenario):
     """The scenario file with its three-phase feeder read single-phase (`opendss.load_dss` of the same .dss:
     phases averaged), everything else (passive loads, ratings, customers, settings) as written; the
-    customers' phases are then ignored. Where the reduction starts below the three-phase source (IEEE 13
-    at the regulator's output), its source voltage is the three-phase one through the voltage ratios on the
-    way, averaged over the phases."""
+    customers' phases are then ignored. Its passive model is the three-phase feeder's: per node the loads
+    (as scaled there) and the shunts (line charging, capacitors: unscaled), each summed over the phases, so
+    both markets face the same passive load in every period. Where the reduction starts below the three-phase
+    source (IEEE 13 at the regulator's output), its source voltage is the three-phase one through the voltage
+    ratios on the way, averaged over the phases."""
     import dataclasses
     from pathlib import Path
 
@@ -219,6 +221,12 @@ def single_phase_equivalent(scenario):
     raw["feeder"] = feeder | {"dss": str(Path(scenario.feeder.source_path).resolve())}
     equivalent = build(validate(raw, path), path)
     phases = scenario.feeder
+    rows = [phases.index(node) for node in equivalent.feeder.nodes]
+    shunt_kw, shunt_kvar = phases.shunts()
+    equivalent.feeder = dataclasses.replace(
+        equivalent.feeder, load_kw=phases.load_kw[rows].sum(axis=1), load_kvar=phases.load_kvar[rows].sum(axis=1),
+        shunt_kw=shunt_kw[rows].sum(axis=1), shunt_kvar=shunt_kvar[rows].sum(axis=1),
+        load_profile=phases.load_profile)
     if equivalent.feeder.substation != phases.substation:
         k = phases.index(equivalent.feeder.substation)
         v0 = np.asarray(phases.v0_pu, float).copy()

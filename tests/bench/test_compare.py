@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from p2pgame.bench.compare import compare, save_plots, single_phase_equivalent, table
@@ -130,6 +131,23 @@ def test_single_phase_equivalent_is_the_scenario_on_the_reduced_feeder():
     assert [c.id for c in equivalent.customers] == [c.id for c in scenario.customers]
     # the source behind the regulator's taps: the single-phase day's 1.015 pu at RG60, to rounding
     assert equivalent.feeder.v0_pu == pytest.approx(1.015, abs=1e-3)
+
+
+def test_single_phase_equivalent_faces_the_three_phase_passive_load_in_every_period():
+    """The two markets share one passive model: per node the loads (scaled by load_scale and the profile)
+    and the unscaled shunts, summed over the phases; the nodes it leaves out (at or above its substation)
+    carry none."""
+    scenario = load_scenario(THREE_PHASE)
+    phases, feeder = scenario.feeder, single_phase_equivalent(scenario).feeder
+    p3, q3 = phases.passive_load(scenario.periods)
+    p1, q1 = feeder.passive_load(scenario.periods)
+    rows = [phases.index(node) for node in feeder.nodes]
+    assert np.allclose(p1, p3[:, rows], rtol=0, atol=1e-9) and np.allclose(q1, q3[:, rows], rtol=0, atol=1e-9)
+    rest = np.setdiff1d(np.arange(phases.n), rows)
+    assert not p3[:, rest].any() and not q3[:, rest].any()
+    # the capacitors (200 kvar a phase at 675) stay whole in both, at every load level
+    k = feeder.index("675")
+    assert feeder.shunt_kvar[k] == pytest.approx(-600.0, abs=0.5) and len(set(np.round(q1[:, k], 6))) > 1
 
 
 def test_plots_of_a_three_phase_comparison(three_phase, tmp_path):
