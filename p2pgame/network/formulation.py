@@ -15,6 +15,7 @@ the feeder class's `formulation` attribute (`Feeder.formulation` "lindistflow",
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -217,7 +218,7 @@ class PhaseNetworkArrays:
         return -(inj @ self.subtree.T)
 
 
-class Formulation:
+class Formulation(ABC):
     """A linear network formulation: where customers sit, its linear map with limits, its power flow, its AC check.
 
     `points` are the columns of `linear` that exist (`linear(...).present`), in column order;
@@ -229,18 +230,18 @@ class Formulation:
     title: ClassVar[str]
     phased: ClassVar[bool] = False
 
+    @abstractmethod
     def linear(self, feeder, periods: int):
         """The linear map over `periods` periods: `NetworkArrays`, `PhaseNetworkArrays` or alike (w0, R, X,
         subtree, ratings, base, passive loads per column)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def columns(self, feeder, customers) -> np.ndarray:
         """`(columns, N)`: customer i's share of its net export on each column of `linear`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def point_labels(self, feeder) -> list[str]:
         """The labels of the points (the columns present)."""
-        raise NotImplementedError
 
     def points(self, feeder, customers) -> tuple[list[str], np.ndarray]:
         """`(labels, shares)`: the points and `(N, m)` each customer's share of its net export on each."""
@@ -259,19 +260,19 @@ class Formulation:
         """The rating (kVA, inf when unrated) of each point's line."""
         return np.asarray(feeder.rating_kva, dtype=float)
 
+    @abstractmethod
     def power_flow(self, feeder, export_kw: np.ndarray, export_kvar: np.ndarray) -> PowerFlowResult:
         """The formulation's own power flow with the customers' exports `(T, m)` at the points and the
         passive loads: voltages, flows and loadings per point."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ac_model(self, feeder) -> str:
         """The name of the AC power flow that certifies an operating point on `feeder`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ac_check(self, feeder, export_kw: np.ndarray, export_kvar: np.ndarray):
         """The AC power flow of the exports `(T, m)` at the points with the passive loads: `(PowerFlowResult
         per point, voltage unbalance factor (T, n) or None)`."""
-        raise NotImplementedError
 
 
 class LinDistFlow(Formulation):
