@@ -283,9 +283,18 @@ class CompiledProblem:
             A=A, g_const=g_const, g_lb=g_lb, g_ub=g_ub, q_row=q_row, q_i=q_i, q_j=q_j, q_coef=q_coef,
             nonlinear=[], offsets=offsets, row_offsets=row_offsets, _cache={},
         )
-        out.vars = [_Placeholder() for _ in range(out.n)]
-        out.constraints = [None] * out.m
         return out
+
+    @cached_property
+    def vars(self) -> list:
+        """The variable of each column: in an assembled or unpickled problem anonymous placeholders (one
+        distinct object per column), made when first asked for (a solve never asks)."""
+        return [_Placeholder() for _ in range(self.n)]
+
+    @cached_property
+    def constraints(self) -> list:
+        """The ConstraintData of each row (None for rows without one, every row of an assembled problem)."""
+        return [None] * self.m
 
     @cached_property
     def var_index(self) -> ComponentMap:
@@ -309,11 +318,7 @@ class CompiledProblem:
         return {k: v for k, v in self.__dict__.items() if k not in _LOCAL_STATE}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.vars = [_Placeholder() for _ in range(self.n)]
-        self.constraints = [None] * self.m
-        self.var_index = ComponentMap((v, k) for k, v in enumerate(self.vars))
-        self.con_index = ComponentMap()
+        self.__dict__.update(state)  # variables, constraints and their indices come when first asked for
         self._cache = {}
 
     # ------------------------------------------------------------------ building
