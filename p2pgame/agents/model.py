@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
+from p2pgame.solvers.fastsparse import matvec
 from p2pgame.solvers import CompiledProblem, SolveResult, prepare, solve, supports
 from p2pgame.solvers.interior import refresh_values
 from p2pgame.solvers.kkt import active_set_newton
@@ -145,8 +146,8 @@ class _Proximal:
         if rho != self.rho:
             self.problem.H.data[:] = self.h0 + rho * self.mtm
             self.rho = rho
-            for solver in [k for k in self.problem._cache if k != "interior"]:
-                del self.problem._cache[solver]  # HiGHS and Ipopt hold the old values
+            for solver in [k for k in self.problem._cache if k in ("highs", "ipopt")]:
+                del self.problem._cache[solver]  # they hold the old values (the interior caches follow H's)
             self.problem.__dict__.pop("_structure", None)  # so do the Hessian values of the derivatives
             refresh_values(self.problem)
         return self.problem
@@ -195,6 +196,9 @@ def _proximal_hessians(H: sp.csr_matrix, M: sp.csr_matrix, recipes: dict) -> tup
             recipes[key] = (M.indices, M.indptr, H.indices, H.indptr, M.data, mtm, pos_h, pos_m, one.indices,
                             one.indptr)
     return one, two
+
+
+_UNPICKLED = ("model", "_prox", "_price_gradient", "_MT", "_decision_layout", "_recipes")  # rebuilt on use
 
 
 def _freeze_shared(model: "AgentModel") -> None:
@@ -283,7 +287,6 @@ class AgentModel:
         objective, solver caches, warm start and proximal problem: what one game owns."""
         other = _shallow(self)
         other.problem = _own_state(self.problem)
-        other.__dict__.pop("_price_gradient", None)
         other._prox = None
         return other
 
@@ -304,7 +307,7 @@ class AgentModel:
         An agent with nonlinear terms pickles its definition and is compiled again on unpickling."""
         if self.problem.nonlinear:
             return {"agent": self.agent, "T": self.T, "dt_h": self.dt_h, "box": self.box, "_warm": self._warm}
-        return {k: v for k, v in self.__dict__.items() if k not in ("model", "_prox", "_price_gradient", "_recipes")}
+        return {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
 
     def __setstate__(self, state: dict) -> None:
         if "problem" not in state:
@@ -351,28 +354,49 @@ class AgentModel:
 
     def net(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Net exports (p_kw, q_kvar) of a decision vector."""
-        return self.Mp @ x + self.bp, self.Mq @ x + self.bq
+        pq = matvec(self.M, x) + self.b
+        return pq[:self.T], pq[self.T:]
 
     def own_value(self, x: np.ndarray) -> float:
         """F_i(x) in $ (the objective without market payments or proximal terms)."""
         prob = self.problem
-        return prob.sense * (prob.objective_min(x) - prob.c_min @ x) + self.c0 @ x
+        if prob.nonlinear:
+            return prob.sense * (prob.objective_min(x) - prob.c_min @ x) + self.c0 @ x
+        return float(prob.sense * (prob.f0 + 0.5 * (x @ matvec(prob.H, x))) + self.c0 @ x)
 
     def payoff(self, x: np.ndarray, prices: Prices) -> float:
         """J_i = F_i + dt (lam . p + mu . q)."""
-        p, q = self.net(x)
-        mu = np.zeros(self.T) if prices.reactive is None else prices.reactive
-        return self.own_value(x) + self.dt_h * float(prices.active @ p + mu @ q)
+        return self._payoff(self.own_value(x), *self.net(x), prices)
+
+    def _payoff(self, own: float, p: np.ndarray, q: np.ndarray, prices: Prices) -> float:
+        mu = 0.0 if prices.reactive is None else float(prices.reactive @ q)
+        return own + self.dt_h * (float(prices.active @ p) + mu)
 
     def decisions(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = {}
-        for name, (cols, fixed) in self._decisions.items():
-            out[name] = np.where(cols >= 0, x[np.clip(cols, 0, None)] if x.size else 0.0, fixed)
-        return out
+        """Every indexed variable's values (fixed ones at their fixed value) by name."""
+        spans, cols, free, fixed = self._decision_layout
+        values = np.where(free, x[cols], fixed) if x.size else fixed.copy()
+        return {name: values[a:b] for name, a, b in spans}
+
+    @cached_property
+    def _decision_layout(self):
+        """`_decisions` concatenated: one gather for all variables (shared by forks, as `_decisions`)."""
+        names = list(self._decisions)
+        parts = [self._decisions[k] for k in names]
+        cols = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
+        fixed = np.concatenate([f for _, f in parts]) if parts else np.zeros(0)
+        ends = np.cumsum([c.size for c, _ in parts], dtype=int)
+        spans = [(name, int(b - c.size), int(b)) for name, (c, _), b in zip(names, parts, ends)]
+        return spans, np.clip(cols, 0, None), cols >= 0, fixed
 
     @cached_property
     def _price_gradient(self) -> sp.csr_matrix:
         return (self.dt_h * self.M.T).tocsr()
+
+    @cached_property
+    def _MT(self) -> sp.csr_matrix:
+        """M' (n x 2T), for the linear objective's price and proximal terms."""
+        return self.M.T.tocsr()
 
     def price_gradient(self) -> sp.csr_matrix:
         """d(objective coefficients)/d(lam, mu): dt * [Mp; Mq]^T (n x 2T)."""
@@ -397,13 +421,13 @@ class AgentModel:
                 raise InputError(f"agent {self.agent.id!r}: {name} prices have {side.size} values, expected {self.T}")
             if side is not None and not np.isfinite(side).all():
                 raise InputError(f"agent {self.agent.id!r}: {name} prices contain NaN or infinite values")
-        c = self.c0 + self.price_gradient() @ prices.stacked()
+        c = self.c0 + matvec(self.price_gradient(), prices.stacked())
         if proximal is None:
             prob = self.problem
         else:
             rho, centre = proximal
             prob = self._prox_problem(float(rho))
-            c = c + rho * (self.M.T @ (np.asarray(centre, float) - self.b))
+            c = c + rho * matvec(self._MT, np.asarray(centre, float) - self.b)
         prob.set_linear_objective(c)
         return prices, prob
 
@@ -454,12 +478,13 @@ class AgentModel:
         """The Response of decision vector x at the given prices (no solve)."""
         prices = Prices.coerce(prices)
         p, q = self.net(x)
+        own = self.own_value(x)
         return Response(
             agent_id=self.agent.id,
             p_kw=p,
             q_kvar=q,
-            own_value=self.own_value(x),
-            payoff=self.payoff(x, prices),
+            own_value=own,
+            payoff=self._payoff(own, p, q, prices),
             status="" if solution is None else solution.status,
             success=True if solution is None else solution.success,
             iterations=0 if solution is None else solution.iterations,

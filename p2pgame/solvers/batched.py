@@ -35,7 +35,7 @@ import numpy as np
 
 from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.interior import (_ACCEPTABLE_EXTRA, _DIVERGED, _REGULARISATION, _STEP_FRACTION,
-                                      DEFAULT_OPTIONS, _Solver, _structure, supports)
+                                      DEFAULT_OPTIONS, _solver, _structure, supports)
 
 __all__ = ["batch_key", "solve_batch", "BatchSolution"]
 
@@ -365,6 +365,33 @@ def _solve_many(K, ok, R, perm, dims):
                 R[m, perm[k]] = X[k]
 
 
+@numba.njit(**_NJIT)
+def _scatter_maps(indptr, indices, data, col, R):
+    """R[m, col[c], r] += data[m, e] for each entry e = (r, c) of the members' maps with a free column."""
+    for m in range(data.shape[0]):
+        for r in range(indptr.size - 1):
+            for e in range(indptr[r], indptr[r + 1]):
+                j = col[indices[e]]
+                if j >= 0:
+                    R[m, j, r] += data[m, e]
+
+
+@numba.njit(**_NJIT)
+def _gather_maps(indptr, indices, data, col, R, out):
+    """out[m] = (member m's map over the free columns) @ R[m, :nf]: the map's rows of each solution."""
+    k = R.shape[2]
+    for m in range(data.shape[0]):
+        for r in range(indptr.size - 1):
+            for c in range(k):
+                out[m, r, c] = 0.0
+            for e in range(indptr[r], indptr[r + 1]):
+                j = col[indices[e]]
+                if j >= 0:
+                    v = data[m, e]
+                    for c in range(k):
+                        out[m, r, c] += v * R[m, j, c]
+
+
 class _Plan:
     """A structure's index arrays and factorisation layout as numba takes them (built once per structure)."""
 
@@ -397,11 +424,60 @@ class BatchSolution:
     def sensitivities(self, dcs) -> list:
         """dx/dtheta (n x k) per optimal member for model-sense objective changes ``dcs[m]`` (n x k
         dense), in the members' order; None for the others and where the solve is not finite."""
-        plan, S, D = self._plan, self._plan.S, self._data
         done = [m for m, r in enumerate(self.results) if r is not None]
         out = [None] * len(self.results)
         if not done:
             return out
+        K, ok = self._factorised(done)
+        S = self._plan.S
+        dc = np.stack([dcs[m] for m in done])
+        R = np.zeros((len(done), S.N, dc.shape[2]))
+        R[:, :S.nf] = -np.asarray(self._senses, float)[done][:, None, None] * dc[:, S.F]
+        _solve_many(K, ok, R, self._plan.pat[20], self._plan.dims)
+        good = ok & np.isfinite(R).all(axis=(1, 2))
+        dx = np.zeros_like(dc)
+        dx[:, S.F] = R[:, :S.nf]
+        for row, m in enumerate(done):
+            if good[row]:
+                out[m] = dx[row]
+        return out
+
+    def reactions(self, maps, scales) -> list:
+        """maps[m] @ dx/dtheta (k x k) per optimal member when its model-sense objective moves by
+        scales[m] maps[m]' theta (maps: k x n CSR of one pattern, as a template's `M`; a player's
+        price sensitivity with M and dt), without the dense n x k solutions; None as `sensitivities`."""
+        done = [m for m, r in enumerate(self.results) if r is not None]
+        first = maps[done[0]] if done else None
+        if first is None or any(maps[m].indptr is not first.indptr and not (
+                np.array_equal(maps[m].indptr, first.indptr) and np.array_equal(maps[m].indices, first.indices))
+                for m in done):
+            dx = self.sensitivities([None if r is None else (scales[m] * maps[m].T).toarray()
+                                     for m, r in enumerate(self.results)])
+            return [None if d is None else maps[m] @ d for m, d in enumerate(dx)]
+        K, ok = self._factorised(done)
+        S, k = self._plan.S, first.shape[0]
+        col = np.full(first.shape[1], -1, np.int64)
+        col[S.F] = np.arange(S.nf)
+        senses = np.asarray(self._senses, float)[done]
+        data = np.array([-senses[row] * (scales[m] * maps[m].data) for row, m in enumerate(done)]).reshape(
+            len(done), first.nnz)
+        indptr, indices = first.indptr.astype(np.int64), first.indices.astype(np.int64)
+        R = np.zeros((len(done), S.N, k))
+        _scatter_maps(indptr, indices, data, col, R)
+        _solve_many(K, ok, R, self._plan.pat[20], self._plan.dims)
+        good = ok & np.isfinite(R).all(axis=(1, 2))
+        out_k = np.empty((len(done), k, k))
+        plain = np.array([maps[m].data for m in done], float).reshape(len(done), first.nnz)
+        _gather_maps(indptr, indices, plain, col, R, out_k)
+        out = [None] * len(self.results)
+        for row, m in enumerate(done):
+            if good[row]:
+                out[m] = out_k[row]
+        return out
+
+    def _factorised(self, done):
+        """The KKT matrices of the members `done` at their final iterates on the active set, factorised."""
+        plan, S, D = self._plan, self._plan.S, self._data
         x, _, w, lam, zl, zu = (a[done] for a in self._final)
         lb, ub, floor = D["lb"][done], D["ub"][done], D["floor"][done]
         # the active set as kkt.sensitivity identifies it: held bounds get a stiff barrier term, free ones none
@@ -411,19 +487,8 @@ class BatchSolution:
         ratio = np.where((lam > _ACTIVE_TOL) | (w <= _ACTIVE_TOL * (1 + bound)), stiff, 0.0)
         zl = np.where((zl > _ACTIVE_TOL) | (sl <= _ACTIVE_TOL * (1 + np.abs(lb))), stiff * sl, 0.0)
         zu = np.where((zu > _ACTIVE_TOL) | (su <= _ACTIVE_TOL * (1 + np.abs(ub))), stiff * su, 0.0)
-        K, ok = _final_kkt(plan.pat, plan.dims, D["base"][done], D["i_v"][done], D["q_c"][done], lb, ub, floor,
-                           x, lam, ratio, zl, zu)
-        k = dcs[done[0]].shape[1]
-        R = np.zeros((len(done), S.N, k))
-        for row, m in enumerate(done):
-            R[row, :S.nf] = -self._senses[m] * dcs[m][S.F]
-        _solve_many(K, ok, R, plan.pat[20], plan.dims)
-        for row, m in enumerate(done):
-            if ok[row] and np.all(np.isfinite(R[row])):
-                dx = np.zeros((dcs[m].shape[0], k))
-                dx[S.F] = R[row, :S.nf]
-                out[m] = dx
-        return out
+        return _final_kkt(plan.pat, plan.dims, D["base"][done], D["i_v"][done], D["q_c"][done], lb, ub, floor,
+                          x, lam, ratio, zl, zu)
 
 
 _STOPS = ("converged", "tol not reached in a few more iterations", "the iterates run off to infinity",
@@ -454,6 +519,20 @@ def _stack(solvers) -> dict:
     return out
 
 
+def _stacked(plan: _Plan, solvers) -> tuple[dict, tuple]:
+    """The members' stacked numbers and start points; those of the plan's last batch when it had the same
+    solvers (each reused only while its problem's numbers stand, `interior._solver`), with the linear
+    objectives taken again."""
+    last = getattr(plan, "_last", None)
+    if last is not None and len(last[0]) == len(solvers) and all(a is b for a, b in zip(last[0], solvers)):
+        return {**last[1], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}, last[2]
+    D = _stack(solvers)
+    points = [s.start_point() for s in solvers]
+    first = tuple(_rows([p[j] for p in points], len(points[0][j])) for j in range(6))
+    plan._last = (list(solvers), D, first)
+    return D, first
+
+
 def solve_batch(problems: list[CompiledProblem], options: dict | None = None) -> BatchSolution:
     """Solve problems of one `batch_key` together; results[m] is None where the batch found no optimum."""
     start = time.perf_counter()
@@ -462,10 +541,8 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None) ->
     S = _structure(problems[0])
     plan = _plan(S)
     M = len(problems)
-    solvers = [_Solver(P, _structure(P), tol, max_iter, start) for P in problems]
-    D = _stack(solvers)
-    points = [s.start_point() for s in solvers]
-    first = tuple(_rows([p[j] for p in points], len(points[0][j])) for j in range(6))
+    solvers = [_solver(P, tol, max_iter, start) for P in problems]
+    D, first = _stacked(plan, solvers)
     final = tuple(np.empty_like(a) for a in first)
     status, iters, errs, reasons = np.empty(M, np.int64), np.empty(M, np.int64), np.empty(M), np.empty(M, np.int64)
     with np.errstate(all="ignore"):

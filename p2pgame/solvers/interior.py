@@ -41,6 +41,7 @@ from scipy.linalg import lapack
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from p2pgame.solvers.compiled import CompiledProblem
+from p2pgame.solvers.fastsparse import matvec
 from p2pgame.solvers.result import SolveResult
 
 __all__ = ["solve_interior", "supports", "prepare", "refresh_values", "DEFAULT_OPTIONS", "MAX_VARIABLES"]
@@ -282,10 +283,15 @@ def _pattern_key(P: CompiledProblem, bounds: bytes) -> bytes:
 def _structure(P: CompiledProblem) -> _Structure:
     """The cached structure for the current pattern of bounds (rebuilt when it changed); another problem's
     structure of the same pattern is rebound to P's numbers rather than built again."""
+    cached = P._cache.get("interior")
+    bounds = _bounds(P)
+    seen = P._cache.get("bounds")
+    if cached is not None and seen is not None and np.array_equal(bounds, seen):
+        return cached[1]  # the same bounds as when the structure was looked up: the same pattern
+    P._cache["bounds"] = bounds
     key = b"".join(a.tobytes() for a in (
         _fixed(P), np.isfinite(P.x_lb), np.isfinite(P.x_ub),
         P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
-    cached = P._cache.get("interior")
     if cached is None or cached[0] != key:
         pattern = _pattern_key(P, key)
         shared = _SHARED.get(pattern)
@@ -295,6 +301,25 @@ def _structure(P: CompiledProblem) -> _Structure:
             S = _SHARED[pattern] = _Structure(P)
         cached = P._cache["interior"] = (key, S)
     return cached[1]
+
+
+def _bounds(P: CompiledProblem) -> np.ndarray:
+    """The variable and row bounds in one array: a changed value may change the pattern and the numbers."""
+    return np.concatenate((P.x_lb, P.x_ub, P.g_lb, P.g_ub))
+
+
+def _solver(P: CompiledProblem, tol: float, max_iter: int, start: float) -> "_Solver":
+    """A `_Solver` of P at its current numbers: the one built for P's structure, Hessian values and bounds
+    when they have not changed since (only the linear objective is taken again), else a new one."""
+    S = _structure(P)
+    cached = P._cache.get("solver")
+    if cached is not None and cached.S is S and cached.h_v is S.h_v and cached.bounds is P._cache.get("bounds"):
+        cached.tol, cached.max_iter, cached.start = tol, max_iter, start
+        cached.c = P.c_min[S.F] + cached.c_fixed
+        return cached
+    solver = P._cache["solver"] = _Solver(P, S, tol, max_iter, start)
+    solver.h_v, solver.bounds = S.h_v, P._cache.get("bounds")
+    return solver
 
 
 def refresh_values(problem: CompiledProblem) -> None:
@@ -330,8 +355,7 @@ def solve_interior(problem: CompiledProblem, warm: SolveResult | None = None,
         return _failure(P, "invalid_problem", "general nonlinear terms: use Ipopt", 0, start)
     if np.any(P.x_lb > P.x_ub) or np.any(P.g_lb > P.g_ub):
         return _failure(P, "infeasible", "a lower bound exceeds its upper bound", 0, start)
-    S = _structure(P)
-    solver = _Solver(P, S, float(options["tol"]), int(options["max_iter"]), start)
+    solver = _solver(P, float(options["tol"]), int(options["max_iter"]), start)
     with np.errstate(all="ignore"):  # overflow near a rounding floor ends as a non-finite step, handled
         return solver.run(float(options["acceptable_tol"]))
 
@@ -350,7 +374,8 @@ class _Solver:
         self.P, self.S, self.tol, self.max_iter, self.start = P, S, tol, max_iter, start
         nf = S.nf
         xX = self.xX = P.x_lb[S.X]
-        self.c = P.c_min[S.F] + np.bincount(S.hx_r, S.hx_v * xX[S.hx_c], minlength=nf)
+        self.c_fixed = np.bincount(S.hx_r, S.hx_v * xX[S.hx_c], minlength=nf)  # the fixed columns' H terms
+        self.c = P.c_min[S.F] + self.c_fixed
         gc = P.g_const + np.bincount(S.ax_r, S.ax_v * xX[S.ax_c], minlength=P.m)
         r, a, b, q = S.const_terms
         if r.size:
@@ -391,7 +416,13 @@ class _Solver:
 
     def start_point(self):
         """Mid-box for two-sided bounds, 1 (relative) inside one-sided ones; slacks and
-        multipliers at least ``_START``."""
+        multipliers at least ``_START`` (fresh arrays: it depends on the bounds only)."""
+        point = self.__dict__.get("_start")
+        if point is None:
+            point = self._start = self._start_point()
+        return tuple(a.copy() for a in point)
+
+    def _start_point(self):
         S, lb, ub = self.S, self.lb, self.ub
         fl, fu = np.isfinite(lb), np.isfinite(ub)
         x = np.clip(self.P.x0[S.F], lb, ub)
@@ -537,11 +568,12 @@ class _Solver:
         y[S.I] = np.bincount(S.side, S.sigma * lam, minlength=S.mI)
         z_lower, z_upper = np.zeros(P.n), np.zeros(P.n)
         z_lower[S.F[S.L]], z_upper[S.F[S.U]] = zl, zu
+        hx = matvec(P.H, x)  # the method handles no general nonlinear terms (`supports`)
         if S.X.size:  # a fixed variable's bound multiplier is whatever stationarity leaves
-            r = (P.gradient(x) + _rows_transpose(P, S, x, y))[S.X]
+            r = (P.c_min + hx + _rows_transpose(P, S, x, y))[S.X]
             z_lower[S.X], z_upper[S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
         return SolveResult(
-            x=x, objective=P.objective(x), status=status, success=status == "optimal", message=message,
+            x=x, objective=P.sense * float(P.f0 + P.c_min @ x + 0.5 * (x @ hx)), status=status, success=status == "optimal", message=message,
             y=y, z_lower=z_lower, z_upper=z_upper, iterations=it,
             solve_time_s=time.perf_counter() - self.start, solver="interior",
         )

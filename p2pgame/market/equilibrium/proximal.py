@@ -219,9 +219,9 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
     options = None if weights is None else {"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9}
     batch = solve_batch([prob for _, prob in members], options)
     sens = [None] * len(members)
-    if weights is not None and exact:
-        sens = batch.sensitivities([models[i].price_gradient().toarray() for i, _ in members])
-    for (i, _), res, dx in zip(members, batch.results, sens):
+    if weights is not None and exact:  # M dx/d(lam, mu), the objective moving by dt M' (lam, mu)
+        sens = batch.reactions([models[i].M for i, _ in members], [models[i].dt_h for i, _ in members])
+    for (i, _), res, s in zip(members, batch.results, sens):
         if res is None:
             continue
         m = models[i]
@@ -230,9 +230,10 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
         if weights is None:
             out[i] = (r, None)
             continue
-        if dx is None and exact:  # the batch's KKT solve was not finite: SuperLU's, as `respond`
+        if s is None and exact:  # the batch's KKT solve was not finite: SuperLU's, as `respond`
             dx = sensitivity(m._prox_problem(weights[i]), res, m.price_gradient().T)
-        out[i] = (r, m.M @ dx if dx is not None else _proximal_bound(m, weights[i]))
+            s = None if dx is None else m.M @ dx
+        out[i] = (r, s if s is not None else _proximal_bound(m, weights[i]))
 
 
 class SerialExecutor:
