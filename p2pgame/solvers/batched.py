@@ -34,8 +34,9 @@ import numba
 import numpy as np
 
 from p2pgame.solvers.compiled import CompiledProblem
+from p2pgame.solvers.result import SolveResult
 from p2pgame.solvers.interior import (_ACCEPTABLE_EXTRA, _DIVERGED, _REGULARISATION, _STEP_FRACTION,
-                                      DEFAULT_OPTIONS, _solver, _structure, supports)
+                                      DEFAULT_OPTIONS, _data, _solver, _structure, supports)
 
 __all__ = ["batch_key", "solve_batch", "BatchSolution"]
 
@@ -392,6 +393,33 @@ def _gather_maps(indptr, indices, data, col, R, out):
                         out[m, r, c] += v * R[m, j, c]
 
 
+@numba.njit(**_NJIT)
+def _stationarity(h_ptr, h_idx, h_d, a_r, a_c, a_d, q_r, q_i, q_j, q_d, side, sigma, lam, E, I, nu, c, X, Y, G,
+                  xhx):
+    """Per member: the row multipliers Y (equalities' nu, inequalities' signed side multipliers), the residual
+    G = c + H x + A'y + (quadratic rows' gradients)'y before the bound multipliers, and x'Hx."""
+    for m in range(X.shape[0]):
+        x, y, g = X[m], Y[m], G[m]
+        for k in range(E.size):
+            y[E[k]] = nu[m, k]
+        for s in range(side.size):
+            y[I[side[s]]] += sigma[s] * lam[m, s]
+        total = 0.0
+        for i in range(h_ptr.size - 1):
+            v = 0.0
+            for k in range(h_ptr[i], h_ptr[i + 1]):
+                v += h_d[m, k] * x[h_idx[k]]
+            g[i] = c[m, i] + v
+            total += x[i] * v
+        xhx[m] = total
+        for k in range(a_r.size):
+            g[a_c[k]] += a_d[m, k] * y[a_r[k]]
+        for k in range(q_r.size):
+            t = q_d[m, k] * y[q_r[k]]
+            g[q_i[k]] += t * x[q_j[k]]
+            g[q_j[k]] += t * x[q_i[k]]
+
+
 class _Plan:
     """A structure's index arrays and factorisation layout as numba takes them (built once per structure)."""
 
@@ -516,6 +544,11 @@ def _stack(solvers) -> dict:
     scalars = ("b_scale", "limit", "floor")
     out = {k: np.array(v, float) if k in scalars else _rows(v, len(v[0])) for k, v in out.items()}
     out.update(lb=lb, ub=ub, lb_in=np.nextafter(lb, np.inf), ub_in=np.nextafter(ub, -np.inf))
+    # for the results: fixed columns' values, the Hessian's, rows' and quadratic terms' numbers, f0 and sense
+    P = [s.P for s in solvers]
+    out.update(xX=_rows([s.xX for s in solvers], S.X.size), H_d=_rows([p.H.data for p in P], P[0].H.nnz),
+               A_d=_rows([_data(p.A) for p in P], S.a_row.size), q_d=_rows([p.q_coef for p in P], P[0].q_row.size),
+               f0=np.array([p.f0 for p in P]), sense=np.array([p.sense for p in P], float))
     return out
 
 
@@ -549,17 +582,41 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None) ->
         _run(plan.pat, plan.dims, tuple(D[k] for k in _DATA), first,
              (tol, acceptable, max_iter, _ACCEPTABLE_EXTRA, _STEP_FRACTION), final, status, iters, errs,
              reasons)
+    if problems[0].H.format == "csr":
+        results = _results(problems, S, D, final, status)
+    else:  # the batch's products read H's rows
+        results = [None if status[k] < 0 else s.result(*(a[k].copy() for a in final[:2] + final[3:]), "optimal", "", 0)
+                   for k, s in enumerate(solvers)]
     seconds = (time.perf_counter() - start) / M
-    results = []
-    for m, s in enumerate(solvers):
-        if status[m] < 0:
-            results.append(None)
-            continue
-        message = (f"converged in {iters[m]} iterations (batch)" if status[m] == 0 else
-                   f"acceptable: scaled KKT residual {errs[m]:.1e} at iteration {iters[m]} (batch;"
-                   f" {_STOPS[reasons[m]]})")
-        x, nu, _, lam, zl, zu = (a[m] for a in final)
-        r = s.result(x.copy(), nu.copy(), lam.copy(), zl.copy(), zu.copy(), "optimal", message, int(iters[m]))
-        r.solve_time_s = seconds
-        results.append(r)
+    for m, r in enumerate(results):
+        if r is not None:
+            r.iterations, r.solve_time_s = int(iters[m]), seconds
+            r.message = (f"converged in {iters[m]} iterations (batch)" if status[m] == 0 else
+                         f"acceptable: scaled KKT residual {errs[m]:.1e} at iteration {iters[m]} (batch;"
+                         f" {_STOPS[reasons[m]]})")
     return BatchSolution(results, [P.sense for P in problems], plan, D, final)
+
+
+def _results(problems, S, D, final, status) -> list:
+    """The SolveResults of the members the batch solved (None for the others), as `interior._Solver.result`
+    makes them one by one: full x, row multipliers, bound multipliers (a fixed variable's from stationarity)."""
+    P0 = problems[0]
+    n, m, M = P0.n, P0.m, len(problems)
+    xf, nu, _, lam, zl, zu = final
+    X = np.empty((M, n))
+    X[:, S.F], X[:, S.X] = xf, D["xX"]
+    Y, G, xhx = np.zeros((M, m)), np.empty((M, n)), np.empty(M)
+    c = _rows([P.c_min for P in problems], n)
+    i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+    H, q = P0.H, P0.q_row
+    _stationarity(i64(H.indptr), i64(H.indices), D["H_d"], i64(S.a_row), i64(S.a_col), D["A_d"], i64(q), i64(P0.q_i),
+                  i64(P0.q_j), D["q_d"], i64(S.side), np.asarray(S.sigma, float), lam, i64(S.E), i64(S.I), nu, c, X, Y,
+                  G, xhx)
+    ZL, ZU = np.zeros((M, n)), np.zeros((M, n))
+    ZL[:, S.F[S.L]], ZU[:, S.F[S.U]] = zl, zu
+    r = G[:, S.X]
+    ZL[:, S.X], ZU[:, S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
+    objective = D["sense"] * (D["f0"] + np.einsum("ij,ij->i", c, X) + 0.5 * xhx)
+    return [None if status[k] < 0 else SolveResult(
+        x=X[k], objective=float(objective[k]), status="optimal", success=True, message="", y=Y[k], z_lower=ZL[k],
+        z_upper=ZU[k], iterations=0, solve_time_s=0.0, solver="interior") for k in range(M)]

@@ -572,9 +572,9 @@ class _Solver:
         if S.X.size:  # a fixed variable's bound multiplier is whatever stationarity leaves
             r = (P.c_min + hx + _rows_transpose(P, S, x, y))[S.X]
             z_lower[S.X], z_upper[S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
+        objective = P.sense * float(P.f0 + P.c_min @ x + 0.5 * (x @ hx))
         return SolveResult(
-            x=x, objective=P.sense * float(P.f0 + P.c_min @ x + 0.5 * (x @ hx)), status=status, success=status == "optimal", message=message,
-            y=y, z_lower=z_lower, z_upper=z_upper, iterations=it,
+            x=x, objective=objective, status=status, success=status == "optimal", message=message, y=y, z_lower=z_lower, z_upper=z_upper, iterations=it,
             solve_time_s=time.perf_counter() - self.start, solver="interior",
         )
 

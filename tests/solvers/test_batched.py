@@ -83,6 +83,54 @@ def test_sensitivities_from_the_final_factorisation_match_the_active_set_ones(ma
     assert checked >= len(problems) // 2
 
 
+def test_batch_results_and_reactions_equal_the_one_by_one_assembly(market):
+    """The batch's stacked results (multipliers, a fixed column's from stationarity, objective) and its
+    reactions M dx/dtheta equal what the per-member result and sensitivities give at the same final iterates."""
+    from p2pgame.solvers.interior import _solver
+
+    game, prices, weights, centres = market
+    problems = _posed(game, prices, weights, centres)
+    fixed = 0
+    for members in _groups(problems).values():
+        batch = solve_batch([problems[k] for k in members], PROXIMAL)
+        models = [game.players[k] for k in members]
+        reactions = batch.reactions([m.M for m in models], [m.dt_h for m in models])
+        dxs = batch.sensitivities([m.price_gradient().toarray() for m in models])
+        for row, (k, res) in enumerate(zip(members, batch.results)):
+            P = problems[k]
+            point = (a[row].copy() for i, a in enumerate(batch._final) if i != 2)
+            one = _solver(P, 1e-12, 100, 0.0).result(*point, "optimal", "", 0)
+            for field in ("x", "y", "z_lower", "z_upper"):
+                a, b = getattr(res, field), getattr(one, field)
+                assert np.abs(a - b).max() <= 1e-12 * (1 + np.abs(b).max()), field
+            assert abs(res.objective - one.objective) <= 1e-12 * (1 + abs(one.objective))
+            assert np.array_equal(reactions[row], models[row].M @ dxs[row])
+            fixed += int(np.sum(P.x_lb == P.x_ub))
+    assert fixed > 0  # fixed columns took their multipliers from stationarity
+
+
+def test_a_solver_is_rebuilt_when_its_problems_numbers_change(market):
+    """`_solver` reuses a problem's numbers only while its bounds and Hessian values stand."""
+    from p2pgame.solvers.interior import _solver
+
+    game, prices, weights, centres = market
+    model = game.players[0]
+    P = model.posed(prices, (weights[0], centres[0]))[1]
+    first = _solver(P, 1e-9, 100, 0.0)
+    assert _solver(P, 1e-9, 100, 0.0) is first
+    P.set_linear_objective(-P.c_min * P.sense + 1.0)  # a new linear objective: the same solver, new c
+    again = _solver(P, 1e-9, 100, 0.0)
+    assert again is first and np.array_equal(again.c, P.c_min[again.S.F] + again.c_fixed)
+    saved = P.g_ub.copy()
+    try:
+        P.g_ub[model.env_rows[0]] += 0.5  # a bound moves: new numbers
+        assert _solver(P, 1e-9, 100, 0.0) is not first
+    finally:
+        P.g_ub[:] = saved
+    model._prox_problem(2 * weights[0])  # rho changes the Hessian values
+    assert _solver(P, 1e-9, 100, 0.0).h_v is not first.h_v
+
+
 def test_a_member_that_fails_in_the_batch_is_left_to_the_caller(market):
     game, prices, weights, centres = market
     problems = _posed(game, prices, weights, centres)
