@@ -554,15 +554,17 @@ def _stack(solvers) -> dict:
 
 def _stacked(plan: _Plan, solvers) -> tuple[dict, tuple]:
     """The members' stacked numbers and start points; those of the plan's last batch when it had the same
-    solvers (each reused only while its problem's numbers stand, `interior._solver`), with the linear
-    objectives taken again."""
+    solvers at the same versions (a solver is reused while its problem's bounds stand, `interior._solver`;
+    its version moves with the Hessian's numbers), with the linear objectives taken again."""
     last = getattr(plan, "_last", None)
-    if last is not None and len(last[0]) == len(solvers) and all(a is b for a, b in zip(last[0], solvers)):
-        return {**last[1], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}, last[2]
+    versions = [s.version for s in solvers]
+    if (last is not None and len(last[0]) == len(solvers) and all(a is b for a, b in zip(last[0], solvers))
+            and last[1] == versions):
+        return {**last[2], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}, last[3]
     D = _stack(solvers)
     points = [s.start_point() for s in solvers]
     first = tuple(_rows([p[j] for p in points], len(points[0][j])) for j in range(6))
-    plan._last = (list(solvers), D, first)
+    plan._last = (list(solvers), versions, D, first)
     return D, first
 
 

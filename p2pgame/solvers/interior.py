@@ -309,16 +309,19 @@ def _bounds(P: CompiledProblem) -> np.ndarray:
 
 
 def _solver(P: CompiledProblem, tol: float, max_iter: int, start: float) -> "_Solver":
-    """A `_Solver` of P at its current numbers: the one built for P's structure, Hessian values and bounds
-    when they have not changed since (only the linear objective is taken again), else a new one."""
+    """A `_Solver` of P at its current numbers: the one built for P's structure and bounds when they have not
+    changed since (the linear objective, and the Hessian's numbers if they moved, taken again), else a new one."""
     S = _structure(P)
     cached = P._cache.get("solver")
-    if cached is not None and cached.S is S and cached.h_v is S.h_v and cached.bounds is P._cache.get("bounds"):
+    if cached is not None and cached.S is S and cached.bounds is P._cache.get("bounds"):
         cached.tol, cached.max_iter, cached.start = tol, max_iter, start
-        cached.c = P.c_min[S.F] + cached.c_fixed
+        if cached.h_v is S.h_v:
+            cached.c = P.c_min[S.F] + cached.c_fixed
+        else:  # a new proximal weight: only the Hessian's numbers moved
+            cached._hessian()
         return cached
     solver = P._cache["solver"] = _Solver(P, S, tol, max_iter, start)
-    solver.h_v, solver.bounds = S.h_v, P._cache.get("bounds")
+    solver.bounds = P._cache.get("bounds")
     return solver
 
 
@@ -374,8 +377,6 @@ class _Solver:
         self.P, self.S, self.tol, self.max_iter, self.start = P, S, tol, max_iter, start
         nf = S.nf
         xX = self.xX = P.x_lb[S.X]
-        self.c_fixed = np.bincount(S.hx_r, S.hx_v * xX[S.hx_c], minlength=nf)  # the fixed columns' H terms
-        self.c = P.c_min[S.F] + self.c_fixed
         gc = P.g_const + np.bincount(S.ax_r, S.ax_v * xX[S.ax_c], minlength=P.m)
         r, a, b, q = S.const_terms
         if r.size:
@@ -386,13 +387,22 @@ class _Solver:
         rows = S.I[S.side]
         self.b_side = np.where(S.sigma > 0, P.g_ub[rows], P.g_lb[rows]) - gc[rows]
         self.lb, self.ub = P.x_lb[S.F], P.x_ub[S.F]
-        scale = max(1.0, float(np.abs(S.h_v).max(initial=0.0)), float(np.abs(coef).max(initial=0.0)))
-        delta = _REGULARISATION * scale
-        self.base = np.bincount(S.base_pos, np.concatenate([
-            S.h_v, np.where(np.arange(S.N) < nf, delta, -delta), self.e_v, self.e_v]), minlength=S.size)
+        self.coef_max = float(np.abs(coef).max(initial=0.0))
         bounds = np.concatenate([self.b_E, self.b_side, self.lb[S.L], self.ub[S.U]])
         self.b_scale = 1.0 + float(np.abs(bounds).max(initial=0.0))
-        self.scale = scale
+        self._hessian()
+
+    def _hessian(self) -> None:
+        """The numbers that depend on the Hessian's values (the structure's h_v, hx_v)."""
+        S = self.S
+        self.h_v = S.h_v
+        self.c_fixed = np.bincount(S.hx_r, S.hx_v * self.xX[S.hx_c], minlength=S.nf)  # the fixed columns' H terms
+        self.c = self.P.c_min[S.F] + self.c_fixed
+        scale = self.scale = max(1.0, float(np.abs(S.h_v).max(initial=0.0)), self.coef_max)
+        delta = _REGULARISATION * scale
+        self.base = np.bincount(S.base_pos, np.concatenate([
+            S.h_v, np.where(np.arange(S.N) < S.nf, delta, -delta), self.e_v, self.e_v]), minlength=S.size)
+        self.version = getattr(self, "version", 0) + 1
 
     # ------------------------------------------------------------------ evaluation
 

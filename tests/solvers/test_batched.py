@@ -110,8 +110,8 @@ def test_batch_results_and_reactions_equal_the_one_by_one_assembly(market):
 
 
 def test_a_solver_is_rebuilt_when_its_problems_numbers_change(market):
-    """`_solver` reuses a problem's numbers only while its bounds and Hessian values stand."""
-    from p2pgame.solvers.interior import _solver
+    """`_solver` reuses a problem's numbers only while its bounds stand, and takes new Hessian values again."""
+    from p2pgame.solvers.interior import _Solver, _solver
 
     game, prices, weights, centres = market
     model = game.players[0]
@@ -127,8 +127,15 @@ def test_a_solver_is_rebuilt_when_its_problems_numbers_change(market):
         assert _solver(P, 1e-9, 100, 0.0) is not first
     finally:
         P.g_ub[:] = saved
-    model._prox_problem(2 * weights[0])  # rho changes the Hessian values
-    assert _solver(P, 1e-9, 100, 0.0).h_v is not first.h_v
+    P = model.posed(prices, (weights[0], centres[0]))[1]
+    kept = _solver(P, 1e-9, 100, 0.0)
+    h_v, version = kept.h_v, kept.version
+    model._prox_problem(2 * weights[0])  # rho changes the Hessian values: the same solver, its H numbers again
+    moved = _solver(P, 1e-9, 100, 0.0)
+    fresh = _Solver(P, moved.S, 1e-9, 100, 0.0)
+    assert moved is kept and moved.h_v is not h_v and moved.version > version
+    for name in ("c", "c_fixed", "base", "scale", "b_scale", "b_side", "lb", "ub"):
+        assert np.array_equal(getattr(moved, name), getattr(fresh, name)), name
 
 
 def test_a_member_that_fails_in_the_batch_is_left_to_the_caller(market):
