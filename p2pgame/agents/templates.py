@@ -82,7 +82,7 @@ def _shapes(params: dict) -> tuple | None:
     """(name, shape) of each parameter, or None if one is neither a number nor a 1-D array of numbers."""
     out = []
     for name, v in params.items():
-        shape = np.shape(v)
+        shape = v.shape if isinstance(v, np.ndarray) else () if isinstance(v, (int, float)) else np.shape(v)
         if len(shape) > 1 or not isinstance(name, str):
             return None
         out.append((name, shape))
