@@ -271,7 +271,7 @@ class _Conic:
         R = rows.size
 
         # local variables of each row's quadratic form
-        keys = np.unique(np.concatenate([qr * nf + qi, qr * nf + qj]))
+        keys = _unique(np.concatenate([qr * nf + qi, qr * nf + qj]))
         key_row, key_col = keys // nf, keys % nf
         first = np.searchsorted(key_row, np.arange(R))
         local = np.arange(keys.size) - first[key_row]
@@ -395,11 +395,11 @@ def _split_dense(A: sp.csr_matrix) -> tuple[sp.csr_matrix, int]:
         big = per_row[r] > DENSE_ROW
         if not big.any():
             break
-        uk = np.unique(key[big])
+        uk = _unique(key[big])
         groups = -(-int(per_row.max()) // DENSE_ROW)
         edges = uk[np.linspace(0, uk.size, groups + 1).astype(np.int64)[1:-1]]
         grp = np.searchsorted(edges, key[big], side="right")
-        pair, inverse = np.unique(grp * m + r[big], return_inverse=True)   # one u per (group, row), group-major
+        pair, inverse = _unique(grp * m + r[big], inverse=True)   # one u per (group, row), group-major
         u = n_cols + np.arange(pair.size)
         add_r += [n_rows + inverse, n_rows + np.arange(pair.size)]
         add_c += [c[big], u]
@@ -414,6 +414,18 @@ def _split_dense(A: sp.csr_matrix) -> tuple[sp.csr_matrix, int]:
     cols = np.concatenate([sparse_rows.col[on], c, np.concatenate(add_c)])
     vals = np.concatenate([sparse_rows.data[on], v, np.concatenate(add_v)])
     return sp.csr_matrix((vals, (rows, cols)), shape=(m + n_rows, n_cols)), n_rows
+
+
+def _unique(a: np.ndarray, inverse: bool = False):
+    """``np.unique`` by sorting: numpy's hashed unique of millions of int64 keys takes seconds."""
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    new = np.r_[True, s[1:] != s[:-1]] if s.size else np.zeros(0, bool)
+    if not inverse:
+        return s[new]
+    inv = np.empty(a.size, np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return s[new], inv
 
 
 def _loose(lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
