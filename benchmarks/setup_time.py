@@ -9,7 +9,8 @@ interior method's index arrays (`prepare`, one per player: built once per patter
 own numbers for the other players of that pattern), envelopes (`assign_envelopes`, then
 `Game.apply_envelopes`), of which the reference operations (`reference_operation`, one proximal best
 response per customer) and the total, wall-clock, then the process's CPU time of compile and
-envelopes (less sensitive to other work on a shared machine). The exponent b of `seconds ~ a N^b` is fitted per column over the template runs.
+envelopes (less sensitive to other work on a shared machine). The exponent b of `seconds ~ a N^b`
+is fitted per column over the template runs.
 
     python benchmarks/setup_time.py [--sizes 100 1000 3000 10000] [--per-agent-up-to 1000]
 
