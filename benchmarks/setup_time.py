@@ -6,10 +6,11 @@ default (`Game` compiles customers of one type and structure together,
 `p2pgame.agents.compile_population`), and `per-agent`, with every customer compiled on its own
 first (the path of types without parameters). Columns: compile (`Game(scenario)`), of which the
 interior method's index arrays (`prepare`, one per player: built once per pattern, copied with their
-own numbers for the other players of that pattern), envelopes (`assign_envelopes`), of which the
-reference operations (`reference_operation`, one proximal best response per customer) and the total,
-wall-clock, then the process's CPU time of compile and envelopes (less sensitive to other work on a
-shared machine). The exponent b of `seconds ~ a N^b` is fitted per column over the template runs.
+own numbers for the other players of that pattern), envelopes (`assign_envelopes`, then
+`Game.apply_envelopes`), of which the reference operations (`reference_operation`, one proximal best
+response per customer) and the total, wall-clock, then the process's CPU time of compile and
+envelopes (less sensitive to other work on a shared machine). The exponent b of `seconds ~ a N^b`
+is fitted per column over the template runs.
 
     python benchmarks/setup_time.py [--sizes 100 1000 3000 10000] [--per-agent-up-to 1000]
 
@@ -60,7 +61,7 @@ def setup_once(n: int, per_agent: bool, seed: int = 0) -> dict:
                 agent.model(scenario.periods, scenario.dt_h)
         game = Game(scenario)
         compiled, compiled_cpu = time.perf_counter(), time.process_time()
-        assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
+        game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
         done, done_cpu = time.perf_counter(), time.process_time()
     return {"n": n, "path": "per-agent" if per_agent else "templates", "compile": compiled - start,
             "prepare": prepare[0], "envelopes": done - compiled, "reference": reference[0], "total": done - start,

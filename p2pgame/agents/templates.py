@@ -82,7 +82,7 @@ def _shapes(params: dict) -> tuple | None:
     """(name, shape) of each parameter, or None if one is neither a number nor a 1-D array of numbers."""
     out = []
     for name, v in params.items():
-        shape = np.shape(v)
+        shape = v.shape if isinstance(v, np.ndarray) else () if isinstance(v, (int, float)) else np.shape(v)
         if len(shape) > 1 or not isinstance(name, str):
             return None
         out.append((name, shape))
@@ -317,6 +317,10 @@ class _Template:
         mst = m + 2 * T
         protos = {"H": _Csr(H[0], H[1], (n, n)), "A": _Csr(a_ptr, a_ind, (mst, n)), "Mp": _Csr(Mp[0], Mp[1], (T, n)),
                   "Mq": _Csr(Mq[0], Mq[1], (T, n)), "M": _Csr(m_ptr, m_ind, (2 * T, n))}
+        # each member's price gradient dt M' (`AgentModel.price_gradient`): where scipy's transpose puts M's entries
+        moved = sp.csr_matrix((np.arange(m_ind.size, dtype=float), m_ind, m_ptr), shape=(2 * T, n)).T.tocsr()
+        protos["G"] = _Csr(moved.indptr, moved.indices, (n, 2 * T))
+        g_val = self.dt_h * m_val[:, moved.data.astype(np.int64)]
         # the convexity tests of every member at once (the same tests each problem would run on itself)
         objective_convex = diagonal_psd(protos["H"].proto, H[2])
         psd, nsd = row_definiteness(mst, n, q_row, q_i, q_j, q_coef)
@@ -332,10 +336,12 @@ class _Template:
             if objective_convex is not None:
                 problem.__dict__["_objective_convex"] = bool(objective_convex[j])
             problem.__dict__["_row_definiteness"] = (psd[j], nsd[j])
-            return AgentModel.assembled(
+            model = AgentModel.assembled(
                 agent, T, self.dt_h, problem, Mp=protos["Mp"](Mp[2][j]), bp=bp[j], Mq=protos["Mq"](Mq[2][j]),
                 bq=bq[j], M=protos["M"](m_val[j]), decisions=self.decisions, recipes=recipes,
             )
+            model.__dict__["_price_gradient"] = protos["G"](g_val[j])
+            return model
 
         return member
 
@@ -405,6 +411,8 @@ def _same(direct, built) -> bool:
     if not all(_same_matrix(getattr(p, name), getattr(q, name)) for name in ("A", "H")):
         return False
     if not all(_same_matrix(getattr(direct, name), getattr(built, name)) for name in ("Mp", "Mq", "M")):
+        return False
+    if not _same_matrix(direct.price_gradient(), built.price_gradient()):
         return False
     if not all(_close(getattr(direct, name), getattr(built, name)) for name in ("bp", "bq", "b", "c0")):
         return False

@@ -68,7 +68,8 @@ def assign(
         group_idx, group_columns = phase_groups(columns)
     rows = robust_rows(net, group_columns)
     compile_population(customers, periods, dt_h)  # agents of one type and structure compile once
-    capability = _capabilities(customers, periods, dt_h, reactive, q_range_kvar)
+    raw_capability = _capabilities(customers, periods, dt_h)
+    capability = raw_capability if reactive else _fixed_q(customers, raw_capability, periods, dt_h, q_range_kvar)
     reference = zero_width(capability, reactive, *reference_operation(customers, capability, periods, dt_h))
     problem = EnvelopeProblem(
         net=net,
@@ -85,8 +86,9 @@ def assign(
         group_idx=group_idx,
     )
     box = policy_fn(problem, **options)
-    for i, customer in enumerate(customers):
-        customer.check_envelope(box.pmin_kw[i], box.pmax_kw[i], box.qmin_kvar[i], box.qmax_kvar[i], dt_h)
+    witnessed = _witnessed(customers, box, raw_capability, periods, dt_h)
+    for i in np.flatnonzero(~witnessed):
+        customers[i].check_envelope(box.pmin_kw[i], box.pmax_kw[i], box.qmin_kvar[i], box.qmax_kvar[i], dt_h)
     return Envelopes(
         policy=policy,
         customer_ids=tuple(ids),
@@ -111,37 +113,132 @@ def _node_index(feeder, customer) -> int:
     return feeder.index(customer.node)
 
 
-def _capabilities(customers, periods: int, dt_h: float, reactive: bool, q_range_kvar) -> Box:
-    """Stack the customers' capabilities `(N, T)`; without reactive envelopes q becomes the fixed range (clipped)."""
+def _capabilities(customers, periods: int, dt_h: float) -> Box:
+    """Stack the customers' capabilities `(N, T)`, checked (shape, finite, ordered) all at once."""
     sides = {name: np.empty((len(customers), periods)) for name in Box._fields}
     for i, customer in enumerate(customers):
         cap = customer.capability(periods, dt_h)
-        for name in Box._fields:
-            value = np.asarray(getattr(cap, name), dtype=float)
-            if value.shape != (periods,) or not np.isfinite(value).all():
-                raise InputError(
-                    f"customer {customer.id!r}: capability {name} must be {periods} finite values, "
-                    f"got shape {value.shape}"
-                )
+        values = [np.asarray(getattr(cap, name), dtype=float) for name in Box._fields]
+        if any(v.shape != (periods,) for v in values):
+            _check_capabilities(customers[:i], sides, periods)  # an earlier customer's fault is named first
+            _check_capability(customer, values, periods)
+        for name, value in zip(Box._fields, values):
             sides[name][i] = value
-        for lo, hi in (("pmin_kw", "pmax_kw"), ("qmin_kvar", "qmax_kvar")):
-            bad = np.flatnonzero(sides[lo][i] > sides[hi][i])
-            if bad.size:
-                t = int(bad[0])
-                raise InputError(
-                    f"customer {customer.id!r}, period {t}: capability {lo} {sides[lo][i, t]:g} "
-                    f"is above {hi} {sides[hi][i, t]:g}"
-                )
-    if not reactive:
-        if q_range_kvar is None:
-            q_lo = q_hi = np.array([_reactive_without_trading(c, periods, dt_h) for c in customers])
-        else:
-            q_lo, q_hi = _q_range(q_range_kvar, (len(customers), periods))
-        sides["qmin_kvar"], sides["qmax_kvar"] = (
-            np.clip(q_lo, sides["qmin_kvar"], sides["qmax_kvar"]),
-            np.clip(q_hi, sides["qmin_kvar"], sides["qmax_kvar"]),
-        )
+    _check_capabilities(customers, sides, periods)
     return Box(**sides)
+
+
+def _check_capabilities(customers, sides: dict, periods: int) -> None:
+    """`_check_capability` of the first of `customers` (rows of `sides`) whose capability is not finite or ordered."""
+    n = len(customers)
+    rows = {name: side[:n] for name, side in sides.items()}
+    finite = np.logical_and.reduce([np.isfinite(side).all(axis=1) for side in rows.values()])
+    ordered = ((rows["pmin_kw"] <= rows["pmax_kw"]) & (rows["qmin_kvar"] <= rows["qmax_kvar"])).all(axis=1)
+    for i in np.flatnonzero(~(finite & ordered))[:1]:
+        _check_capability(customers[i], [rows[name][i] for name in Box._fields], periods)
+
+
+def _check_capability(customer, values: list, periods: int) -> None:
+    """InputError naming the customer and its first bad side (`Box` order) or period, if its capability is bad."""
+    sides = dict(zip(Box._fields, values))
+    for name, value in sides.items():
+        if value.shape != (periods,) or not np.isfinite(value).all():
+            raise InputError(
+                f"customer {customer.id!r}: capability {name} must be {periods} finite values, got shape {value.shape}"
+            )
+    for lo, hi in (("pmin_kw", "pmax_kw"), ("qmin_kvar", "qmax_kvar")):
+        bad = np.flatnonzero(sides[lo] > sides[hi])
+        if bad.size:
+            t = int(bad[0])
+            raise InputError(
+                f"customer {customer.id!r}, period {t}: capability {lo} {sides[lo][t]:g} is above {hi} {sides[hi][t]:g}"
+            )
+
+
+def _fixed_q(customers, capability: Box, periods: int, dt_h: float, q_range_kvar) -> Box:
+    """The capability without reactive envelopes: q the fixed range (default: at unity power factor), clipped."""
+    if q_range_kvar is None:
+        q_lo = q_hi = np.array([_reactive_without_trading(c, periods, dt_h) for c in customers])
+    else:
+        q_lo, q_hi = _q_range(q_range_kvar, (len(customers), periods))
+    return capability._replace(qmin_kvar=np.clip(q_lo, capability.qmin_kvar, capability.qmax_kvar),
+                               qmax_kvar=np.clip(q_hi, capability.qmin_kvar, capability.qmax_kvar))
+
+
+WITNESS_TOL = 1e-7
+"""Relative tolerance of `_witnessed`, that of `AgentModel.check_box`."""
+
+
+def _witnessed(customers, box: Box, capability: Box, periods: int, dt_h: float) -> np.ndarray:
+    """Per customer, whether its box is shown to hold a feasible operation without calling `check_envelope`.
+
+    The test `AgentModel.check_box` makes first, for every compiled customer at once (one pass per
+    structure, e.g. per template): the box overlaps the capability and the model's last solution (the
+    reference operation the boxes grew around) meets the customer's own bounds and rows and lies in the
+    box, each to `WITNESS_TOL` relative. Customers it does not show (other types, a check of their own,
+    no solution yet, a solution outside the box) go through `check_envelope`, which names what is wrong.
+    """
+    from p2pgame.agents.base import Agent
+    from p2pgame.agents.model import AgentModel
+
+    tol = WITNESS_TOL
+    n = len(customers)
+    shown = np.zeros(n, bool)
+    with np.errstate(invalid="ignore"):
+        overlap = np.ones(n, bool)
+        for lo, hi, clo, chi in ((box.pmin_kw, box.pmax_kw, capability.pmin_kw, capability.pmax_kw),
+                                 (box.qmin_kvar, box.qmax_kvar, capability.qmin_kvar, capability.qmax_kvar)):
+            overlap &= ~((lo > hi + tol) | (lo > chi + tol) | (hi < clo - tol)).any(axis=1)
+    groups: dict = {}
+    for i, customer in enumerate(customers):
+        if not (overlap[i] and isinstance(customer, Agent) and type(customer).check_envelope is Agent.check_envelope):
+            continue
+        model = customer.model(periods, dt_h)  # compiled: the reference operation solved it
+        prob = model.problem
+        if type(model) is not AgentModel or model._warm is None or prob.nonlinear or model._warm.x.shape != (prob.n,):
+            continue
+        key = (prob.n, prob.m, model.T) + tuple(id(a) for a in (prob.A.indptr, prob.A.indices, prob.q_row, prob.q_i,
+                                                                  prob.q_j, model.M.indptr, model.M.indices))
+        groups.setdefault(key, []).append((i, model))
+    for members in groups.values():
+        idx = np.array([i for i, _ in members])
+        models = [model for _, model in members]
+        shown[idx] = _witness_rows(models, Box(*(side[idx] for side in box)), tol)
+    return shown
+
+
+def _witness_rows(models: list, box: Box, tol: float) -> np.ndarray:
+    """`_witnessed`'s test of models sharing one pattern (A, quadratic rows, M), their boxes `(M, T)` each."""
+    first = models[0]
+    prob, T = first.problem, first.T
+    own = np.ones(prob.m, bool)
+    own[first.env_rows] = False
+    x = np.array([m._warm.x for m in models])
+
+    def stacked(get):
+        return np.array([get(m) for m in models])
+
+    def rows_times(A, data, b):  # b + A x per member, each row summed in index order as scipy's product
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        flat = (np.arange(len(models))[:, None] * A.shape[0] + rows).ravel()
+        return b + np.bincount(flat, (data * x[:, A.indices]).ravel(), minlength=len(models) * A.shape[0]).reshape(
+            len(models), A.shape[0])
+
+    g = rows_times(prob.A, stacked(lambda m: m.problem.A.data), stacked(lambda m: m.problem.g_const))
+    if prob.q_row.size:
+        flat = (np.arange(len(models))[:, None] * prob.m + prob.q_row).ravel()
+        q_coef = stacked(lambda m: m.problem.q_coef)
+        g += np.bincount(flat, (q_coef * x[:, prob.q_i] * x[:, prob.q_j]).ravel(),
+                         minlength=len(models) * prob.m).reshape(len(models), prob.m)
+    pq = rows_times(first.M, stacked(lambda m: m.M.data), stacked(lambda m: m.b))
+
+    def inside(v, lo, hi):
+        with np.errstate(invalid="ignore"):
+            return ((v >= lo - tol * (1 + np.abs(lo))) & (v <= hi + tol * (1 + np.abs(hi)))).all(axis=1)
+
+    return (inside(x, stacked(lambda m: m.problem.x_lb), stacked(lambda m: m.problem.x_ub))
+            & inside(g[:, own], stacked(lambda m: m.problem.g_lb[own]), stacked(lambda m: m.problem.g_ub[own]))
+            & inside(pq[:, :T], box.pmin_kw, box.pmax_kw) & inside(pq[:, T:], box.qmin_kvar, box.qmax_kvar))
 
 
 def _q_range(q_range_kvar, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

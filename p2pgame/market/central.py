@@ -11,6 +11,7 @@ Both stack the players' arrays (no second Pyomo model) and solve with Ipopt or H
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,16 +39,28 @@ class CentralOutcome:
 
 
 def _stack(game, extra_rows: list[sp.spmatrix], lb: list[np.ndarray], ub: list[np.ndarray]):
+    """The players' problems stacked with ``extra_rows`` (bounds ``lb``, ``ub``) as the last rows.
+
+    The cyclic garbage collector is paused meanwhile: stacking makes one Python object per column
+    (placeholders, the variable map), none of them cyclic, and the collector's passes over the
+    growing heap made this grow faster than N.
+    """
     models = game.players
     for m in models:
         m.problem.set_linear_objective(m.c0)
     rows = sp.vstack(extra_rows, format="csr") if extra_rows else None
-    return CompiledProblem.stack(
-        [m.problem for m in models],
-        extra_rows=rows,
-        extra_lb=np.concatenate(lb) if lb else None,
-        extra_ub=np.concatenate(ub) if ub else None,
-    )
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return CompiledProblem.stack(
+            [m.problem for m in models],
+            extra_rows=rows,
+            extra_lb=np.concatenate(lb) if lb else None,
+            extra_ub=np.concatenate(ub) if ub else None,
+        )
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _balance_rows(game):

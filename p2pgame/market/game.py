@@ -51,16 +51,17 @@ class Game:
 
     def apply_envelopes(self, envelopes, *, customers_only: bool = False) -> None:
         """Give each customer its box (None: unlimited) and fix reactive exchanges if not traded."""
+        unlimited = Box.unlimited(self.T)  # one for all: boxes are read, never written (as the envelopes' rows)
         for i, model in enumerate(self.customers):
             if envelopes is None:
-                box = Box.unlimited(self.T)
+                box = unlimited
             else:
                 box = Box(envelopes.pmin_kw[i], envelopes.pmax_kw[i], envelopes.qmin_kvar[i], envelopes.qmax_kvar[i])
             if self.fixed_q is not None:
                 box = Box(box.pmin_kw, box.pmax_kw, self.fixed_q[i], self.fixed_q[i])
             model.set_box(box)
         if self.upstream is not None and not customers_only:
-            box = Box.unlimited(self.T)
+            box = unlimited
             if self.fixed_q is not None:
                 q0 = -self.fixed_q.sum(axis=0)
                 box = Box(box.pmin_kw, box.pmax_kw, q0, q0)

@@ -64,6 +64,8 @@ grid's capacity, which spans the whole feeder): Clarabel first solves without th
 from every other one's costs iterations (from the starting point's duality gap to the last digits), and keeps that
 solution, with the bounds' multipliers 0, when it is strictly inside them (then it is also the optimum with them);
 otherwise it solves again with them."""
+DENSE_ROW = 32
+"""Rows with more entries than this are split through auxiliary columns (`_split_dense`)."""
 LOOSE_MARGIN = 1e-6   # relative distance inside a loose bound for the relaxed solution to count
 _RANK_TOL = 1e-10     # eigenvalues below this (relative to a row's largest) are zero
 _RANGE_TOL = 1e-10    # a linear part this close to the range of Q is completed into the square
@@ -154,15 +156,22 @@ class _Conic:
                                                        col[qj[free_q]], qc[free_q], AL, lb, ub, offset)
         blocks_A.append(cone_A)
         blocks_b.append(cone_b)
-        self.A = sp.vstack(blocks_A, format="csc")
-        self.A.eliminate_zeros()  # exact zeros of the cones' eigenvectors would only add to the KKT system
-        self.b = np.concatenate(blocks_b)
+        A = sp.vstack(blocks_A, format="csr")
+        A.eliminate_zeros()  # exact zeros of the cones' eigenvectors would only add to the KKT system
+        A, n_split = _split_dense(A)
+        self.n_aux = A.shape[1] - nf
+        self.A = A.tocsc()
+        self.b = np.concatenate(blocks_b + [np.zeros(n_split)])
+        self.P = sp.block_diag([self.P, sp.csc_matrix((self.n_aux, self.n_aux))], format="csc")
+        self.q = np.concatenate([self.q, np.zeros(self.n_aux)])
         self.cone_list = []
         if n_zero:
             self.cone_list.append(clarabel.ZeroConeT(n_zero))
         if n_nonneg:
             self.cone_list.append(clarabel.NonnegativeConeT(n_nonneg))
         self.cone_list += [clarabel.SecondOrderConeT(int(d)) for d in dims]
+        if n_split:
+            self.cone_list.append(clarabel.ZeroConeT(n_split))
 
     def _singletons(self, problem: CompiledProblem) -> None:
         """Turn linear rows with one unfixed column into that column's bounds (a presolve).
@@ -262,7 +271,7 @@ class _Conic:
         R = rows.size
 
         # local variables of each row's quadratic form
-        keys = np.unique(np.concatenate([qr * nf + qi, qr * nf + qj]))
+        keys = _unique(np.concatenate([qr * nf + qi, qr * nf + qj]))
         key_row, key_col = keys // nf, keys % nf
         first = np.searchsorted(key_row, np.arange(R))
         local = np.arange(keys.size) - first[key_row]
@@ -357,6 +366,68 @@ class _Conic:
         return y, zl, zu
 
 
+def _split_dense(A: sp.csr_matrix) -> tuple[sp.csr_matrix, int]:
+    """``A`` with each row of more than DENSE_ROW entries summed through a tree of auxiliary columns.
+
+    A dense row (the market balance: one entry per player and period) makes the KKT system's
+    fill-reducing ordering cost grow faster than its size.  Its entries are cut into groups by
+    column range (the same ranges for every dense row, so one player's columns meet one group per
+    row), each group's sum becomes a free column ``u`` with an added zero-cone row
+    ``a_group'x - u = 0``, and the row keeps its place and cone with ``+1`` on its ``u``; the
+    ``u`` are grouped again until no row is dense.  Stationarity in ``u`` makes every added row's
+    multiplier equal its dense row's, so the rows' duals keep their meaning.
+    Returns the new matrix (added rows last, added columns after the original ones) and how many
+    rows were added.
+    """
+    m, n = A.shape
+    dense = np.flatnonzero(np.diff(A.indptr) > DENSE_ROW)
+    if not dense.size:
+        return A, 0
+    sparse_rows = A.tocoo()
+    on = ~np.isin(sparse_rows.row, dense)
+    sub = A[dense].tocoo()
+    r, c, v = dense[sub.row], sub.col.astype(np.int64), sub.data
+    key = c.copy()                                   # the column range an entry belongs to
+    add_r, add_c, add_v = [], [], []                 # the added rows' entries
+    n_rows, n_cols = 0, n
+    while True:
+        per_row = np.bincount(r, minlength=m)
+        big = per_row[r] > DENSE_ROW
+        if not big.any():
+            break
+        uk = _unique(key[big])
+        groups = -(-int(per_row.max()) // DENSE_ROW)
+        edges = uk[np.linspace(0, uk.size, groups + 1).astype(np.int64)[1:-1]]
+        grp = np.searchsorted(edges, key[big], side="right")
+        pair, inverse = _unique(grp * m + r[big], inverse=True)   # one u per (group, row), group-major
+        u = n_cols + np.arange(pair.size)
+        add_r += [n_rows + inverse, n_rows + np.arange(pair.size)]
+        add_c += [c[big], u]
+        add_v += [v[big], -np.ones(pair.size)]
+        n_rows += pair.size
+        n_cols += pair.size
+        r = np.concatenate([r[~big], pair % m])
+        c = np.concatenate([c[~big], u])
+        v = np.concatenate([v[~big], np.ones(pair.size)])
+        key = np.concatenate([key[~big], pair // m])
+    rows = np.concatenate([sparse_rows.row[on], r, m + np.concatenate(add_r)])
+    cols = np.concatenate([sparse_rows.col[on], c, np.concatenate(add_c)])
+    vals = np.concatenate([sparse_rows.data[on], v, np.concatenate(add_v)])
+    return sp.csr_matrix((vals, (rows, cols)), shape=(m + n_rows, n_cols)), n_rows
+
+
+def _unique(a: np.ndarray, inverse: bool = False):
+    """``np.unique`` by sorting: numpy's hashed unique of millions of int64 keys takes seconds."""
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    new = np.r_[True, s[1:] != s[:-1]] if s.size else np.zeros(0, bool)
+    if not inverse:
+        return s[new]
+    inv = np.empty(a.size, np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return s[new], inv
+
+
 def _loose(lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the loose lower and upper bounds among ``lb``, ``ub`` (see LOOSE_RATIO)."""
     mags = np.abs(np.concatenate([lb[np.isfinite(lb)], ub[np.isfinite(ub)]]))
@@ -438,7 +509,7 @@ def _run(conic: _Conic, options: dict):
     """Clarabel's solution of ``conic`` and its primal point over all columns."""
     sol = clarabel.DefaultSolver(conic.P, conic.q, conic.A, conic.b, conic.cone_list, _settings(options)).solve()
     x = conic.xfix.copy()
-    x[conic.F] = np.asarray(sol.x, float)
+    x[conic.F] = np.asarray(sol.x, float)[:conic.nf]
     return sol, x
 
 

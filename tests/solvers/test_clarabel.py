@@ -170,3 +170,26 @@ def test_clarabel_without_the_upstream_capacity_matches_the_cvxpy_reference():
     ref = solve_reference(scenario, envelopes)
     assert abs(central.welfare - ref.welfare) <= 1e-8 * abs(ref.welfare)
     assert np.max(np.abs(central.prices.stacked() - ref.stacked())) < 1e-7
+
+
+@pytest.mark.parametrize("limit", [4, 32])
+def test_clarabel_dense_rows_split_through_auxiliary_columns_keep_the_optimum_and_prices(monkeypatch, limit):
+    """The balance rows summed through a tree of auxiliary columns (several levels at ``limit`` 4) give the
+    welfare and balance multipliers of the untouched rows, and no original row stays dense."""
+    import p2pgame.solvers.clarabel as clarabel_module
+
+    problem, game = _central_problem(synthetic_scenario(40, 24, seed=1))
+    T = game.T
+    monkeypatch.setattr(clarabel_module, "DENSE_ROW", 10**9)
+    whole = solve(problem, solver="clarabel", options={"polish": False})
+    assert clarabel_module._Conic(problem).n_aux == 0
+    monkeypatch.setattr(clarabel_module, "DENSE_ROW", limit)
+    conic = clarabel_module._Conic(problem)
+    assert conic.n_aux > 0
+    first_added = conic.A.shape[0] - sum(int(str(c).split("(")[1].rstrip(")")) for c in conic.cone_list[-1:])
+    assert np.diff(conic.A.tocsr().indptr)[:first_added].max() <= max(limit, 3)  # every original row is now sparse
+    split = solve(problem, solver="clarabel", options={"polish": False})
+    assert split.success and whole.success
+    assert abs(split.objective - whole.objective) <= 1e-9 * abs(whole.objective)
+    assert np.max(np.abs(split.y[-2 * T:] - whole.y[-2 * T:])) / game.dt_h < 1e-7
+    assert kkt_residual(problem, split) < 1e-6  # the market's x is not unique: its certificate, not x, is compared
