@@ -135,7 +135,10 @@ class _Proximal:
         one, two = _proximal_hessians(problem.H, M, {} if recipes is None else recipes)
         self.mtm = two.data - one.data
         self.h0 = one.data - self.mtm
-        self.problem.H = one
+        # a new Hessian pattern (as the H setter, without its copy: `one` is this problem's sorted csr)
+        self.problem._H = one
+        self.problem.__dict__.pop("_structure", None)
+        self.problem._cache = {}
         self.problem.H.data[:] = self.h0
         for attr in ("_objective_convex", "_row_definiteness"):  # at rho = 0 these are the agent's own
             self.problem.__dict__[attr] = getattr(problem, attr)
