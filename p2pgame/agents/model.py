@@ -127,6 +127,18 @@ def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
                                message=f"{res.message}; {exact.message}")
 
 
+def decision_layout(decisions: dict) -> tuple:
+    """An `AgentModel._decisions` concatenated, for one gather of all variables: (name, start, end) spans,
+    the columns (clipped), whether each value is a column, and the fixed values."""
+    names = list(decisions)
+    parts = [decisions[k] for k in names]
+    cols = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
+    fixed = np.concatenate([f for _, f in parts]) if parts else np.zeros(0)
+    ends = np.cumsum([c.size for c, _ in parts], dtype=int)
+    spans = [(name, int(b - c.size), int(b)) for name, (c, _), b in zip(names, parts, ends)]
+    return spans, np.clip(cols, 0, None), cols >= 0, fixed
+
+
 class _Proximal:
     """An agent's problem with Hessian H + rho M^T M for any rho, on one sparsity pattern."""
 
@@ -166,14 +178,13 @@ def _proximal_hessians(H: sp.csr_matrix, M: sp.csr_matrix, recipes: dict) -> tup
     key = (M.data.tobytes(), id(M.indices), id(M.indptr), id(H.indices), id(H.indptr))
     recipe = recipes.get(key)
     if recipe is not None:
-        mtm, pos_h, pos_m, indices, indptr = recipe[5:]
-        one, two = np.zeros(indices.size), np.zeros(indices.size)
+        mtm, pos_h, pos_m, proto = recipe[5:]
+        one, two = np.zeros(proto.nnz), np.zeros(proto.nnz)
         one[pos_h], two[pos_h] = H.data, H.data
         one[pos_m] += mtm.data
         two[pos_m] += 2.0 * mtm.data
         if np.all(one != 0) and np.all(two != 0):
-            return (sp.csr_matrix((one, indices, indptr), shape=H.shape),
-                    sp.csr_matrix((two, indices, indptr), shape=H.shape))
+            return csr_like(proto, one), csr_like(proto, two)
     mtm = (M.T @ M).tocsr()
     one = (H + mtm).tocsr()
     two = (H + 2.0 * mtm).tocsr()
@@ -196,9 +207,17 @@ def _proximal_hessians(H: sp.csr_matrix, M: sp.csr_matrix, recipes: dict) -> tup
             for a in (one.indices, one.indptr):
                 a.flags.writeable = False
             # the pattern arrays are held in the recipe, so the identities in its key stay theirs
-            recipes[key] = (M.indices, M.indptr, H.indices, H.indptr, M.data, mtm, pos_h, pos_m, one.indices,
-                            one.indptr)
+            recipes[key] = (M.indices, M.indptr, H.indices, H.indptr, M.data, mtm, pos_h, pos_m, csr_like(one, None))
     return one, two
+
+
+def csr_like(proto: sp.csr_matrix, data) -> sp.csr_matrix:
+    """A csr matrix with `proto`'s (checked, sorted, read-only) pattern and its own `data`, without scipy's
+    checks: players of one template share patterns, and building each one's matrices is a set-up cost."""
+    out = object.__new__(sp.csr_matrix)
+    out.__dict__.update(proto.__dict__)
+    out.data = data
+    return out
 
 
 _UNPICKLED = ("model", "_prox", "_price_gradient", "_MT", "_decision_layout", "_recipes")  # rebuilt on use
@@ -383,14 +402,7 @@ class AgentModel:
 
     @cached_property
     def _decision_layout(self):
-        """`_decisions` concatenated: one gather for all variables (shared by forks, as `_decisions`)."""
-        names = list(self._decisions)
-        parts = [self._decisions[k] for k in names]
-        cols = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
-        fixed = np.concatenate([f for _, f in parts]) if parts else np.zeros(0)
-        ends = np.cumsum([c.size for c, _ in parts], dtype=int)
-        spans = [(name, int(b - c.size), int(b)) for name, (c, _), b in zip(names, parts, ends)]
-        return spans, np.clip(cols, 0, None), cols >= 0, fixed
+        return decision_layout(self._decisions)
 
     @cached_property
     def _price_gradient(self) -> sp.csr_matrix:

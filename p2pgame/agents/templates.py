@@ -268,7 +268,7 @@ class _Template:
     def _assemble(self, V: np.ndarray, keep: np.ndarray):
         """A function (member j, agent) -> AgentModel for the members whose values are V's rows, all
         with non-zero coefficients where `keep` (over `coefs`) is True; None if a row would vanish."""
-        from p2pgame.agents.model import AgentModel
+        from p2pgame.agents.model import AgentModel, decision_layout
 
         Ms, n, m, T = V.shape[0], self.n, self.m, self.T
         keep_of, start = {}, 0
@@ -320,7 +320,9 @@ class _Template:
         # each member's price gradient dt M' (`AgentModel.price_gradient`): where scipy's transpose puts M's entries
         moved = sp.csr_matrix((np.arange(m_ind.size, dtype=float), m_ind, m_ptr), shape=(2 * T, n)).T.tocsr()
         protos["G"] = _Csr(moved.indptr, moved.indices, (n, 2 * T))
-        g_val = self.dt_h * m_val[:, moved.data.astype(np.int64)]
+        perm = moved.data.astype(np.int64)
+        g_val = self.dt_h * m_val[:, perm]
+        layout = decision_layout(self.decisions)  # shared, as the decisions
         # the convexity tests of every member at once (the same tests each problem would run on itself)
         objective_convex = diagonal_psd(protos["H"].proto, H[2])
         psd, nsd = row_definiteness(mst, n, q_row, q_i, q_j, q_coef)
@@ -341,6 +343,8 @@ class _Template:
                 bq=bq[j], M=protos["M"](m_val[j]), decisions=self.decisions, recipes=recipes,
             )
             model.__dict__["_price_gradient"] = protos["G"](g_val[j])
+            model.__dict__["_MT"] = protos["G"](m_val[j][perm])
+            model.__dict__["_decision_layout"] = layout
             return model
 
         return member
@@ -397,6 +401,10 @@ def _same_matrix(a, b) -> bool:
             and _close(a.data, b.data))
 
 
+def _same_layout(a, b) -> bool:
+    return a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:]))
+
+
 def _same(direct, built) -> bool:
     """Whether a member assembled from the template equals its ordinary compile (arrays to 1e-15 relative)."""
     p, q = direct.problem, built.problem
@@ -412,7 +420,9 @@ def _same(direct, built) -> bool:
         return False
     if not all(_same_matrix(getattr(direct, name), getattr(built, name)) for name in ("Mp", "Mq", "M")):
         return False
-    if not _same_matrix(direct.price_gradient(), built.price_gradient()):
+    if not (_same_matrix(direct.price_gradient(), built.price_gradient()) and _same_matrix(direct._MT, built._MT)):
+        return False
+    if not _same_layout(direct._decision_layout, built._decision_layout):
         return False
     if not all(_close(getattr(direct, name), getattr(built, name)) for name in ("bp", "bq", "b", "c0")):
         return False
