@@ -34,6 +34,8 @@ __all__ = ["solve_clarabel", "accepts", "DEFAULT_OPTIONS"]
 DEFAULT_OPTIONS = {
     "verbose": False,
     "direct_solve_method": "qdldl",  # single-threaded, so the iterations are the same from run to run
+    "iterative_refinement_reltol": 1e-10,   # Clarabel's 1e-13 refines each KKT solve a few steps more
+    "iterative_refinement_abstol": 1e-10,   # for no change in the solution at its 1e-8 tolerances
     "polish": "auto",
 }
 """Clarabel's own tolerances (1e-8): on a market they put prices within 1e-8-1e-7 $/kWh of exact ones;
