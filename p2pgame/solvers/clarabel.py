@@ -13,7 +13,8 @@ back from the cone duals: with Clarabel's ``P x + q + A'z = 0`` a row's ``y`` is
 nonnegative rows' z with the sign of the side, and a cone's is ``z0 / (2 t)`` (completed
 square, radius t) or ``z0 + z_last`` (rotated).  Fixed columns' bound multipliers close
 the stationarity equations.  Loose bounds (LOOSE_RATIO) are left out of a first solve, and put back
-only if its solution does not lie strictly inside them.
+only if its solution does not lie strictly inside them.  Dense rows (a market's balance) are summed
+through auxiliary columns (`_split_dense`), so the KKT system's ordering stays linear in the size.
 """
 
 from __future__ import annotations
