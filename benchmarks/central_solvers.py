@@ -1,6 +1,7 @@
 """Time the centralised welfare problem: p2pgame's stacked problem with Clarabel (and Ipopt) against cvxpy + Clarabel.
 
     python benchmarks/central_solvers.py [--sizes 100 1000] [--ipopt-max 100] [--periods 24]
+        [--dense-row K] [--clarabel KEY=VALUE ...]
 
 For each size N (synthetic prosumers, max-total envelopes, as `p2pgame bench scaling`): the
 independent cvxpy + Clarabel formulation (`p2pgame.bench.reference`, its build and its solve,
@@ -9,6 +10,9 @@ which includes cvxpy's canonicalisation, separately), then p2pgame's stacked pro
 (the conic translation included) and, up to `--ipopt-max`, by Ipopt; welfare and price
 differences are against the reference. Needs the bench extra (cvxpy) unless `--no-reference`.
 `setup s` is building the game and its envelopes (not part of either solve).
+`--dense-row` and `--clarabel` change the translation's dense-row limit and Clarabel's settings, to time
+the solve as it was before a change (a huge limit: no balance row split; Clarabel's own refinement
+tolerances `iterative_refinement_reltol=1e-13 iterative_refinement_abstol=1e-12`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+import p2pgame.solvers.clarabel as clarabel_module  # noqa: E402
 from p2pgame.bench.reference import solve_reference  # noqa: E402
 from p2pgame.bench.synthetic import synthetic_scenario  # noqa: E402
 from p2pgame.market import Game, assign_envelopes  # noqa: E402
@@ -29,13 +34,13 @@ from p2pgame.market.central import _balance_rows, _outcome, _stack  # noqa: E402
 from p2pgame.solvers import kkt_residual, solve  # noqa: E402
 
 
-def _central(game, solver: str) -> dict:
+def _central(game, solver: str, options: dict | None = None) -> dict:
     """Stack and solve the centralised problem as `centralized` does, timing each part."""
     t0, c0 = time.perf_counter(), time.process_time()
     rows, rhs = _balance_rows(game)
     problem = _stack(game, rows, rhs, rhs)
     t1 = time.perf_counter()
-    res = solve(problem, solver=solver, name="centralised welfare")
+    res = solve(problem, solver=solver, name="centralised welfare", options=options if solver == "clarabel" else None)
     t2, cpu = time.perf_counter(), time.process_time() - c0
     T = game.T
     y = res.y[problem.m - 2 * T:]
@@ -44,7 +49,8 @@ def _central(game, solver: str) -> dict:
             "prices": out.prices.stacked(), "kkt": kkt_residual(problem, res)}
 
 
-def run(sizes, periods: int, ipopt_max: int, seed: int, reference: bool = True) -> list[dict]:
+def run(sizes, periods: int, ipopt_max: int, seed: int, reference: bool = True,
+        clarabel_options: dict | None = None) -> list[dict]:
     rows = []
     for n in sizes:
         t0 = time.perf_counter()
@@ -62,7 +68,7 @@ def run(sizes, periods: int, ipopt_max: int, seed: int, reference: bool = True) 
                          "price_diff": 0.0, "kkt": float("nan"), "setup_s": setup})
         nan = float("nan")
         for solver in ["clarabel"] + (["ipopt"] if n <= ipopt_max else []):
-            r = _central(game, solver)
+            r = _central(game, solver, clarabel_options)
             rows.append({"n": n, "solver": f"p2pgame {solver}", "build_s": r["stack_s"], "solve_s": r["solve_s"],
                          "cpu_s": r["cpu_s"], "iterations": r["iterations"],
                          "welfare_diff": nan if ref is None else abs(r["welfare"] - ref.welfare) / abs(ref.welfare),
@@ -97,8 +103,19 @@ def main() -> None:
     ap.add_argument("--ipopt-max", type=int, default=100, help="largest N also solved by Ipopt")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-reference", action="store_true", help="skip cvxpy + Clarabel (differences then n/a)")
+    ap.add_argument("--dense-row", type=int, default=clarabel_module.DENSE_ROW,
+                    help="rows with more entries are split through auxiliary columns")
+    ap.add_argument("--clarabel", nargs="*", default=[], metavar="KEY=VALUE", help="Clarabel settings (numbers)")
     args = ap.parse_args()
-    rows = run(args.sizes, args.periods, args.ipopt_max, args.seed, reference=not args.no_reference)
+    clarabel_module.DENSE_ROW = args.dense_row
+    options = {}
+    for item in args.clarabel:
+        key, sep, val = item.partition("=")
+        if not sep:
+            ap.error(f"--clarabel {item!r}: expected KEY=VALUE")
+        options[key] = float(val) if any(ch in val for ch in ".eE") else int(val)
+    rows = run(args.sizes, args.periods, args.ipopt_max, args.seed, reference=not args.no_reference,
+               clarabel_options=options)
     print()
     print(table(rows))
 

@@ -34,6 +34,7 @@ class NashSettings:
     exact_sensitivities: bool = True
     gauss_seidel_damping: float = 0.5
     rho_decay: float = 0.85
+    tail_rho_decay: float = 0.5  # Jacobi: rho's decay at a move once two regularised games in a row took one round
     cycle_max_period: int = 4  # longest cycle (rounds) the residual check looks for
     cycle_repeats: int = 3  # periods the residuals must repeat before a cycle is declared
     cycle_rtol: float = 0.02  # relative match of repeated residuals (absolute floor: the tolerances)
@@ -55,6 +56,7 @@ class NashSettings:
     gap_check_bound: float = 100.0  # and the bound under which the gains are measured
     gap_check_every: int = 5  # rounds between measurements of the players' gains
     cleared_share: float = 0.1  # imbalance, as a share of the total move from the centres, that counts as cleared
+    jacobi_cleared_share: float = 0.3  # the same for Jacobi rounds: their games end sooner, on a rougher clearing
     travelling_pull: float = 0.5  # a player pulled this share as hard as at the last centre move is travelling
     min_weight_factor: float = 1 / 64  # the floor of a travelling player's halved weight factor
     flat_share: float = 0.5  # a price step leaving more than this share of its market's excess found it flat
@@ -248,6 +250,7 @@ class PriceRule(ABC):
     """How a Nash method moves the prices in one round (a Jacobi round, a Gauss-Seidel sweep)."""
 
     name: str
+    early_moves: bool = False  # moves the centres at `jacobi_cleared_share`, and faster in the tail (`tail_rho_decay`)
 
     @abstractmethod
     def round(self, run: "ProximalDynamics", before: np.ndarray) -> None:
@@ -290,6 +293,7 @@ class ProximalDynamics:
         self.seen = np.tile(self.price, (M, 1))  # the prices each player last responded to
         self.totals = _Totals(self.net, self.sens, self.seen)
         self.updates = 0
+        self.moves = 0  # centre moves so far: regularised games finished
         self.widening = np.ones(2 * self.T)  # divides each price's step damping while its market stays flat
 
     def weights(self) -> np.ndarray:
@@ -347,12 +351,14 @@ class ProximalDynamics:
         prox = float(np.sum(self.weights()[:, None] * (self.net - self.centre)[:, self.mask] ** 2))
         return sum(r.payoff for r in self.responses) - 0.5 * prox
 
-    def move_centres(self, pulls: np.ndarray, last_pulls: np.ndarray) -> None:
+    def move_centres(self, pulls: np.ndarray, last_pulls: np.ndarray, tail: bool = False) -> None:
         """A proximal-point step, with weaker pulls: faster outer convergence, and a player still
-        pulled as hard as at the last move is travelling far, so it may go faster."""
+        pulled as hard as at the last move is travelling far, so it may go faster. In the `tail`
+        (each regularised game cleared in one round) the pulls weaken faster."""
         s, mask = self.settings, self.mask
+        self.moves += 1
         before_w = self.weights()
-        self.rho = max(self.rho * s.rho_decay, self.rho_min)
+        self.rho = max(self.rho * (s.tail_rho_decay if tail else s.rho_decay), self.rho_min)
         travelling = (pulls > s.travelling_pull * last_pulls) & (pulls > s.tol_price_per_kwh)
         self.factor[travelling] = np.maximum(self.factor[travelling] / 2, s.min_weight_factor)
         # releasing a player's pull acts on its response like a price change of
@@ -376,10 +382,12 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
     iteration = 0
     next_gap_check = 0
     fallback = cycle = None
+    rounds_in_game = last_game = 0  # rounds of the current and of the last regularised game
     watched = 0  # the residual check looks at the rounds from this one on (reset after each remedy)
     for iteration in range(1, s.max_iterations + 1):
         before = run.net.copy()
         rule.round(run, before)
+        rounds_in_game += 1
         net, centre = run.net, run.centre
         z = net.sum(axis=0)
         # $/kWh the proximal terms still exert
@@ -392,6 +400,7 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
             "max_move": float(np.max(np.abs(net - before)[:, mask])),
             "proximal_pull": pull,
             "price_updates": run.updates,
+            "centre_moves": run.moves,
             "seconds": time.perf_counter() - run.start,
         }
         history.append(row)
@@ -430,10 +439,12 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
         finishing = settled and operator_gain > s.operator_share * budget
         # the regularised market has cleared to within a share of the players' total move from their centres
         moved = float(np.max(np.abs(net - centre).sum(axis=0)[mask]))
-        cleared = imbalance <= max(s.tol_imbalance_kw, s.cleared_share * moved)
+        share = s.jacobi_cleared_share if rule.early_moves else s.cleared_share
+        cleared = imbalance <= max(s.tol_imbalance_kw, share * moved)
         if (cleared or restart) and not finishing:
-            run.move_centres(pulls, last_pulls)
-            last_pulls = pulls
+            tail = rule.early_moves and cleared and rounds_in_game == last_game == 1
+            run.move_centres(pulls, last_pulls, tail=tail)
+            last_pulls, last_game, rounds_in_game = pulls, rounds_in_game, 0
             rule.after_centre_move(run)  # a new regularised game
     if not converged:
         last = history[-1]
