@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
 from p2pgame.solvers.fastsparse import matvec
-from p2pgame.solvers import CompiledProblem, SolveResult, prepare, solve, supports
+from p2pgame.solvers import CompiledProblem, SolveResult, general_solver, prepare, solve, supports
 from p2pgame.solvers.interior import refresh_values
 from p2pgame.solvers.kkt import active_set_newton
 
@@ -447,10 +447,12 @@ class AgentModel:
         return prices, prob
 
     def best_response(self, prices, box: Box | None = None, *, proximal=None, solver: str = "auto",
-                      check: bool = True) -> Response:
+                      check: bool = True, interior_failed: bool = False) -> Response:
         """Maximise J_i at `prices` inside the envelope.
 
-        `proximal` = (rho, centre) with centre the 2T vector (p, q) to stay close to.
+        `proximal` = (rho, centre) with centre the 2T vector (p, q) to stay close to. `interior_failed`
+        (plain responses): the (batched) interior method already stopped short at these prices with the
+        options "auto" gives it, so "auto" goes on from where it would after that: the general solver.
         """
         prices, prob = self.posed(prices, proximal)
         if box is not None:
@@ -460,7 +462,13 @@ class AgentModel:
             res = solve(prob, solver="interior", options={"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9},
                         name=self.agent.id, check=False)
         if res is None or not (res.success or res.status in ("infeasible", "unbounded") or solver == "interior"):
-            res = solve(prob, solver=solver, warm=_warm_start(prob, self._warm), name=self.agent.id, check=False)
+            warm = _warm_start(prob, self._warm)
+            if interior_failed and proximal is None and solver == "auto" and supports(prob):
+                # as "auto" after its interior solve (the batch's, with the same options): the general solver
+                res = solve(prob, solver=general_solver(prob), warm=warm, hot_start=False, name=self.agent.id,
+                            check=False)
+            else:
+                res = solve(prob, solver=solver, warm=warm, name=self.agent.id, check=False)
         if proximal is None and res.success and res.solver in _POLISHED and prob.is_convex and not prob.is_lp:
             res = _polish(prob, res)
         if res.success:

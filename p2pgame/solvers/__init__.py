@@ -24,13 +24,14 @@ from p2pgame.solvers.ipopt import solve_ipopt
 from p2pgame.solvers.kkt import active_set_newton, kkt_residual, sensitivity
 from p2pgame.solvers.result import SolveResult, likely_cause
 
-__all__ = ["CompiledProblem", "SolveResult", "solve", "prepare", "supports", "kkt_residual", "sensitivity"]
+__all__ = ["CompiledProblem", "SolveResult", "solve", "general_solver", "prepare", "supports", "kkt_residual",
+           "sensitivity"]
 
 _SOLVERS = {"interior": solve_interior, "clarabel": solve_clarabel, "ipopt": solve_ipopt, "highs": solve_highs}
 _VERDICTS = ("infeasible", "unbounded")  # answers about the problem, not about the method
 
 
-def _general(problem: CompiledProblem, options: dict | None) -> str:
+def general_solver(problem: CompiledProblem, options: dict | None = None) -> str:
     """The general-purpose solver for a problem: HiGHS for LPs/QPs, Clarabel for convex problems
     with quadratic rows (a sparse conic interior method, far faster than Ipopt on them at scale)
     unless ``options`` are not Clarabel's (Ipopt's, say), Ipopt otherwise."""
@@ -68,7 +69,7 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
     """
     auto = solver == "auto"
     if auto:
-        solver = "interior" if supports(problem) else _general(problem, options)
+        solver = "interior" if supports(problem) else general_solver(problem, options)
     if solver not in _SOLVERS:
         raise InputError(f"solver {solver!r}: expected 'auto', 'interior', 'clarabel', 'ipopt' or 'highs'")
     if warm is not None and (warm.x.shape != (problem.n,) or warm.y.shape != (problem.m,)):
@@ -79,7 +80,7 @@ def solve(problem: CompiledProblem, *, solver: str = "auto", warm: SolveResult |
     if result is None:
         result = _SOLVERS[solver](problem, warm=warm, options=options)
         if auto and solver == "interior" and not result.success and result.status not in _VERDICTS:
-            result = _SOLVERS[_general(problem, options)](problem, warm=warm, options=options)
+            result = _SOLVERS[general_solver(problem, options)](problem, warm=warm, options=options)
     if check and not result.success:
         raise SolverError(
             f"{name or 'problem'}: {result.solver} stopped with status '{result.status}' "

@@ -177,11 +177,14 @@ def proximal_response(model, prices, weight: float, centre: np.ndarray, exact: b
     return respond_all([model], prices, [weight], [centre], exact)[0]
 
 
-def respond(model, prices, weight: float | None, centre: np.ndarray | None, exact: bool = True):
+def respond(model, prices, weight: float | None, centre: np.ndarray | None, exact: bool = True,
+            interior_failed: bool = False):
     """One player's answer by the one-by-one path: `model.best_response` (plain when `weight` is None,
-    with None for the sensitivity) and the active set's sensitivity (SuperLU)."""
+    with None for the sensitivity) and the active set's sensitivity (SuperLU). `interior_failed`: the
+    batched interior method found no plain response at these prices (flat optimal faces: a player at a
+    price where its best response is not unique), so the same method is not run again."""
     if weight is None:
-        return model.best_response(prices), None
+        return model.best_response(prices, interior_failed=interior_failed), None
     r = model.best_response(prices, proximal=(weight, centre))
     dx = sensitivity(model._prox_problem(weight), r.solution, model.price_gradient().T) if exact else None
     if dx is None:
@@ -209,9 +212,11 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
     for key, members in groups.items():
         if key is not None:
             _respond_batch(models, prices, weights, exact, members, out)
+    batched = {i for key, members in groups.items() if key is not None for i, _ in members}
     for i, m in enumerate(models):
         if out[i] is None:
-            out[i] = respond(m, prices, None if plain else weights[i], None if plain else centres[i], exact)
+            out[i] = respond(m, prices, None if plain else weights[i], None if plain else centres[i], exact,
+                             interior_failed=i in batched)
     return out
 
 
