@@ -421,7 +421,7 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
             rule, why = rule.after_restart(run, cycle, iteration)
             fallback = why or fallback
         imbalance = max(row["imbalance_kw"], row["imbalance_kvar"])
-        budget = s.tol_nash_rel * max(abs(sum(m.own_value(r.x) for m, r in zip(models, run.responses))), 1.0)
+        budget = s.tol_nash_rel * max(abs(sum(r.own_value for r in run.responses)), 1.0)  # F_i at each answer
         # the price player's possible gain (price range 1 $/kWh) and a bound on what dropping the
         # proximal terms could gain the players (concavity: rho |P - centre| x the reach of P)
         operator_gain = dt * float(np.abs(z[mask]).sum())
