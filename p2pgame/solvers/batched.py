@@ -506,6 +506,7 @@ class BatchSolution:
     def _factorised(self, done):
         """The KKT matrices of the members `done` at their final iterates on the active set, factorised."""
         plan, S, D = self._plan, self._plan.S, self._data
+        done = slice(None) if len(done) == len(self.results) else done  # views when every member is in
         x, _, w, lam, zl, zu = (a[done] for a in self._final)
         lb, ub, floor = D["lb"][done], D["ub"][done], D["floor"][done]
         # the active set as kkt.sensitivity identifies it: held bounds get a stiff barrier term, free ones none
