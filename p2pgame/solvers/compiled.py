@@ -603,7 +603,8 @@ class CompiledProblem:
         Hl = sp.tril(self.H).tocoo()
         qr, qc = np.maximum(self.q_i, self.q_j), np.minimum(self.q_i, self.q_j)
         nl_h = [(t, t.idx[[a for a, _, _ in t.hess]], t.idx[[b for _, b, _ in t.hess]]) for t in self.nonlinear]
-        h_keys = np.concatenate([Hl.row.astype(np.int64) * n + Hl.col, qr * n + qc] + [r * n + c for _, r, c in nl_h]).astype(np.int64)
+        h_keys = np.concatenate([Hl.row.astype(np.int64) * n + Hl.col, qr * n + qc]
+                                + [r * n + c for _, r, c in nl_h]).astype(np.int64)
         h_keys, h_inv = np.unique(h_keys, return_inverse=True)
         pos_h, pos_q = h_inv[:Hl.nnz], h_inv[Hl.nnz:Hl.nnz + nq]
         hess_nl, start = [], Hl.nnz + nq

@@ -584,7 +584,8 @@ class _Solver:
             z_lower[S.X], z_upper[S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
         objective = P.sense * float(P.f0 + P.c_min @ x + 0.5 * (x @ hx))
         return SolveResult(
-            x=x, objective=objective, status=status, success=status == "optimal", message=message, y=y, z_lower=z_lower, z_upper=z_upper, iterations=it,
+            x=x, objective=objective, status=status, success=status == "optimal", message=message, y=y,
+            z_lower=z_lower, z_upper=z_upper, iterations=it,
             solve_time_s=time.perf_counter() - self.start, solver="interior",
         )
 
