@@ -26,6 +26,7 @@ raises `SolverError` with one line.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import pickle
@@ -72,12 +73,53 @@ class _Item:
     warm: object = None
 
 
+class _Packer(pickle.Pickler):
+    """Pickles an object with its float arrays set aside, to travel as one concatenated array."""
+
+    def __init__(self, file):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.arrays: list[np.ndarray] = []
+
+    def persistent_id(self, obj):
+        if type(obj) is np.ndarray and obj.dtype == np.float64:
+            self.arrays.append(obj.ravel())
+            return len(self.arrays) - 1, obj.shape
+        return None
+
+
+class _Unpacker(pickle.Unpickler):
+    def __init__(self, file, flat: np.ndarray, ends: np.ndarray):
+        super().__init__(file)
+        self.flat, self.ends = flat, [0, *ends.tolist()]
+
+    def persistent_load(self, pid):
+        k, shape = pid
+        return self.flat[self.ends[k]:self.ends[k + 1]].reshape(shape)
+
+
+def _pack(obj) -> bytes:
+    """`obj` pickled with its float arrays in one buffer: a round's answers hold a dozen small arrays per
+    player, and unpickling each one on its own was most of the main process's share of a Dask round.
+    `_unpack` gives them back as views of that buffer, equal to the bit."""
+    body = io.BytesIO()
+    packer = _Packer(body)
+    packer.dump(obj)
+    flat = np.concatenate(packer.arrays) if packer.arrays else np.zeros(0)
+    ends = np.cumsum([a.size for a in packer.arrays], dtype=np.int64)
+    return pickle.dumps((body.getvalue(), flat, ends), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(data: bytes):
+    body, flat, ends = pickle.loads(data)
+    return _Unpacker(io.BytesIO(body), flat, ends).load()
+
+
 def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: list[int]):
     """Worker side: forget the models in `drop`, then the responses of one chunk. Items that come
     pickled (bytes) are answered pickled too."""
     packed = isinstance(items, bytes)
     if packed:
-        items = pickle.loads(items)
+        items = _unpack(items)
     models = _WORKER_MODELS.setdefault(token, {})
     for slot in drop:
         models.pop(slot, None)
@@ -98,7 +140,7 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
     plain = not items or items[0].weight is None
     out = respond_all(chunk, prices, None if plain else [it.weight for it in items],
                       None if plain else [it.centre for it in items], exact)
-    return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) if packed else out
+    return _pack(out) if packed else out
 
 
 def _forget(token: str) -> None:
@@ -401,7 +443,7 @@ class DaskExecutor(_PinnedExecutor):
                         lost[p] = why
                         future.cancel()
                     else:
-                        answers[p] = pickle.loads(future.result())
+                        answers[p] = _unpack(future.result())
         except BaseException:
             self.client.cancel([future for future, _ in watch.values()])
             raise
@@ -477,7 +519,7 @@ class DaskExecutor(_PinnedExecutor):
         serialisation makes a frame of every array: a round of 1,000 responses with their
         sensitivities cost about a second more that way. Compiled models (first contact) are
         scattered to the worker that needs them instead of riding in the task."""
-        payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = _pack(items)
         if not any(it.model is not None for it in items):
             return payload
         # straight to the worker on a LocalCluster; a remote one may only be reachable through its scheduler

@@ -131,3 +131,27 @@ def test_make_executor():
         make_executor("threads")
     with pytest.raises(InputError, match="only to the dask executor"):
         make_executor("processes", scheduler="tcp://127.0.0.1:8786")
+
+
+def test_packed_answers_come_back_equal_to_the_bit():
+    """A Dask round's answers travel with their float arrays in one buffer (`_pack`): every array of
+    every response, solution and sensitivity comes back with its shape and bits, other fields as pickled."""
+    from p2pgame.market.equilibrium.proximal import ProximalDynamics, respond_all
+    from p2pgame.market.executors import _pack, _unpack
+
+    scenario = synthetic_scenario(6, 24, seed=0)
+    game = Game(scenario)
+    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
+    run = ProximalDynamics(game, NashSettings(method="jacobi"), SerialExecutor())
+    answers = respond_all(game.players, game.prices(run.price), run.weights(), run.centre, True)
+    back = _unpack(_pack(answers))
+    for (r, s), (b, t) in zip(answers, back):
+        assert np.array_equal(s, t) and s.shape == t.shape
+        for field in ("p_kw", "q_kvar", "x"):
+            assert np.array_equal(getattr(r, field), getattr(b, field))
+        assert r.decisions.keys() == b.decisions.keys()
+        assert all(np.array_equal(r.decisions[k], b.decisions[k]) for k in r.decisions)
+        for field in ("x", "y", "z_lower", "z_upper"):
+            assert np.array_equal(getattr(r.solution, field), getattr(b.solution, field))
+        assert (r.agent_id, r.payoff, r.own_value, r.status, r.solution.message) == (
+            b.agent_id, b.payoff, b.own_value, b.status, b.solution.message)
