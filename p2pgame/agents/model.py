@@ -28,8 +28,8 @@ import scipy.sparse as sp
 
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
-from p2pgame.solvers.fastsparse import matvec
 from p2pgame.solvers import CompiledProblem, SolveResult, general_solver, prepare, solve, supports
+from p2pgame.solvers.fastsparse import matvec
 from p2pgame.solvers.interior import refresh_values
 from p2pgame.solvers.kkt import active_set_newton
 
@@ -406,7 +406,8 @@ class AgentModel:
 
     @cached_property
     def _price_gradient(self) -> sp.csr_matrix:
-        return (self.dt_h * self.M.T).tocsr()
+        MT = self._MT
+        return csr_like(MT, self.dt_h * MT.data)
 
     @cached_property
     def _MT(self) -> sp.csr_matrix:

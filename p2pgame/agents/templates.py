@@ -317,11 +317,11 @@ class _Template:
         mst = m + 2 * T
         protos = {"H": _Csr(H[0], H[1], (n, n)), "A": _Csr(a_ptr, a_ind, (mst, n)), "Mp": _Csr(Mp[0], Mp[1], (T, n)),
                   "Mq": _Csr(Mq[0], Mq[1], (T, n)), "M": _Csr(m_ptr, m_ind, (2 * T, n))}
-        # each member's price gradient dt M' (`AgentModel.price_gradient`): where scipy's transpose puts M's entries
+        # each member's M' (`AgentModel._MT`, and from it the price gradient dt M'): where scipy's transpose
+        # puts M's entries
         moved = sp.csr_matrix((np.arange(m_ind.size, dtype=float), m_ind, m_ptr), shape=(2 * T, n)).T.tocsr()
-        protos["G"] = _Csr(moved.indptr, moved.indices, (n, 2 * T))
+        protos["MT"] = _Csr(moved.indptr, moved.indices, (n, 2 * T))
         perm = moved.data.astype(np.int64)
-        g_val = self.dt_h * m_val[:, perm]
         layout = decision_layout(self.decisions)  # shared, as the decisions
         # the convexity tests of every member at once (the same tests each problem would run on itself)
         objective_convex = diagonal_psd(protos["H"].proto, H[2])
@@ -342,8 +342,7 @@ class _Template:
                 agent, T, self.dt_h, problem, Mp=protos["Mp"](Mp[2][j]), bp=bp[j], Mq=protos["Mq"](Mq[2][j]),
                 bq=bq[j], M=protos["M"](m_val[j]), decisions=self.decisions, recipes=recipes,
             )
-            model.__dict__["_price_gradient"] = protos["G"](g_val[j])
-            model.__dict__["_MT"] = protos["G"](m_val[j][perm])
+            model.__dict__["_MT"] = protos["MT"](m_val[j][perm])
             model.__dict__["_decision_layout"] = layout
             return model
 
