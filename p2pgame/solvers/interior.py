@@ -201,6 +201,7 @@ class _Structure:
         """This structure (index arrays shared) with P's numbers; P must have this structure's pattern."""
         out = object.__new__(_Structure)
         out.__dict__.update(self.__dict__)
+        out.__dict__.pop("_batch_plan", None)  # the batched solver's plan (and last batch) stays with its own
         out._bind(P)
         return out
 
