@@ -35,6 +35,7 @@ import hashlib
 import time
 import weakref
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
@@ -56,6 +57,7 @@ _REGULARISATION = 1e-8       # delta of the quasi-definite system, relative to t
                              # term that keeps steps along flat optimal faces (LP-like parts) short
 _STEP_FRACTION = 0.995       # fraction of the way to the boundary taken by a step
 _START = 0.1                 # starting slacks and multipliers (tuned on agents' days)
+_WARM = 1e-2                 # least slack, multiplier and share of a box of a start from a previous solution
 _DIVERGED = 1e8              # |x| beyond this times the data's size: unbounded or diverging
 _CERTIFICATE = 1e-7          # relative accuracy asked of an infeasibility certificate
 _FIXED = 1e-13               # a variable whose bounds are this close (relative) is fixed at its lower bound
@@ -65,10 +67,15 @@ def supports(problem: CompiledProblem) -> bool:
     """Whether "auto" should use this method: convex by structure, no general nonlinear
     terms, no quadratic equality rows, small enough for dense linear algebra, and not an
     LP (HiGHS' simplex returns a vertex, i.e. a unique active set, on degenerate LPs)."""
-    if problem.n > MAX_VARIABLES or problem.nonlinear or problem.is_lp or not problem.is_convex:
+    if problem.n > MAX_VARIABLES or problem.nonlinear or problem.is_lp or not problem._objective_convex:
         return False
-    rows = problem.q_row
-    return not np.any(problem.g_lb[rows] == problem.g_ub[rows])
+    snapshot = _snapshot(problem)
+    cached = problem._cache.get("supports")
+    if cached is None or cached[0] is not snapshot:  # the rest depends on the bounds alone
+        rows = problem.q_row
+        cached = problem._cache["supports"] = (
+            snapshot, problem.is_convex and not np.any(problem.g_lb[rows] == problem.g_ub[rows]))
+    return cached[1]
 
 
 def _fixed(P: CompiledProblem) -> np.ndarray:
@@ -285,11 +292,10 @@ def _structure(P: CompiledProblem) -> _Structure:
     """The cached structure for the current pattern of bounds (rebuilt when it changed); another problem's
     structure of the same pattern is rebound to P's numbers rather than built again."""
     cached = P._cache.get("interior")
-    bounds = _bounds(P)
-    seen = P._cache.get("bounds")
-    if cached is not None and seen is not None and np.array_equal(bounds, seen):
+    snapshot = _snapshot(P)
+    if cached is not None and P._cache.get("interior_at") is snapshot:
         return cached[1]  # the same bounds as when the structure was looked up: the same pattern
-    P._cache["bounds"] = bounds
+    P._cache["interior_at"] = snapshot
     key = b"".join(a.tobytes() for a in (
         _fixed(P), np.isfinite(P.x_lb), np.isfinite(P.x_ub),
         P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
@@ -304,9 +310,28 @@ def _structure(P: CompiledProblem) -> _Structure:
     return cached[1]
 
 
-def _bounds(P: CompiledProblem) -> np.ndarray:
-    """The variable and row bounds in one array: a changed value may change the pattern and the numbers."""
-    return np.concatenate((P.x_lb, P.x_ub, P.g_lb, P.g_ub))
+def _snapshot(P: CompiledProblem) -> np.ndarray:
+    """P's variable and row bounds in one array, the same object while their values stand (bounds are
+    changed in place, e.g. by envelopes): what depends on them is cached against this object's identity."""
+    seen = P._cache.get("bounds")
+    if seen is None or not _same_bounds(seen, P.x_lb, P.x_ub, P.g_lb, P.g_ub):
+        seen = P._cache["bounds"] = np.concatenate((P.x_lb, P.x_ub, P.g_lb, P.g_ub))
+    return seen
+
+
+@numba.njit(cache=True)
+def _same_at(seen, k, a) -> bool:
+    for i in range(a.size):
+        if not a[i] == seen[k + i]:
+            return False
+    return True
+
+
+def _same_bounds(seen, x_lb, x_ub, g_lb, g_ub) -> bool:
+    """Whether the bounds equal the snapshot (as np.array_equal: NaN never equal), without concatenating them."""
+    n, m = x_lb.size, g_lb.size
+    return (seen.size == 2 * (n + m) and _same_at(seen, 0, x_lb) and _same_at(seen, n, x_ub)
+            and _same_at(seen, 2 * n, g_lb) and _same_at(seen, 2 * n + m, g_ub))
 
 
 def _solver(P: CompiledProblem, tol: float, max_iter: int, start: float) -> "_Solver":
@@ -314,7 +339,7 @@ def _solver(P: CompiledProblem, tol: float, max_iter: int, start: float) -> "_So
     changed since (the linear objective, and the Hessian's numbers if they moved, taken again), else a new one."""
     S = _structure(P)
     cached = P._cache.get("solver")
-    if cached is not None and cached.S is S and cached.bounds is P._cache.get("bounds"):
+    if cached is not None and cached.S is S and cached.bounds is P._cache["bounds"]:
         cached.tol, cached.max_iter, cached.start = tol, max_iter, start
         if cached.h_v is S.h_v:
             cached.c = P.c_min[S.F] + cached.c_fixed
@@ -443,6 +468,22 @@ class _Solver:
         x[both] = 0.5 * (lb[both] + ub[both])
         w = np.maximum(self.h(x), _START)
         return x, np.zeros(S.mE), w, np.full(w.size, _START), np.full(S.L.size, _START), np.full(S.U.size, _START)
+
+    def warm_point(self, warm: SolveResult):
+        """A start near a previous solution of the same variables and rows (another round's prices): its x
+        moved inside the bounds by `_WARM` of their width (or of 1 + |bound| on one side), its slacks and
+        multipliers raised to at least `_WARM`. A start, not an answer: the iterations decide what is optimal."""
+        S, lb, ub = self.S, self.lb, self.ub
+        with np.errstate(invalid="ignore"):
+            width = ub - lb
+            one = np.where(np.isfinite(lb), np.abs(lb), np.abs(ub))
+            margin = np.where(np.isfinite(width), np.minimum(_WARM * width, 0.5 * width),
+                              np.where(np.isfinite(one), _WARM * (1.0 + one), 0.0))
+        x = np.clip(warm.x[S.F], lb + margin, ub - margin)
+        w = np.maximum(self.h(x), _WARM)
+        lam = np.maximum(S.sigma * warm.y[S.I[S.side]], _WARM)
+        return (x, warm.y[S.E].copy(), w, lam, np.maximum(warm.z_lower[S.F[S.L]], _WARM),
+                np.maximum(warm.z_upper[S.F[S.U]], _WARM))
 
     def run(self, acceptable: float = 0.0) -> SolveResult:
         S = self.S
