@@ -224,7 +224,10 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
     """Fill `out` for the members (index, posed problem) of one batch that it solves to optimality,
     with the sensitivities from the batch's final KKT factorisation (on the active set)."""
     options = None if weights is None else {"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9}
-    batch = solve_batch([prob for _, prob in members], options)
+    # a proximal response starts from the player's last answer (its exports are unique, whatever the start); a
+    # plain one cold, as `respond` would: on a flat optimal face the start picks the point
+    warm = None if weights is None else [models[i]._warm for i, _ in members]
+    batch = solve_batch([prob for _, prob in members], options, warm=warm)
     sens = [None] * len(members)
     if weights is not None and exact:  # M dx/d(lam, mu), the objective moving by dt M' (lam, mu)
         sens = batch.reactions([models[i].M for i, _ in members], [models[i].dt_h for i, _ in members])
