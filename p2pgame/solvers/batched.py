@@ -15,7 +15,8 @@ structure's banded (RCM) or dense storage, each pivot kept at its node's sign an
 regularisation (rounding of huge barrier terms may say otherwise).
 
 Each member has its own step lengths, barrier parameter and convergence, as `interior._Solver.run`
-(the same start point, Mehrotra steps, tolerances and acceptable-iterate rule); only optimal
+(the same cold start point unless a previous solution is given, Mehrotra steps, tolerances and
+acceptable-iterate rule); only optimal
 answers are returned, and the caller solves the rest one by one (`solve_interior`, then a general
 solver), which also diagnoses infeasibility. At the final iterates the KKT matrices are assembled
 once more on the active set `kkt.sensitivity` identifies (a held bound gets a stiff barrier term, a
