@@ -570,6 +570,51 @@ def _stacked(plan: _Plan, solvers) -> tuple[dict, tuple]:
     return D, first
 
 
+_WARM = 1e-2  # least slack, multiplier and share of a box of a start from a previous solution
+
+
+@numba.njit(**_NJIT)
+def _side_values(pat, mI, i_v, q_c, b_side, X, out):
+    """Per member: its sides' values h_k(x) = sigma_k (b_k - g_r(x)) at X[m] (as `interior._Solver.h`)."""
+    side, sigma, i_r, i_c, q_r, q_i, q_j = pat[0], pat[1], pat[4], pat[5], pat[10], pat[11], pat[12]
+    for m in range(X.shape[0]):
+        x = X[m]
+        g = np.zeros(mI)
+        for e in range(i_r.size):
+            g[i_r[e]] += i_v[m, e] * x[i_c[e]]
+        for k in range(q_r.size):
+            g[q_r[k]] += q_c[m, k] * x[q_i[k]] * x[q_j[k]]
+        for s in range(side.size):
+            out[m, s] = sigma[s] * (b_side[m, s] - g[side[s]])
+
+
+def _warmed(plan: _Plan, solvers, D: dict, first: tuple, warm: list) -> tuple:
+    """The start points with those of the members given a previous solution (`warm[m]`, same variables and
+    rows) replaced by one near it: its x moved inside the bounds by `_WARM` of their width (or of 1 + |bound|
+    on one side), its slacks and multipliers raised to at least `_WARM`. A start, not an answer: the
+    iterations decide what is optimal."""
+    S, P = plan.S, solvers[0].P
+    rows = [m for m, w in enumerate(warm) if w is not None]
+    W = [warm[m] for m in rows]
+    lb, ub = _rows([solvers[m].lb for m in rows], S.nf), _rows([solvers[m].ub for m in rows], S.nf)
+    with np.errstate(invalid="ignore"):
+        width = ub - lb
+        one = np.where(np.isfinite(lb), np.abs(lb), np.abs(ub))
+        margin = np.where(np.isfinite(width), np.minimum(_WARM * width, 0.5 * width),
+                          np.where(np.isfinite(one), _WARM * (1.0 + one), 0.0))
+    x = np.clip(_rows([w.x for w in W], P.n)[:, S.F], lb + margin, ub - margin)
+    y = _rows([w.y for w in W], P.m)
+    sides = np.empty((len(rows), S.side.size))
+    _side_values(plan.pat, S.mI, D["i_v"][rows], D["q_c"][rows], D["b_side"][rows], x, sides)
+    out = tuple(a.copy() for a in first)
+    out[0][rows], out[1][rows] = x, y[:, S.E]
+    out[2][rows] = np.maximum(sides, _WARM)
+    out[3][rows] = np.maximum(S.sigma * y[:, S.I[S.side]], _WARM)
+    out[4][rows] = np.maximum(_rows([w.z_lower for w in W], P.n)[:, S.F[S.L]], _WARM)
+    out[5][rows] = np.maximum(_rows([w.z_upper for w in W], P.n)[:, S.F[S.U]], _WARM)
+    return out
+
+
 def solve_batch(problems: list[CompiledProblem], options: dict | None = None, warm: list | None = None
                 ) -> BatchSolution:
     """Solve problems of one `batch_key` together; results[m] is None where the batch found no optimum.
@@ -586,11 +631,7 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None, wa
     solvers = [_solver(P, tol, max_iter, start) for P in problems]
     D, first = _stacked(plan, solvers)
     if warm is not None and any(w is not None for w in warm):
-        first = tuple(a.copy() for a in first)
-        for m, (s, w) in enumerate(zip(solvers, warm)):
-            if w is not None:
-                for a, v in zip(first, s.warm_point(w)):
-                    a[m] = v
+        first = _warmed(plan, solvers, D, first, warm)
     final = tuple(np.empty_like(a) for a in first)
     status, iters, errs, reasons = np.empty(M, np.int64), np.empty(M, np.int64), np.empty(M), np.empty(M, np.int64)
     with np.errstate(all="ignore"):

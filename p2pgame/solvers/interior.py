@@ -57,7 +57,6 @@ _REGULARISATION = 1e-8       # delta of the quasi-definite system, relative to t
                              # term that keeps steps along flat optimal faces (LP-like parts) short
 _STEP_FRACTION = 0.995       # fraction of the way to the boundary taken by a step
 _START = 0.1                 # starting slacks and multipliers (tuned on agents' days)
-_WARM = 1e-2                 # least slack, multiplier and share of a box of a start from a previous solution
 _DIVERGED = 1e8              # |x| beyond this times the data's size: unbounded or diverging
 _CERTIFICATE = 1e-7          # relative accuracy asked of an infeasibility certificate
 _FIXED = 1e-13               # a variable whose bounds are this close (relative) is fixed at its lower bound
@@ -468,22 +467,6 @@ class _Solver:
         x[both] = 0.5 * (lb[both] + ub[both])
         w = np.maximum(self.h(x), _START)
         return x, np.zeros(S.mE), w, np.full(w.size, _START), np.full(S.L.size, _START), np.full(S.U.size, _START)
-
-    def warm_point(self, warm: SolveResult):
-        """A start near a previous solution of the same variables and rows (another round's prices): its x
-        moved inside the bounds by `_WARM` of their width (or of 1 + |bound| on one side), its slacks and
-        multipliers raised to at least `_WARM`. A start, not an answer: the iterations decide what is optimal."""
-        S, lb, ub = self.S, self.lb, self.ub
-        with np.errstate(invalid="ignore"):
-            width = ub - lb
-            one = np.where(np.isfinite(lb), np.abs(lb), np.abs(ub))
-            margin = np.where(np.isfinite(width), np.minimum(_WARM * width, 0.5 * width),
-                              np.where(np.isfinite(one), _WARM * (1.0 + one), 0.0))
-        x = np.clip(warm.x[S.F], lb + margin, ub - margin)
-        w = np.maximum(self.h(x), _WARM)
-        lam = np.maximum(S.sigma * warm.y[S.I[S.side]], _WARM)
-        return (x, warm.y[S.E].copy(), w, lam, np.maximum(warm.z_lower[S.F[S.L]], _WARM),
-                np.maximum(warm.z_upper[S.F[S.U]], _WARM))
 
     def run(self, acceptable: float = 0.0) -> SolveResult:
         S = self.S
