@@ -19,6 +19,7 @@ through auxiliary columns (`_split_dense`), so the KKT system's ordering stays l
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import clarabel
@@ -27,6 +28,7 @@ import scipy.sparse as sp
 
 from p2pgame.errors import InputError
 from p2pgame.solvers.compiled import CompiledProblem
+from p2pgame.solvers.interior import MAX_VARIABLES
 from p2pgame.solvers.kkt import active_set_newton, kkt_residual
 from p2pgame.solvers.result import SolveResult
 
@@ -91,7 +93,8 @@ class _Conic:
         H = problem.H.tocsc()
         HF = H[:, self.F].tocsr()[self.F]
         self.P = sp.triu(HF, format="csc")
-        self.q = problem.c_min[self.F] + (H @ self.xfix)[self.F]
+        self._Hx = (H @ self.xfix)[self.F]  # the fixed columns' share of the linear objective
+        self.q = problem.c_min[self.F] + self._Hx
 
         # rows: linear part over free columns, constants from fixed columns
         A = problem.A.tocsr()
@@ -368,6 +371,11 @@ class _Conic:
             y[c["rows"]] = c["sign"] * np.where(c["rotated"], z0 + zlast, z0 / (2 * c["radius"]))
         return y, zl, zu
 
+    def objective(self, problem: CompiledProblem) -> "_Conic":
+        """Take the problem's current linear objective (the only number a new price changes)."""
+        self.q = np.concatenate([problem.c_min[self.F] + self._Hx, np.zeros(self.n_aux)])
+        return self
+
 
 def _split_dense(A: sp.csr_matrix) -> tuple[sp.csr_matrix, int]:
     """``A`` with each row of more than DENSE_ROW entries summed through a tree of auxiliary columns.
@@ -454,6 +462,35 @@ def accepts(options: dict | None) -> bool:
     return all(key in DEFAULT_OPTIONS or hasattr(settings, key) for key in options or {})
 
 
+def _numbers_key(problem: CompiledProblem) -> bytes:
+    """A digest of everything a `_Conic` is built from but the linear objective: sizes, bounds, the Hessian,
+    the rows and the quadratic terms (their patterns and values)."""
+    h = hashlib.sha1(f"{problem.n}:{problem.m}".encode())
+    for a in (problem.x_lb, problem.x_ub, problem.g_lb, problem.g_ub, problem.g_const, problem.q_row, problem.q_i,
+              problem.q_j, problem.q_coef, *(getattr(M, k) for M in (problem.H, problem.A)
+                                             for k in ("indptr", "indices", "data"))):
+        a = np.ascontiguousarray(a)
+        h.update(f":{a.dtype.str}{a.size}:".encode())
+        h.update(a.tobytes())
+    return h.digest()
+
+
+def _conic(problem: CompiledProblem, relax: bool) -> _Conic:
+    """The problem's `_Conic` with its current linear objective: built again only when another of its numbers
+    changed (a player's best responses at new prices differ in the linear objective alone). Kept for problems the
+    size of a player's (`interior.MAX_VARIABLES`) only: a stacked market is solved once, and its data is large."""
+    if problem.n > MAX_VARIABLES:
+        return _Conic(problem, relax=relax)
+    key = _numbers_key(problem)
+    cached = problem._cache.get("clarabel")
+    if cached is None or cached[0] != key:
+        cached = problem._cache["clarabel"] = (key, {})
+    conic = cached[1].get(relax)
+    if conic is None:
+        conic = cached[1][relax] = _Conic(problem, relax=relax)
+    return conic.objective(problem)
+
+
 def _settings(options: dict) -> clarabel.DefaultSettings:
     settings = clarabel.DefaultSettings()
     for key, val in options.items():
@@ -476,7 +513,7 @@ def solve_clarabel(problem: CompiledProblem, warm: SolveResult | None = None,
     options = {**DEFAULT_OPTIONS, **(options or {})}
     polish = options.pop("polish")
     start = time.perf_counter()
-    conic = _Conic(problem, relax=True)
+    conic = _conic(problem, relax=True)
     x = problem.x0.copy()
     if conic.trivially_infeasible or conic.presolve_infeasible:
         return SolveResult(x=x, objective=problem.objective(x), status="infeasible", success=False,
@@ -487,7 +524,7 @@ def solve_clarabel(problem: CompiledProblem, warm: SolveResult | None = None,
     iterations = int(sol.iterations)
     if conic.loose_up.size + conic.loose_lo.size and not (
             _STATUS.get(sol.status) in ("optimal", "acceptable") and conic.holds_loose(x)):
-        conic = _Conic(problem)
+        conic = _conic(problem, relax=False)
         sol, x = _run(conic, options)
         iterations += int(sol.iterations)
     status = _STATUS.get(sol.status, "error")

@@ -193,3 +193,31 @@ def test_clarabel_dense_rows_split_through_auxiliary_columns_keep_the_optimum_an
     assert abs(split.objective - whole.objective) <= 1e-9 * abs(whole.objective)
     assert np.max(np.abs(split.y[-2 * T:] - whole.y[-2 * T:])) / game.dt_h < 1e-7
     assert kkt_residual(problem, split) < 1e-6  # the market's x is not unique: its certificate, not x, is compared
+
+
+def test_a_players_conic_data_is_kept_across_prices_and_rebuilt_when_a_bound_moves(monkeypatch):
+    """A player's problem keeps its Clarabel data between best responses at new prices (only the linear objective
+    moves); every answer equals a fresh translation's, and a changed bound builds the data again."""
+    from p2pgame.solvers import clarabel
+
+    game = Game(synthetic_scenario(6, periods=6))
+    model = next(m for m in game.customers if m.problem.q_row.size)  # with an inverter's quadratic row
+    built = []
+    real = clarabel._Conic
+    monkeypatch.setattr(clarabel, "_Conic", lambda problem, relax=False: built.append(relax) or real(problem, relax))
+    answers = []
+    for price in (0.05, 0.12, 0.3):
+        _, prob = model.posed(game.prices(np.full(2 * game.T, price)))
+        cached = solve(prob, solver="clarabel", check=False)
+        entry = prob._cache.pop("clarabel")
+        fresh = solve(prob, solver="clarabel", check=False)
+        prob._cache["clarabel"] = entry
+        assert cached.success and np.array_equal(cached.x, fresh.x) and cached.objective == fresh.objective
+        answers.append(cached.x)
+    assert len(built) == 1 + 3  # one translation for the three prices, and the three fresh ones
+    assert not np.allclose(answers[0], answers[2])  # the prices moved the answer
+    ub = prob.x_ub.copy()  # (a template's arrays are shared, read-only)
+    ub[np.flatnonzero(np.isfinite(ub) & (ub > 0))[0]] *= 0.5
+    prob.x_ub = ub
+    solve(prob, solver="clarabel", check=False)
+    assert len(built) == 5
