@@ -44,6 +44,7 @@ __all__ = ["batch_key", "solve_batch", "BatchSolution"]
 _PIN = 1e30  # cap of the barrier terms z / s: a slack rounded to a denormal must not make a pivot infinite
 _ACTIVE_TOL = 1e-6  # kkt.sensitivity's thresholds: a bound is held where its multiplier or slack says so
 _ACTIVE = 1e8  # a held bound's barrier term, relative to the data's scale (its residual freedom is 1e-8)
+_WARM = 1e-2  # least slack, multiplier and share of a box of a start from a previous solution
 
 
 def batch_key(problem: CompiledProblem) -> bytes | None:
@@ -570,22 +571,39 @@ def _stacked(plan: _Plan, solvers) -> tuple[dict, tuple]:
     return D, first
 
 
-_WARM = 1e-2  # least slack, multiplier and share of a box of a start from a previous solution
-
-
 @numba.njit(**_NJIT)
-def _side_values(pat, mI, i_v, q_c, b_side, X, out):
-    """Per member: its sides' values h_k(x) = sigma_k (b_k - g_r(x)) at X[m] (as `interior._Solver.h`)."""
+def _warm_starts(idx, pat, mI, lb, ub, i_v, q_c, b_side, X, Y, ZL, ZU, rows, first):
+    """Into rows[r] of the start points `first`: a start near member rows[r]'s previous solution (X, Y, ZL, ZU:
+    its x, row and bound multipliers over all columns and rows), as `_warmed` describes."""
+    F, E, IS, FL, FU = idx
     side, sigma, i_r, i_c, q_r, q_i, q_j = pat[0], pat[1], pat[4], pat[5], pat[10], pat[11], pat[12]
-    for m in range(X.shape[0]):
-        x = X[m]
+    x0, nu0, w0, lam0, zl0, zu0 = first
+    for r in range(rows.size):
+        m = rows[r]
+        x = x0[m]
+        for k in range(F.size):
+            lo, hi = lb[m, k], ub[m, k]
+            width = hi - lo
+            if math.isfinite(width):
+                margin = min(_WARM * width, 0.5 * width)
+            else:
+                one = abs(lo) if math.isfinite(lo) else abs(hi)
+                margin = _WARM * (1.0 + one) if math.isfinite(one) else 0.0
+            x[k] = min(max(X[r, F[k]], lo + margin), hi - margin)
         g = np.zeros(mI)
         for e in range(i_r.size):
             g[i_r[e]] += i_v[m, e] * x[i_c[e]]
         for k in range(q_r.size):
             g[q_r[k]] += q_c[m, k] * x[q_i[k]] * x[q_j[k]]
         for s in range(side.size):
-            out[m, s] = sigma[s] * (b_side[m, s] - g[side[s]])
+            w0[m, s] = max(sigma[s] * (b_side[m, s] - g[side[s]]), _WARM)
+            lam0[m, s] = max(sigma[s] * Y[r, IS[s]], _WARM)
+        for k in range(E.size):
+            nu0[m, k] = Y[r, E[k]]
+        for k in range(FL.size):
+            zl0[m, k] = max(ZL[r, FL[k]], _WARM)
+        for k in range(FU.size):
+            zu0[m, k] = max(ZU[r, FU[k]], _WARM)
 
 
 def _warmed(plan: _Plan, solvers, D: dict, first: tuple, warm: list) -> tuple:
@@ -594,24 +612,16 @@ def _warmed(plan: _Plan, solvers, D: dict, first: tuple, warm: list) -> tuple:
     on one side), its slacks and multipliers raised to at least `_WARM`. A start, not an answer: the
     iterations decide what is optimal."""
     S, P = plan.S, solvers[0].P
-    rows = [m for m, w in enumerate(warm) if w is not None]
+    rows = np.array([m for m, w in enumerate(warm) if w is not None], np.int64)
     W = [warm[m] for m in rows]
-    lb, ub = _rows([solvers[m].lb for m in rows], S.nf), _rows([solvers[m].ub for m in rows], S.nf)
-    with np.errstate(invalid="ignore"):
-        width = ub - lb
-        one = np.where(np.isfinite(lb), np.abs(lb), np.abs(ub))
-        margin = np.where(np.isfinite(width), np.minimum(_WARM * width, 0.5 * width),
-                          np.where(np.isfinite(one), _WARM * (1.0 + one), 0.0))
-    x = np.clip(_rows([w.x for w in W], P.n)[:, S.F], lb + margin, ub - margin)
-    y = _rows([w.y for w in W], P.m)
-    sides = np.empty((len(rows), S.side.size))
-    _side_values(plan.pat, S.mI, D["i_v"][rows], D["q_c"][rows], D["b_side"][rows], x, sides)
+    i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+    idx = getattr(plan, "_warm_idx", None)
+    if idx is None:
+        idx = plan._warm_idx = (i64(S.F), i64(S.E), i64(S.I[S.side]), i64(S.F[S.L]), i64(S.F[S.U]))
     out = tuple(a.copy() for a in first)
-    out[0][rows], out[1][rows] = x, y[:, S.E]
-    out[2][rows] = np.maximum(sides, _WARM)
-    out[3][rows] = np.maximum(S.sigma * y[:, S.I[S.side]], _WARM)
-    out[4][rows] = np.maximum(_rows([w.z_lower for w in W], P.n)[:, S.F[S.L]], _WARM)
-    out[5][rows] = np.maximum(_rows([w.z_upper for w in W], P.n)[:, S.F[S.U]], _WARM)
+    _warm_starts(idx, plan.pat, S.mI, _rows([s.lb for s in solvers], S.nf), _rows([s.ub for s in solvers], S.nf),
+                 D["i_v"], D["q_c"], D["b_side"], _rows([w.x for w in W], P.n), _rows([w.y for w in W], P.m),
+                 _rows([w.z_lower for w in W], P.n), _rows([w.z_upper for w in W], P.n), rows, out)
     return out
 
 

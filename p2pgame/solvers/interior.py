@@ -319,18 +319,18 @@ def _snapshot(P: CompiledProblem) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _same_at(seen, k, a) -> bool:
-    for i in range(a.size):
-        if not a[i] == seen[k + i]:
-            return False
-    return True
-
-
 def _same_bounds(seen, x_lb, x_ub, g_lb, g_ub) -> bool:
     """Whether the bounds equal the snapshot (as np.array_equal: NaN never equal), without concatenating them."""
     n, m = x_lb.size, g_lb.size
-    return (seen.size == 2 * (n + m) and _same_at(seen, 0, x_lb) and _same_at(seen, n, x_ub)
-            and _same_at(seen, 2 * n, g_lb) and _same_at(seen, 2 * n + m, g_ub))
+    if seen.size != 2 * (n + m):
+        return False
+    for i in range(n):
+        if not (x_lb[i] == seen[i] and x_ub[i] == seen[n + i]):
+            return False
+    for i in range(m):
+        if not (g_lb[i] == seen[2 * n + i] and g_ub[i] == seen[2 * n + m + i]):
+            return False
+    return True
 
 
 def _solver(P: CompiledProblem, tol: float, max_iter: int, start: float) -> "_Solver":
