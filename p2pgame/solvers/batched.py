@@ -76,8 +76,9 @@ def _lower(size, n, b, off, si, sj):
 
 @numba.njit(**_NJIT)
 def _factor_pattern(mask, n, b, off, si, sj):
-    """The structurally nonzero entries of L in each column (rows below the diagonal, in order, and their storage
-    positions) for a matrix whose lower entries are structurally nonzero where `mask` says (mask gets the fill).
+    """The structurally nonzero entries of L for a matrix whose lower entries are structurally nonzero where
+    `mask` says (mask gets the fill): per column (ptr) their rows, columns and storage positions, and the
+    elimination's updates (u_ptr per column) A[dst] -= A[src] (A[lk] d) of entry dst = (i, k) by column j.
 
     Why: after RCM most entries within the band stay zero through the elimination, and the factorisation and
     the solves touch only these, in the order the dense band loops would (entries outside hold zeros)."""
@@ -96,11 +97,22 @@ def _factor_pattern(mask, n, b, off, si, sj):
                 mask[off + rows[start + c] * si + k * sj] = True
         ptr[j + 1] = start + count
     rows = rows[:ptr[n]].copy()
-    pos = np.empty(rows.size, np.int64)
+    cols, pos = np.empty(rows.size, np.int64), np.empty(rows.size, np.int64)
+    u_ptr = np.zeros(n + 1, np.int64)
+    for j in range(n):
+        count = ptr[j + 1] - ptr[j]
+        u_ptr[j + 1] = u_ptr[j] + count * (count + 1) // 2
+        for t in range(ptr[j], ptr[j + 1]):
+            cols[t], pos[t] = j, off + rows[t] * si + j * sj
+    dst, src, lk = np.empty(u_ptr[n], np.int64), np.empty(u_ptr[n], np.int64), np.empty(u_ptr[n], np.int64)
+    u = 0
     for j in range(n):
         for t in range(ptr[j], ptr[j + 1]):
-            pos[t] = off + rows[t] * si + j * sj
-    return ptr, rows, pos
+            shift = (rows[t] - j) * sj  # entry (i, j) -> (i, k)
+            for v in range(t, ptr[j + 1]):
+                dst[u], src[u], lk[u] = pos[v] + shift, pos[v], pos[t]
+                u += 1
+    return ptr, rows, cols, pos, u_ptr, dst, src, lk
 
 
 @numba.njit(**_NJIT)
@@ -111,7 +123,8 @@ def _ldl1(A, dims, sign, floor):
     In exact arithmetic a pivot has the sign of its node (`sign`: +1 variable, -1 multiplier) and a
     size of at least the regularisation `floor`; where rounding says otherwise (huge barrier terms of a
     row pinned at its bound cancel when eliminated) the pivot is set to sign x floor."""
-    n, off, si, sj, ptr, rows, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10]
+    n, off, si, sj, ptr, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[11]
+    u_ptr, dst, src, lk = dims[12], dims[13], dims[14], dims[15]
     for j in range(n):
         p = off + j * (si + sj)
         d = A[p]
@@ -120,28 +133,23 @@ def _ldl1(A, dims, sign, floor):
         if sign[j] * d < floor:
             d = sign[j] * floor
             A[p] = d
-        s, e = ptr[j], ptr[j + 1]
-        for t in range(s, e):
+        for t in range(ptr[j], ptr[j + 1]):
             A[pos[t]] /= d
-        for t in range(s, e):
-            lk = A[pos[t]] * d
-            if lk != 0.0:
-                shift = (rows[t] - j) * sj  # entry (i, j) -> (i, k)
-                for u in range(t, e):
-                    A[pos[u] + shift] -= A[pos[u]] * lk
+        for u in range(u_ptr[j], u_ptr[j + 1]):
+            lku = A[lk[u]] * d
+            if lku != 0.0:
+                A[dst[u]] -= A[src[u]] * lku
     return True
 
 
 @numba.njit(**_NJIT)
 def _ldl_solve_vec(A, x, dims):
     """Solve L D L' x = x in place with a factorised matrix (x in the factor's order)."""
-    n, off, si, sj, ptr, rows, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10]
-    for j in range(n):
-        xj = x[j]
-        for t in range(ptr[j], ptr[j + 1]):
-            lij = A[pos[t]]
-            if lij != 0.0:
-                x[rows[t]] -= lij * xj
+    n, off, si, sj, ptr, rows, cols, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], dims[11]
+    for t in range(pos.size):  # column by column
+        lij = A[pos[t]]
+        if lij != 0.0:
+            x[rows[t]] -= lij * x[cols[t]]
     for j in range(n):
         x[j] /= A[off + j * (si + sj)]
     for j in range(n - 1, -1, -1):
@@ -156,7 +164,7 @@ def _ldl_solve_vec(A, x, dims):
 @numba.njit(**_NJIT)
 def _ldl_solve1(A, X, dims):
     """Solve L D L' X = X in place (X: n x columns, in the factor's order) with a factorised matrix."""
-    n, off, si, sj, ptr, rows, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10]
+    n, off, si, sj, ptr, rows, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[11]
     r = X.shape[1]
     for j in range(n):
         for t in range(ptr[j], ptr[j + 1]):
@@ -519,7 +527,7 @@ class _Plan:
         lower = _lower(S.size, S.N, b, *layout)
         mask = np.zeros(S.size, np.bool_)
         mask[S.base_pos], mask[S.k_pos], mask[S.diag] = True, True, True
-        ptr, rows, pos = _factor_pattern(mask & lower, S.N, b, *layout)
+        factor = _factor_pattern(mask & lower, S.N, b, *layout)
         # the per-iteration terms (quadratic rows' Hessians, then J'DJ) that land on or below the diagonal
         nq = S.q_r.size
         q_k, q_pos = np.repeat(np.arange(nq), 2), S.k_pos[S.k_inv[:2 * nq].reshape(2, nq).T.ravel()]
@@ -530,8 +538,8 @@ class _Plan:
                     i64(q_k[q_in]), i64(q_pos[q_in]), i64(S.p_row[p_in]), i64(S.p_a[p_in]), i64(S.p_b[p_in]),
                     i64(p_pos[p_in]), i64(perm), np.where(perm < S.nf, 1.0, -1.0), i64(rank), i64(rank[S.i_c]),
                     i64(rank[S.L]), i64(rank[S.U]), i64(S.diag[S.L]), i64(S.diag[S.U]),
-                    i64(np.concatenate([S.diag, pos])))
-        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout, ptr, rows, pos)
+                    i64(np.concatenate([S.diag, factor[3]])))
+        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout, *factor)
 
 
 def _plan(S) -> _Plan:
