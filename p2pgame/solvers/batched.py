@@ -517,29 +517,38 @@ class _Plan:
 
     The kernels write and read only the storage's entries on and below the diagonal where the factor may be
     nonzero: the per-iteration KKT terms are kept for those positions, the right-hand sides are built in the
-    factor's order, and dims carries the factor's pattern (`_factor_pattern`)."""
+    factor's order, and dims carries the factor's pattern (`_factor_pattern`). Index arrays are unsigned (but
+    the pointers that bound loops): numba then indexes without testing for negative indices."""
 
     def __init__(self, S):
         self.S = S
-        i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
         perm, rank = (S.perm, S.rank) if S.band else (np.arange(S.N), np.arange(S.N))
         b, layout = (S.kl, (2 * S.kl, 1, S.ldab - 1)) if S.band else (S.N - 1, (0, S.N, 1))
         lower = _lower(S.size, S.N, b, *layout)
         mask = np.zeros(S.size, np.bool_)
         mask[S.base_pos], mask[S.k_pos], mask[S.diag] = True, True, True
-        factor = _factor_pattern(mask & lower, S.N, b, *layout)
+        ptr, rows, cols, pos, u_ptr, dst, src, lk = _factor_pattern(mask & lower, S.N, b, *layout)
         # the per-iteration terms (quadratic rows' Hessians, then J'DJ) that land on or below the diagonal
         nq = S.q_r.size
         q_k, q_pos = np.repeat(np.arange(nq), 2), S.k_pos[S.k_inv[:2 * nq].reshape(2, nq).T.ravel()]
         p_pos = S.k_pos[S.k_inv[2 * nq:]]
         q_in, p_in = lower[q_pos], lower[p_pos]
-        self.pat = (i64(S.side), np.ascontiguousarray(S.sigma, float), i64(S.L), i64(S.U), i64(S.i_r), i64(S.i_c),
-                    i64(S.e_r), i64(S.e_c), i64(S.h_r), i64(S.h_c), i64(S.q_r), i64(S.q_i), i64(S.q_j), i64(S.jq),
-                    i64(q_k[q_in]), i64(q_pos[q_in]), i64(S.p_row[p_in]), i64(S.p_a[p_in]), i64(S.p_b[p_in]),
-                    i64(p_pos[p_in]), i64(perm), np.where(perm < S.nf, 1.0, -1.0), i64(rank), i64(rank[S.i_c]),
-                    i64(rank[S.L]), i64(rank[S.U]), i64(S.diag[S.L]), i64(S.diag[S.U]),
-                    i64(np.concatenate([S.diag, factor[3]])))
-        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout, *factor)
+        self.pat = tuple(_index(a) for a in (
+            S.side, S.sigma, S.L, S.U, S.i_r, S.i_c, S.e_r, S.e_c, S.h_r, S.h_c, S.q_r, S.q_i, S.q_j, S.jq, q_k[q_in],
+            q_pos[q_in], S.p_row[p_in], S.p_a[p_in], S.p_b[p_in], p_pos[p_in], perm, np.where(perm < S.nf, 1.0, -1.0),
+            rank, rank[S.i_c], rank[S.L], rank[S.U], S.diag[S.L], S.diag[S.U], np.concatenate([S.diag, pos])))
+        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout, ptr, *(_index(a) for a in (rows, cols, pos)), u_ptr,
+                     *(_index(a) for a in (dst, src, lk)))
+
+
+def _index(a) -> np.ndarray:
+    """An integer index array as uint64 (a float array as it is)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return np.ascontiguousarray(a, float)
+    if a.size and a.min() < 0:
+        raise ValueError("a negative index in the batched solver's plan")
+    return np.ascontiguousarray(a, np.uint64)
 
 
 def _plan(S) -> _Plan:
