@@ -224,7 +224,8 @@ def _assemble(K, pat, base, q_c, x, yI, ratio, zl, zu, lb, ub, jv, d):
 @numba.njit(**_NJIT)
 def _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, dp2, v, t):
     """One Newton direction for complementarity targets rc (sides, lower bounds, upper bounds); v (N) and t
-    (mI): work space."""
+    (mI): work space. Returns whether dx is finite, whether dp1 and dp2 are, and the largest alpha in (0, 1]
+    with p1 + alpha dp1 >= 0, and that for p2 (p1, p2 > 0), found in the loops that make them."""
     side, sigma, L, i_r, i_c = pat[0], pat[1], pat[2], pat[4], pat[5]
     rank, v_c, v_l, v_u = pat[22], pat[23], pat[24], pat[25]
     nf, mE = dims[0], dims[1]
@@ -244,8 +245,10 @@ def _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, d
     for k in range(mE):
         v[rank[nf + k]] = -rE[k]
     _ldl_solve_vec(K, v, dims)
+    dx_finite = True
     for k in range(nf):
         dx[k] = v[rank[k]]
+        dx_finite = dx_finite and math.isfinite(dx[k])
     for k in range(mE):
         dnu[k] = v[rank[nf + k]]
     t[:] = 0.0  # now J dx
@@ -257,26 +260,15 @@ def _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, d
         dp1[nw + k] = v[v_l[k]]
     for k in range(v_u.size):
         dp1[nw + nl + k] = -v[v_u[k]]
+    finite, step1, step2 = True, 1.0, 1.0
     for k in range(dp1.size):
         dp2[k] = (rc[k] - p2[k] * dp1[k]) / p1[k]
-
-
-@numba.njit(**_NJIT)
-def _max_step(v, dv):
-    """Largest alpha in (0, 1] with v + alpha dv >= 0 (v > 0)."""
-    out = 1.0
-    for k in range(v.size):
-        if dv[k] < 0.0:
-            out = min(out, -v[k] / dv[k])
-    return out
-
-
-@numba.njit(**_NJIT)
-def _all_finite(a):
-    for k in range(a.size):
-        if not math.isfinite(a[k]):
-            return False
-    return True
+        finite = finite and math.isfinite(dp1[k]) and math.isfinite(dp2[k])
+        if dp1[k] < 0.0:
+            step1 = min(step1, -p1[k] / dp1[k])
+        if dp2[k] < 0.0:
+            step2 = min(step2, -p2[k] / dp2[k])
+    return dx_finite, finite, step1, step2
 
 
 @numba.njit(**_NJIT)
@@ -335,7 +327,10 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
             grad[:] = c
             for e in range(h_r.size):
                 grad[h_r[e]] += h_v[e] * x[h_c[e]]
-            rd[:] = grad
+            g_max = 0.0
+            for k in range(nf):
+                rd[k] = grad[k]
+                g_max = max(g_max, abs(grad[k]))
             for e in range(e_r.size):
                 rd[e_c[e]] += e_v[e] * nu[e_r[e]]
             for e in range(i_r.size):
@@ -348,12 +343,17 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
                 rE[k] = -b_E[k]
             for e in range(e_r.size):
                 rE[e_r[e]] += e_v[e] * x[e_c[e]]
+            # comp, its sum and its max as numpy's sum and max (the first NaN) in one pass; rc: the predictor's
+            total, c_max = 0.0, 0.0
             for k in range(ncomp):
-                comp[k] = p1[k] * p2[k]
-            mu = comp.sum() / ncomp if ncomp else 0.0
-            d_scale = 1.0 + _amax(grad)
-            err = max(_amax(rd) / d_scale, max(_amax(rE), _amax(rI)) / b_scale_[m],
-                      (comp.max() if ncomp else 0.0) / d_scale)
+                ck = p1[k] * p2[k]
+                comp[k], rc[k] = ck, -ck
+                total += ck
+                if k == 0 or (c_max == c_max and (ck != ck or ck > c_max)):
+                    c_max = ck
+            mu = total / ncomp if ncomp else 0.0
+            d_scale = 1.0 + g_max
+            err = max(_amax(rd) / d_scale, max(_amax(rE), _amax(rI)) / b_scale_[m], c_max / d_scale)
             if err <= tol:
                 st = 0
                 break
@@ -377,14 +377,13 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
             if not _ldl1(K, dims, sign, floor_[m]):
                 why = 4
                 break
-            for k in range(ncomp):
-                rc[k] = -comp[k]
-            _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, dp2, v, t)
-            if not _all_finite(dx):
+            dx_finite, finite, step1, step2 = _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu,
+                                                         dp1, dp2, v, t)
+            if not dx_finite:
                 why = 5
                 break
             if ncomp:
-                alpha = min(_max_step(p1, dp1), _max_step(p2, dp2))
+                alpha = min(step1, step2)
                 for k in range(ncomp):
                     trial[k] = (p1[k] + alpha * dp1[k]) * (p2[k] + alpha * dp2[k])
                 mu_aff = np.sum(trial) / ncomp
@@ -392,9 +391,10 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
                 target = centre * mu
                 for k in range(ncomp):
                     rc[k] = target - comp[k] - dp1[k] * dp2[k]
-                _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, dp2, v, t)
-            alpha = min(1.0, fraction * min(_max_step(p1, dp1), _max_step(p2, dp2)))
-            if not (_all_finite(dx) and _all_finite(dp1) and _all_finite(dp2) and math.isfinite(alpha)):
+                dx_finite, finite, step1, step2 = _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx,
+                                                             dnu, dp1, dp2, v, t)
+            alpha = min(1.0, fraction * min(step1, step2))
+            if not (dx_finite and finite and math.isfinite(alpha)):
                 why = 5
                 break
             stalled = stalled + 1 if alpha < 1e-10 else 0
