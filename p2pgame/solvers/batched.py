@@ -117,22 +117,20 @@ def _factor_pattern(mask, n, b, off, si, sj):
 
 @numba.njit(**_NJIT)
 def _ldl1(A, dims, sign, floor):
-    """LDL' of one quasi-definite matrix in place (entry (i, j), i >= j, at off + i si + j sj; the factor's
-    pattern in dims, `_factor_pattern`); False where a pivot is not finite.
+    """LDL' of one quasi-definite matrix in place (in the plan's compact storage: the diagonal in the factor's
+    order, then L's entries, `_Plan`); False where a pivot is not finite.
 
     In exact arithmetic a pivot has the sign of its node (`sign`: +1 variable, -1 multiplier) and a
     size of at least the regularisation `floor`; where rounding says otherwise (huge barrier terms of a
     row pinned at its bound cancel when eliminated) the pivot is set to sign x floor."""
-    n, off, si, sj, ptr, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[11]
-    u_ptr, dst, src, lk = dims[12], dims[13], dims[14], dims[15]
+    n, ptr, pos, u_ptr, dst, src, lk = dims[3], dims[4], dims[7], dims[8], dims[9], dims[10], dims[11]
     for j in range(n):
-        p = off + j * (si + sj)
-        d = A[p]
+        d = A[j]
         if not math.isfinite(d):
             return False
         if sign[j] * d < floor:
             d = sign[j] * floor
-            A[p] = d
+            A[j] = d
         for t in range(ptr[j], ptr[j + 1]):
             A[pos[t]] /= d
         for u in range(u_ptr[j], u_ptr[j + 1]):
@@ -145,13 +143,13 @@ def _ldl1(A, dims, sign, floor):
 @numba.njit(**_NJIT)
 def _ldl_solve_vec(A, x, dims):
     """Solve L D L' x = x in place with a factorised matrix (x in the factor's order)."""
-    n, off, si, sj, ptr, rows, cols, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], dims[11]
+    n, ptr, rows, cols, pos = dims[3], dims[4], dims[5], dims[6], dims[7]
     for t in range(pos.size):  # column by column
         lij = A[pos[t]]
         if lij != 0.0:
             x[rows[t]] -= lij * x[cols[t]]
     for j in range(n):
-        x[j] /= A[off + j * (si + sj)]
+        x[j] /= A[j]
     for j in range(n - 1, -1, -1):
         xj = x[j]
         for t in range(ptr[j], ptr[j + 1]):
@@ -164,7 +162,7 @@ def _ldl_solve_vec(A, x, dims):
 @numba.njit(**_NJIT)
 def _ldl_solve1(A, X, dims):
     """Solve L D L' X = X in place (X: n x columns, in the factor's order) with a factorised matrix."""
-    n, off, si, sj, ptr, rows, pos = dims[3], dims[5], dims[6], dims[7], dims[8], dims[9], dims[11]
+    n, ptr, rows, pos = dims[3], dims[4], dims[5], dims[7]
     r = X.shape[1]
     for j in range(n):
         for t in range(ptr[j], ptr[j + 1]):
@@ -174,7 +172,7 @@ def _ldl_solve1(A, X, dims):
                 for c in range(r):
                     X[i, c] -= lij * X[j, c]
     for j in range(n):
-        d = A[off + j * (si + sj)]
+        d = A[j]
         for c in range(r):
             X[j, c] /= d
     for j in range(n - 1, -1, -1):
@@ -199,14 +197,14 @@ def _jacobian(pat, i_v, q_c, x, jv):
 
 @numba.njit(**_NJIT)
 def _assemble(K, pat, base, q_c, x, yI, ratio, zl, zu, lb, ub, jv, d):
-    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into storage K: its entries
-    on and below the diagonal where the factor may be nonzero (others are never read). `yI`: the rows' signed
-    multipliers, `ratio`: the sides' lam / w, d: work space (mI)."""
+    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into K (the plan's compact
+    storage of the entries on and below the diagonal where the factor may be nonzero; base: the structure's
+    storage). `yI`: the rows' signed multipliers, `ratio`: the sides' lam / w, d: work space (mI)."""
     side, L, U = pat[0], pat[2], pat[3]
     q_r, q_k, q_pos, p_row, p_a, p_b, p_pos = pat[10], pat[14], pat[15], pat[16], pat[17], pat[18], pat[19]
     d_l, d_u, kept = pat[26], pat[27], pat[28]
     for k in range(kept.size):
-        K[kept[k]] = base[kept[k]]
+        K[k] = base[kept[k]]
     d[:] = 0.0
     for s in range(side.size):
         d[side[s]] += min(ratio[s], _PIN)
@@ -293,7 +291,7 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
     xo, nuo, wo, lamo, zlo, zuo = out
     nw, nl, nu_ = side.size, L.size, U.size
     ncomp = nw + nl + nu_
-    K = np.zeros(base_.shape[1])
+    K = np.empty(pat[28].size)
     x, nu, p1, p2 = np.empty(nf), np.empty(mE), np.empty(ncomp), np.empty(ncomp)
     best_x, best_nu, best_p2 = np.empty(nf), np.empty(mE), np.empty(ncomp)
     dx, dnu, dp1, dp2 = np.empty(nf), np.empty(mE), np.empty(ncomp), np.empty(ncomp)
@@ -431,7 +429,7 @@ def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, lam, ratio, zl, zu):
     """The members' KKT matrices at their final iterates (`ratio`, zl and zu: the barrier terms to
     use), factorised; which factorisations succeeded."""
     side, sigma, mI = pat[0], pat[1], dims[2]
-    K = base.copy()
+    K = np.empty((base.shape[0], pat[28].size))
     ok = np.zeros(base.shape[0], np.bool_)
     jv, yI, d = np.empty(i_v.shape[1]), np.empty(mI), np.empty(mI)
     for m in range(base.shape[0]):
@@ -515,10 +513,12 @@ def _stationarity(h_ptr, h_idx, h_d, a_r, a_c, a_d, q_r, q_i, q_j, q_d, side, si
 class _Plan:
     """A structure's index arrays and factorisation layout as numba takes them (built once per structure).
 
-    The kernels write and read only the storage's entries on and below the diagonal where the factor may be
-    nonzero: the per-iteration KKT terms are kept for those positions, the right-hand sides are built in the
-    factor's order, and dims carries the factor's pattern (`_factor_pattern`). Index arrays are unsigned (but
-    the pointers that bound loops): numba then indexes without testing for negative indices."""
+    The kernels work on a compact copy of the storage's entries on and below the diagonal where the factor may
+    be nonzero (the diagonal in the factor's order, then L's entries by column; `kept`: their positions in the
+    storage), small enough to stay in the first-level cache: the per-iteration KKT terms are kept for those
+    positions, the right-hand sides are built in the factor's order, and dims carries the factor's pattern
+    (`_factor_pattern`). Index arrays are unsigned (but the pointers that bound loops): numba then indexes
+    without testing for negative indices."""
 
     def __init__(self, S):
         self.S = S
@@ -528,6 +528,10 @@ class _Plan:
         mask = np.zeros(S.size, np.bool_)
         mask[S.base_pos], mask[S.k_pos], mask[S.diag] = True, True, True
         ptr, rows, cols, pos, u_ptr, dst, src, lk = _factor_pattern(mask & lower, S.N, b, *layout)
+        off, si, sj = layout
+        kept = np.concatenate([off + np.arange(S.N) * (si + sj), pos])
+        compact = np.full(S.size, -1, np.int64)
+        compact[kept] = np.arange(kept.size)
         # the per-iteration terms (quadratic rows' Hessians, then J'DJ) that land on or below the diagonal
         nq = S.q_r.size
         q_k, q_pos = np.repeat(np.arange(nq), 2), S.k_pos[S.k_inv[:2 * nq].reshape(2, nq).T.ravel()]
@@ -535,10 +539,11 @@ class _Plan:
         q_in, p_in = lower[q_pos], lower[p_pos]
         self.pat = tuple(_index(a) for a in (
             S.side, S.sigma, S.L, S.U, S.i_r, S.i_c, S.e_r, S.e_c, S.h_r, S.h_c, S.q_r, S.q_i, S.q_j, S.jq, q_k[q_in],
-            q_pos[q_in], S.p_row[p_in], S.p_a[p_in], S.p_b[p_in], p_pos[p_in], perm, np.where(perm < S.nf, 1.0, -1.0),
-            rank, rank[S.i_c], rank[S.L], rank[S.U], S.diag[S.L], S.diag[S.U], np.concatenate([S.diag, pos])))
-        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout, ptr, *(_index(a) for a in (rows, cols, pos)), u_ptr,
-                     *(_index(a) for a in (dst, src, lk)))
+            compact[q_pos[q_in]], S.p_row[p_in], S.p_a[p_in], S.p_b[p_in], compact[p_pos[p_in]], perm,
+            np.where(perm < S.nf, 1.0, -1.0), rank, rank[S.i_c], rank[S.L], rank[S.U], compact[S.diag[S.L]],
+            compact[S.diag[S.U]], kept))
+        self.dims = (S.nf, S.mE, S.mI, S.N, ptr, *(_index(a) for a in (rows, cols, compact[pos])), u_ptr,
+                     *(_index(compact[a]) for a in (dst, src, lk)))
 
 
 def _index(a) -> np.ndarray:
