@@ -43,6 +43,7 @@ __all__ = ["batch_key", "solve_batch", "BatchSolution"]
 _PIN = 1e30  # cap of the barrier terms z / s: a slack rounded to a denormal must not make a pivot infinite
 _ACTIVE_TOL = 1e-6  # kkt.sensitivity's thresholds: a bound is held where its multiplier or slack says so
 _ACTIVE = 1e8  # a held bound's barrier term, relative to the data's scale (its residual freedom is 1e-8)
+_UPDATES = 1 << 18  # the longest list of the factorisation's updates a plan keeps (index arrays of 24 bytes each)
 
 
 def batch_key(problem: CompiledProblem) -> bytes | None:
@@ -76,9 +77,8 @@ def _lower(size, n, b, off, si, sj):
 
 @numba.njit(**_NJIT)
 def _factor_pattern(mask, n, b, off, si, sj):
-    """The structurally nonzero entries of L for a matrix whose lower entries are structurally nonzero where
-    `mask` says (mask gets the fill): per column (ptr) their rows, columns and storage positions, and the
-    elimination's updates (u_ptr per column) A[dst] -= A[src] (A[lk] d) of entry dst = (i, k) by column j.
+    """The structurally nonzero entries of L below the diagonal for a matrix whose lower entries are structurally
+    nonzero where `mask` says (mask gets the fill): their rows, column by column (ptr).
 
     Why: after RCM most entries within the band stay zero through the elimination, and the factorisation and
     the solves touch only these, in the order the dense band loops would (entries outside hold zeros)."""
@@ -96,14 +96,18 @@ def _factor_pattern(mask, n, b, off, si, sj):
             for c in range(a, count):
                 mask[off + rows[start + c] * si + k * sj] = True
         ptr[j + 1] = start + count
-    rows = rows[:ptr[n]].copy()
-    cols, pos = np.empty(rows.size, np.int64), np.empty(rows.size, np.int64)
+    return ptr, rows[:ptr[n]].copy()
+
+
+@numba.njit(**_NJIT)
+def _updates(ptr, rows, pos, sj):
+    """The elimination's updates A[dst] -= A[src] (A[lk] d) of entry dst = (i, k) by column j, column by column
+    (u_ptr), as storage positions (pos: those of L's entries)."""
+    n = ptr.size - 1
     u_ptr = np.zeros(n + 1, np.int64)
     for j in range(n):
         count = ptr[j + 1] - ptr[j]
         u_ptr[j + 1] = u_ptr[j] + count * (count + 1) // 2
-        for t in range(ptr[j], ptr[j + 1]):
-            cols[t], pos[t] = j, off + rows[t] * si + j * sj
     dst, src, lk = np.empty(u_ptr[n], np.int64), np.empty(u_ptr[n], np.int64), np.empty(u_ptr[n], np.int64)
     u = 0
     for j in range(n):
@@ -112,7 +116,7 @@ def _factor_pattern(mask, n, b, off, si, sj):
             for v in range(t, ptr[j + 1]):
                 dst[u], src[u], lk[u] = pos[v] + shift, pos[v], pos[t]
                 u += 1
-    return ptr, rows, cols, pos, u_ptr, dst, src, lk
+    return u_ptr, dst, src, lk
 
 
 @numba.njit(**_NJIT)
@@ -123,6 +127,8 @@ def _ldl1(A, dims, sign, floor):
     In exact arithmetic a pivot has the sign of its node (`sign`: +1 variable, -1 multiplier) and a
     size of at least the regularisation `floor`; where rounding says otherwise (huge barrier terms of a
     row pinned at its bound cancel when eliminated) the pivot is set to sign x floor."""
+    if dims[12].size:
+        return _ldl1_wide(A, dims, sign, floor)
     n, ptr, pos, u_ptr, dst, src, lk = dims[3], dims[4], dims[7], dims[8], dims[9], dims[10], dims[11]
     for j in range(n):
         d = A[j]
@@ -137,6 +143,28 @@ def _ldl1(A, dims, sign, floor):
             lku = A[lk[u]] * d
             if lku != 0.0:
                 A[dst[u]] -= A[src[u]] * lku
+    return True
+
+
+@numba.njit(**_NJIT)
+def _ldl1_wide(A, dims, sign, floor):
+    """`_ldl1` where the plan keeps no list of updates (too long): entry (i, k) found through its table."""
+    n, ptr, rows, pos, where, width = dims[3], dims[4], dims[5], dims[7], dims[12], dims[13]
+    for j in range(n):
+        d = A[j]
+        if not math.isfinite(d):
+            return False
+        if sign[j] * d < floor:
+            d = sign[j] * floor
+            A[j] = d
+        for t in range(ptr[j], ptr[j + 1]):
+            A[pos[t]] /= d
+        for t in range(ptr[j], ptr[j + 1]):
+            lku = A[pos[t]] * d
+            if lku != 0.0:
+                k = np.int64(rows[t])
+                for v in range(t, ptr[j + 1]):
+                    A[where[k * width + np.int64(rows[v]) - k]] -= A[pos[v]] * lku
     return True
 
 
@@ -527,11 +555,24 @@ class _Plan:
         lower = _lower(S.size, S.N, b, *layout)
         mask = np.zeros(S.size, np.bool_)
         mask[S.base_pos], mask[S.k_pos], mask[S.diag] = True, True, True
-        ptr, rows, cols, pos, u_ptr, dst, src, lk = _factor_pattern(mask & lower, S.N, b, *layout)
+        ptr, rows = _factor_pattern(mask & lower, S.N, b, *layout)
         off, si, sj = layout
+        counts = np.diff(ptr)
+        cols = np.repeat(np.arange(S.N), counts)
+        pos = off + rows * si + cols * sj
         kept = np.concatenate([off + np.arange(S.N) * (si + sj), pos])
         compact = np.full(S.size, -1, np.int64)
         compact[kept] = np.arange(kept.size)
+        # the elimination's updates as a list, or where that would be long (wide dense structures) a table of
+        # the compact positions of entries (k + o, k), o <= b, at k (b + 1) + o
+        if np.sum(counts * (counts + 1) // 2) <= _UPDATES:
+            u_ptr, dst, src, lk = _updates(ptr, rows, pos, sj)
+            where = np.zeros(0, np.int64)
+        else:
+            u_ptr, dst, src, lk = np.zeros(S.N + 1, np.int64), *(np.zeros(0, np.int64) for _ in range(3))
+            k, o = np.divmod(np.arange(S.N * (b + 1)), b + 1)
+            where = np.where(k + o < S.N, compact[np.minimum(off + (k + o) * si + k * sj, S.size - 1)], -1)
+            where[where < 0] = 0  # entries outside the factor's pattern, never read
         # the per-iteration terms (quadratic rows' Hessians, then J'DJ) that land on or below the diagonal
         nq = S.q_r.size
         q_k, q_pos = np.repeat(np.arange(nq), 2), S.k_pos[S.k_inv[:2 * nq].reshape(2, nq).T.ravel()]
@@ -543,7 +584,7 @@ class _Plan:
             np.where(perm < S.nf, 1.0, -1.0), rank, rank[S.i_c], rank[S.L], rank[S.U], compact[S.diag[S.L]],
             compact[S.diag[S.U]], kept))
         self.dims = (S.nf, S.mE, S.mI, S.N, ptr, *(_index(a) for a in (rows, cols, compact[pos])), u_ptr,
-                     *(_index(compact[a]) for a in (dst, src, lk)))
+                     *(_index(compact[a]) for a in (dst, src, lk)), _index(where), b + 1)
 
 
 def _index(a) -> np.ndarray:
