@@ -578,6 +578,9 @@ class _Plan:
         q_k, q_pos = np.repeat(np.arange(nq), 2), S.k_pos[S.k_inv[:2 * nq].reshape(2, nq).T.ravel()]
         p_pos = S.k_pos[S.k_inv[2 * nq:]]
         q_in, p_in = lower[q_pos], lower[p_pos]
+        looked_up = compact[np.concatenate([q_pos[q_in], p_pos[p_in], S.diag, dst, src, lk])]
+        if looked_up.size and looked_up.min() < 0 or S.jq.size and S.jq.min() < 0:
+            raise ValueError("the batched solver's plan misses a KKT entry")  # not to be: the pattern holds all
         self.pat = tuple(_index(a) for a in (
             S.side, S.sigma, S.L, S.U, S.i_r, S.i_c, S.e_r, S.e_c, S.h_r, S.h_c, S.q_r, S.q_i, S.q_j, S.jq, q_k[q_in],
             compact[q_pos[q_in]], S.p_row[p_in], S.p_a[p_in], S.p_b[p_in], compact[p_pos[p_in]], perm,
@@ -588,13 +591,9 @@ class _Plan:
 
 
 def _index(a) -> np.ndarray:
-    """An integer index array as uint64 (a float array as it is)."""
+    """An index array (non-negative integers) as uint64, a float array as it is."""
     a = np.asarray(a)
-    if a.dtype.kind == "f":
-        return np.ascontiguousarray(a, float)
-    if a.size and a.min() < 0:
-        raise ValueError("a negative index in the batched solver's plan")
-    return np.ascontiguousarray(a, np.uint64)
+    return np.ascontiguousarray(a, float if a.dtype.kind == "f" else np.uint64)
 
 
 def _plan(S) -> _Plan:
