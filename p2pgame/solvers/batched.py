@@ -45,6 +45,7 @@ _PIN = 1e30  # cap of the barrier terms z / s: a slack rounded to a denormal mus
 _ACTIVE_TOL = 1e-6  # kkt.sensitivity's thresholds: a bound is held where its multiplier or slack says so
 _ACTIVE = 1e8  # a held bound's barrier term, relative to the data's scale (its residual freedom is 1e-8)
 _WARM = 1e-2  # least slack, multiplier and share of a box of a start from a previous solution
+_UPDATES = 1 << 18  # the longest list of the factorisation's updates a plan keeps (index arrays of 24 bytes each)
 
 
 def batch_key(problem: CompiledProblem) -> bytes | None:
@@ -67,150 +68,235 @@ _NJIT = {"cache": True, "error_model": "numpy"}  # numpy's rules: a zero pivot g
 
 
 @numba.njit(**_NJIT)
-def _ldl1(A, n, b, off, si, sj, sign, floor):
-    """LDL' of one quasi-definite matrix in place (entry (i, j), i >= j, at off + i si + j sj; half-bandwidth
-    b); False where a pivot is not finite.
+def _lower(size, n, b, off, si, sj):
+    """Which storage positions hold entries on or below the diagonal (i >= j, i - j <= b)."""
+    out = np.zeros(size, np.bool_)
+    for j in range(n):
+        for i in range(j, min(n - 1, j + b) + 1):
+            out[off + i * si + j * sj] = True
+    return out
+
+
+@numba.njit(**_NJIT)
+def _factor_pattern(mask, n, b, off, si, sj):
+    """The structurally nonzero entries of L below the diagonal for a matrix whose lower entries are structurally
+    nonzero where `mask` says (mask gets the fill): their rows, column by column (ptr).
+
+    Why: after RCM most entries within the band stay zero through the elimination, and the factorisation and
+    the solves touch only these, in the order the dense band loops would (entries outside hold zeros)."""
+    ptr = np.zeros(n + 1, np.int64)
+    rows = np.empty(n * b, np.int64)
+    for j in range(n):
+        start = ptr[j]
+        count = 0
+        for i in range(j + 1, min(n - 1, j + b) + 1):
+            if mask[off + i * si + j * sj]:
+                rows[start + count] = i
+                count += 1
+        for a in range(count):
+            k = rows[start + a]
+            for c in range(a, count):
+                mask[off + rows[start + c] * si + k * sj] = True
+        ptr[j + 1] = start + count
+    return ptr, rows[:ptr[n]].copy()
+
+
+@numba.njit(**_NJIT)
+def _updates(ptr, rows, pos, sj):
+    """The elimination's updates A[dst] -= A[src] (A[lk] d) of entry dst = (i, k) by column j, column by column
+    (u_ptr), as storage positions (pos: those of L's entries)."""
+    n = ptr.size - 1
+    u_ptr = np.zeros(n + 1, np.int64)
+    for j in range(n):
+        count = ptr[j + 1] - ptr[j]
+        u_ptr[j + 1] = u_ptr[j] + count * (count + 1) // 2
+    dst, src, lk = np.empty(u_ptr[n], np.int64), np.empty(u_ptr[n], np.int64), np.empty(u_ptr[n], np.int64)
+    u = 0
+    for j in range(n):
+        for t in range(ptr[j], ptr[j + 1]):
+            shift = (rows[t] - j) * sj  # entry (i, j) -> (i, k)
+            for v in range(t, ptr[j + 1]):
+                dst[u], src[u], lk[u] = pos[v] + shift, pos[v], pos[t]
+                u += 1
+    return u_ptr, dst, src, lk
+
+
+@numba.njit(**_NJIT)
+def _ldl1(A, dims, sign, floor):
+    """LDL' of one quasi-definite matrix in place (in the plan's compact storage: the diagonal in the factor's
+    order, then L's entries, `_Plan`); False where a pivot is not finite.
 
     In exact arithmetic a pivot has the sign of its node (`sign`: +1 variable, -1 multiplier) and a
     size of at least the regularisation `floor`; where rounding says otherwise (huge barrier terms of a
     row pinned at its bound cancel when eliminated) the pivot is set to sign x floor."""
+    if dims[12].size:
+        return _ldl1_wide(A, dims, sign, floor)
+    n, ptr, pos, u_ptr, dst, src, lk = dims[3], dims[4], dims[7], dims[8], dims[9], dims[10], dims[11]
     for j in range(n):
-        p = off + j * (si + sj)
-        d = A[p]
+        d = A[j]
         if not math.isfinite(d):
             return False
         if sign[j] * d < floor:
             d = sign[j] * floor
-            A[p] = d
-        e = min(n - 1, j + b)
-        for i in range(j + 1, e + 1):
-            A[off + i * si + j * sj] /= d
-        for k in range(j + 1, e + 1):
-            lk = A[off + k * si + j * sj] * d
-            if lk != 0.0:
-                for i in range(k, e + 1):
-                    A[off + i * si + k * sj] -= A[off + i * si + j * sj] * lk
+            A[j] = d
+        for t in range(ptr[j], ptr[j + 1]):
+            A[pos[t]] /= d
+        for u in range(u_ptr[j], u_ptr[j + 1]):
+            lku = A[lk[u]] * d
+            if lku != 0.0:
+                A[dst[u]] -= A[src[u]] * lku
     return True
 
 
 @numba.njit(**_NJIT)
-def _ldl_solve1(A, X, n, b, off, si, sj):
-    """Solve L D L' X = X in place (X: n x columns) with a factorised matrix."""
+def _ldl1_wide(A, dims, sign, floor):
+    """`_ldl1` where the plan keeps no list of updates (too long): entry (i, k) found through its table."""
+    n, ptr, rows, pos, where, width = dims[3], dims[4], dims[5], dims[7], dims[12], dims[13]
+    for j in range(n):
+        d = A[j]
+        if not math.isfinite(d):
+            return False
+        if sign[j] * d < floor:
+            d = sign[j] * floor
+            A[j] = d
+        for t in range(ptr[j], ptr[j + 1]):
+            A[pos[t]] /= d
+        for t in range(ptr[j], ptr[j + 1]):
+            lku = A[pos[t]] * d
+            if lku != 0.0:
+                k = np.int64(rows[t])
+                for v in range(t, ptr[j + 1]):
+                    A[where[k * width + np.int64(rows[v]) - k]] -= A[pos[v]] * lku
+    return True
+
+
+@numba.njit(**_NJIT)
+def _ldl_solve_vec(A, x, dims):
+    """Solve L D L' x = x in place with a factorised matrix (x in the factor's order)."""
+    n, ptr, rows, cols, pos = dims[3], dims[4], dims[5], dims[6], dims[7]
+    for t in range(pos.size):  # column by column
+        lij = A[pos[t]]
+        if lij != 0.0:
+            x[rows[t]] -= lij * x[cols[t]]
+    for j in range(n):
+        x[j] /= A[j]
+    for j in range(n - 1, -1, -1):
+        xj = x[j]
+        for t in range(ptr[j], ptr[j + 1]):
+            lij = A[pos[t]]
+            if lij != 0.0:
+                xj -= lij * x[rows[t]]
+        x[j] = xj
+
+
+@numba.njit(**_NJIT)
+def _ldl_solve1(A, X, dims):
+    """Solve L D L' X = X in place (X: n x columns, in the factor's order) with a factorised matrix."""
+    n, ptr, rows, pos = dims[3], dims[4], dims[5], dims[7]
     r = X.shape[1]
     for j in range(n):
-        for i in range(j + 1, min(n - 1, j + b) + 1):
-            lij = A[off + i * si + j * sj]
+        for t in range(ptr[j], ptr[j + 1]):
+            lij = A[pos[t]]
             if lij != 0.0:
+                i = rows[t]
                 for c in range(r):
                     X[i, c] -= lij * X[j, c]
     for j in range(n):
-        d = A[off + j * (si + sj)]
+        d = A[j]
         for c in range(r):
             X[j, c] /= d
     for j in range(n - 1, -1, -1):
-        for i in range(j + 1, min(n - 1, j + b) + 1):
-            lij = A[off + i * si + j * sj]
+        for t in range(ptr[j], ptr[j + 1]):
+            lij = A[pos[t]]
             if lij != 0.0:
+                i = rows[t]
                 for c in range(r):
                     X[j, c] -= lij * X[i, c]
 
 
 @numba.njit(**_NJIT)
-def _jacobian(pat, i_v, q_c, x):
-    """Values of the inequality rows' Jacobian on the pattern (i_r, i_c) at x."""
+def _jacobian(pat, i_v, q_c, x, jv):
+    """Values of the inequality rows' Jacobian on the pattern (i_r, i_c) at x, into jv."""
     q_i, q_j, jq = pat[11], pat[12], pat[13]
-    jv = i_v.copy()
+    jv[:] = i_v
     nq = q_i.size
     for k in range(nq):
         jv[jq[k]] += q_c[k] * x[q_j[k]]
         jv[jq[nq + k]] += q_c[k] * x[q_i[k]]
-    return jv
 
 
 @numba.njit(**_NJIT)
-def _assemble(K, pat, base, q_c, x, lam, ratio, zl, zu, lb, ub, jv, mI):
-    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into storage K
-    (`ratio`: the sides' lam / w)."""
-    side, sigma, L, U = pat[0], pat[1], pat[2], pat[3]
-    q_r = pat[10]
-    k_pos, k_inv, p_row, p_a, p_b, diag = pat[14], pat[15], pat[16], pat[17], pat[18], pat[19]
-    K[:] = base
-    yI = np.zeros(mI)
-    d = np.zeros(mI)
+def _assemble(K, pat, base, q_c, x, yI, ratio, zl, zu, lb, ub, jv, d):
+    """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into K (the plan's compact
+    storage of the entries on and below the diagonal where the factor may be nonzero; base: the structure's
+    storage). `yI`: the rows' signed multipliers, `ratio`: the sides' lam / w, d: work space (mI)."""
+    side, L, U = pat[0], pat[2], pat[3]
+    q_r, q_k, q_pos, p_row, p_a, p_b, p_pos = pat[10], pat[14], pat[15], pat[16], pat[17], pat[18], pat[19]
+    d_l, d_u, kept = pat[26], pat[27], pat[28]
+    for k in range(kept.size):
+        K[k] = base[kept[k]]
+    d[:] = 0.0
     for s in range(side.size):
-        yI[side[s]] += sigma[s] * lam[s]
         d[side[s]] += min(ratio[s], _PIN)
-    nq = q_r.size
-    for k in range(nq):
-        v = q_c[k] * yI[q_r[k]]
-        K[k_pos[k_inv[k]]] += v
-        K[k_pos[k_inv[nq + k]]] += v
+    for t in range(q_k.size):
+        k = q_k[t]
+        K[q_pos[t]] += q_c[k] * yI[q_r[k]]
     for e in range(p_row.size):
-        K[k_pos[k_inv[2 * nq + e]]] += d[p_row[e]] * jv[p_a[e]] * jv[p_b[e]]
+        K[p_pos[e]] += d[p_row[e]] * jv[p_a[e]] * jv[p_b[e]]
     for k in range(L.size):
-        K[diag[L[k]]] += min(zl[k] / (x[L[k]] - lb[k]), _PIN)
+        K[d_l[k]] += min(zl[k] / (x[L[k]] - lb[k]), _PIN)
     for k in range(U.size):
-        K[diag[U[k]]] += min(zu[k] / (ub[k] - x[U[k]]), _PIN)
-    return yI
+        K[d_u[k]] += min(zu[k] / (ub[k] - x[U[k]]), _PIN)
 
 
 @numba.njit(**_NJIT)
-def _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, dp2, rhs):
-    """One Newton direction for complementarity targets rc (sides, lower bounds, upper bounds)."""
-    side, sigma, L, U, i_r, i_c = pat[0], pat[1], pat[2], pat[3], pat[4], pat[5]
-    perm = pat[20]
-    nf, mE, mI, N, b, off, si, sj = dims
+def _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu, dp1, dp2, v, t):
+    """One Newton direction for complementarity targets rc (sides, lower bounds, upper bounds); v (N) and t
+    (mI): work space. Returns whether dx is finite, whether dp1 and dp2 are, and the largest alpha in (0, 1]
+    with p1 + alpha dp1 >= 0, and that for p2 (p1, p2 > 0), found in the loops that make them."""
+    side, sigma, L, i_r, i_c = pat[0], pat[1], pat[2], pat[4], pat[5]
+    rank, v_c, v_l, v_u = pat[22], pat[23], pat[24], pat[25]
+    nf, mE = dims[0], dims[1]
     nw, nl = side.size, L.size
-    t = np.zeros(mI)
+    t[:] = 0.0
     for s in range(nw):
         t[side[s]] += sigma[s] * (rc[s] - lam[s] * rI[s]) / w[s]
-    v = np.empty(N)
+    # the right-hand side in the factor's order
     for k in range(nf):
-        v[k] = -rd[k]
+        v[rank[k]] = -rd[k]
     for e in range(i_r.size):
-        v[i_c[e]] -= jv[e] * t[i_r[e]]
+        v[v_c[e]] -= jv[e] * t[i_r[e]]
     for k in range(nl):
-        v[L[k]] += rc[nw + k] / p1[nw + k]
-    for k in range(U.size):
-        v[U[k]] -= rc[nw + nl + k] / p1[nw + nl + k]
+        v[v_l[k]] += rc[nw + k] / p1[nw + k]
+    for k in range(v_u.size):
+        v[v_u[k]] -= rc[nw + nl + k] / p1[nw + nl + k]
     for k in range(mE):
-        v[nf + k] = -rE[k]
-    for k in range(N):
-        rhs[k, 0] = v[perm[k]]
-    _ldl_solve1(K, rhs, N, b, off, si, sj)
-    for k in range(N):
-        v[perm[k]] = rhs[k, 0]
-    dx[:] = v[:nf]
-    dnu[:] = v[nf:]
-    jdx = np.zeros(mI)
+        v[rank[nf + k]] = -rE[k]
+    _ldl_solve_vec(K, v, dims)
+    dx_finite = True
+    for k in range(nf):
+        dx[k] = v[rank[k]]
+        dx_finite = dx_finite and math.isfinite(dx[k])
+    for k in range(mE):
+        dnu[k] = v[rank[nf + k]]
+    t[:] = 0.0  # now J dx
     for e in range(i_r.size):
-        jdx[i_r[e]] += jv[e] * dx[i_c[e]]
+        t[i_r[e]] += jv[e] * dx[i_c[e]]
     for s in range(nw):
-        dp1[s] = rI[s] - sigma[s] * jdx[side[s]]
+        dp1[s] = rI[s] - sigma[s] * t[side[s]]
     for k in range(nl):
-        dp1[nw + k] = dx[L[k]]
-    for k in range(U.size):
-        dp1[nw + nl + k] = -dx[U[k]]
+        dp1[nw + k] = v[v_l[k]]
+    for k in range(v_u.size):
+        dp1[nw + nl + k] = -v[v_u[k]]
+    finite, step1, step2 = True, 1.0, 1.0
     for k in range(dp1.size):
         dp2[k] = (rc[k] - p2[k] * dp1[k]) / p1[k]
-
-
-@numba.njit(**_NJIT)
-def _max_step(v, dv):
-    """Largest alpha in (0, 1] with v + alpha dv >= 0 (v > 0)."""
-    out = 1.0
-    for k in range(v.size):
-        if dv[k] < 0.0:
-            out = min(out, -v[k] / dv[k])
-    return out
-
-
-@numba.njit(**_NJIT)
-def _all_finite(a):
-    for k in range(a.size):
-        if not math.isfinite(a[k]):
-            return False
-    return True
+        finite = finite and math.isfinite(dp1[k]) and math.isfinite(dp2[k])
+        if dp1[k] < 0.0:
+            step1 = min(step1, -p1[k] / dp1[k])
+        if dp2[k] < 0.0:
+            step2 = min(step2, -p2[k] / dp2[k])
+    return dx_finite, finite, step1, step2
 
 
 @numba.njit(**_NJIT)
@@ -224,62 +310,78 @@ def _amax(a):
 @numba.njit(**_NJIT)
 def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
     """The iterations of `interior._Solver.run` for each member in turn (no infeasibility diagnosis:
-    a member that does not converge fails and is solved again one by one)."""
+    a member that does not converge fails and is solved again one by one). Work arrays are allocated once."""
     side, sigma, L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[0], pat[1], pat[2], pat[3], pat[4], pat[5], pat[6], \
         pat[7], pat[8], pat[9]
-    q_r, q_i, q_j = pat[10], pat[11], pat[12]
-    nf, mE, mI, N, b, off, si, sj = dims
+    q_r, q_i, q_j, sign = pat[10], pat[11], pat[12], pat[21]
+    nf, mE, mI, N = dims[0], dims[1], dims[2], dims[3]
     c_, h_v_, q_c_, e_v_, i_v_, b_E_, b_side_, lb_, ub_, lb_in_, ub_in_, base_, b_scale_, limit_, floor_ = data
-    sign = pat[21]
     x0_, nu0_, w0_, lam0_, zl0_, zu0_ = start
     tol, acceptable, max_iter, extra, fraction = params
+    xo, nuo, wo, lamo, zlo, zuo = out
     nw, nl, nu_ = side.size, L.size, U.size
     ncomp = nw + nl + nu_
+    K = np.empty(pat[28].size)
+    x, nu, p1, p2 = np.empty(nf), np.empty(mE), np.empty(ncomp), np.empty(ncomp)
+    best_x, best_nu, best_p2 = np.empty(nf), np.empty(mE), np.empty(ncomp)
+    dx, dnu, dp1, dp2 = np.empty(nf), np.empty(mE), np.empty(ncomp), np.empty(ncomp)
+    jv, g, yI, rI, grad, rd, rE = np.empty(i_r.size), np.empty(mI), np.empty(mI), np.empty(nw), np.empty(nf), \
+        np.empty(nf), np.empty(mE)
+    comp, rc, trial, ratio, v, t = np.empty(ncomp), np.empty(ncomp), np.empty(ncomp), np.empty(nw), np.empty(N), \
+        np.empty(mI)
     for m in range(c_.shape[0]):
         c, h_v, q_c, e_v, i_v = c_[m], h_v_[m], q_c_[m], e_v_[m], i_v_[m]
         b_E, b_side, lb, ub, lb_in, ub_in = b_E_[m], b_side_[m], lb_[m], ub_[m], lb_in_[m], ub_in_[m]
-        x, nu = x0_[m].copy(), nu0_[m].copy()
-        p1 = np.concatenate((w0_[m], x[L] - lb, ub - x[U]))
-        p2 = np.concatenate((lam0_[m], zl0_[m], zu0_[m]))
-        K = np.empty(base_.shape[1])
-        rhs = np.empty((N, 1))
-        dx, dnu, dp1, dp2 = np.empty(nf), np.empty(mE), np.empty(ncomp), np.empty(ncomp)
+        x[:], nu[:] = x0_[m], nu0_[m]
+        p1[:nw], p2[:nw], p2[nw:nw + nl], p2[nw + nl:] = w0_[m], lam0_[m], zl0_[m], zu0_[m]
+        for k in range(nl):
+            p1[nw + k] = x[L[k]] - lb[k]
+        for k in range(nu_):
+            p1[nw + nl + k] = ub[k] - x[U[k]]
+        w, lam, zl, zu = p1[:nw], p2[:nw], p2[nw:nw + nl], p2[nw + nl:]
         best_err, best_at, acc_at, stalled, st, why = np.inf, -1, -1, 0, -1, 0
-        best_x, best_nu, best_p2 = x.copy(), nu.copy(), p2.copy()
         it = 0
         for it in range(max_iter + 1):
-            w, lam = p1[:nw], p2[:nw]
-            jv = _jacobian(pat, i_v, q_c, x)
-            g = np.zeros(mI)
+            _jacobian(pat, i_v, q_c, x, jv)
+            g[:] = 0.0
             for e in range(i_r.size):
                 g[i_r[e]] += i_v[e] * x[i_c[e]]
             for k in range(q_r.size):
                 g[q_r[k]] += q_c[k] * x[q_i[k]] * x[q_j[k]]
-            yI = np.zeros(mI)
-            rI = np.empty(nw)
+            yI[:] = 0.0
             for s in range(nw):
                 yI[side[s]] += sigma[s] * lam[s]
                 rI[s] = sigma[s] * (b_side[s] - g[side[s]]) - w[s]
-            grad = c.copy()
+            grad[:] = c
             for e in range(h_r.size):
                 grad[h_r[e]] += h_v[e] * x[h_c[e]]
-            rd = grad.copy()
+            g_max = 0.0
+            for k in range(nf):
+                rd[k] = grad[k]
+                g_max = max(g_max, abs(grad[k]))
             for e in range(e_r.size):
                 rd[e_c[e]] += e_v[e] * nu[e_r[e]]
             for e in range(i_r.size):
                 rd[i_c[e]] += jv[e] * yI[i_r[e]]
             for k in range(nl):
-                rd[L[k]] -= p2[nw + k]
+                rd[L[k]] -= zl[k]
             for k in range(nu_):
-                rd[U[k]] += p2[nw + nl + k]
-            rE = -b_E.copy()
+                rd[U[k]] += zu[k]
+            for k in range(mE):
+                rE[k] = -b_E[k]
             for e in range(e_r.size):
                 rE[e_r[e]] += e_v[e] * x[e_c[e]]
-            comp = p1 * p2
-            mu = comp.sum() / ncomp if ncomp else 0.0
-            d_scale = 1.0 + _amax(grad)
-            err = max(_amax(rd) / d_scale, max(_amax(rE), _amax(rI)) / b_scale_[m],
-                      (comp.max() if ncomp else 0.0) / d_scale)
+            # comp, its sum and its max as numpy's sum and max (the first NaN) in one pass; rc: the predictor's
+            total, c_max = 0.0, 0.0
+            for k in range(ncomp):
+                ck = p1[k] * p2[k]
+                comp[k], rc[k] = ck, -ck
+                total += ck
+                if k == 0 or (c_max == c_max and (ck != ck or ck > c_max)):
+                    c_max = ck
+            mu = total / ncomp if ncomp else 0.0
+            d_scale = 1.0 + g_max
+            err = max(_amax(rd) / d_scale, max(_amax(rE), _amax(rI)) / b_scale_[m], c_max / d_scale)
             if err <= tol:
                 st = 0
                 break
@@ -297,73 +399,89 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
             if it == max_iter:
                 why = 3
                 break
-            yI = _assemble(K, pat, base_[m], q_c, x, lam, lam / w, p2[nw:nw + nl], p2[nw + nl:], lb, ub, jv, mI)
-            if not _ldl1(K, N, b, off, si, sj, sign, floor_[m]):
+            for s in range(nw):
+                ratio[s] = lam[s] / w[s]
+            _assemble(K, pat, base_[m], q_c, x, yI, ratio, zl, zu, lb, ub, jv, t)
+            if not _ldl1(K, dims, sign, floor_[m]):
                 why = 4
                 break
-            _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, -comp, dx, dnu, dp1, dp2, rhs)
-            if not _all_finite(dx):
+            dx_finite, finite, step1, step2 = _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx, dnu,
+                                                         dp1, dp2, v, t)
+            if not dx_finite:
                 why = 5
                 break
             if ncomp:
-                alpha = min(_max_step(p1, dp1), _max_step(p2, dp2))
-                mu_aff = np.sum((p1 + alpha * dp1) * (p2 + alpha * dp2)) / ncomp
+                alpha = min(step1, step2)
+                for k in range(ncomp):
+                    trial[k] = (p1[k] + alpha * dp1[k]) * (p2[k] + alpha * dp2[k])
+                mu_aff = np.sum(trial) / ncomp
                 centre = (mu_aff / mu) ** 3 if mu > 0 else 0.0
-                _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, centre * mu - comp - dp1 * dp2,
-                           dx, dnu, dp1, dp2, rhs)
-            alpha = min(1.0, fraction * min(_max_step(p1, dp1), _max_step(p2, dp2)))
-            if not (_all_finite(dx) and _all_finite(dp1) and _all_finite(dp2) and math.isfinite(alpha)):
+                target = centre * mu
+                for k in range(ncomp):
+                    rc[k] = target - comp[k] - dp1[k] * dp2[k]
+                dx_finite, finite, step1, step2 = _direction(pat, dims, K, jv, lam, w, p1, p2, rd, rE, rI, rc, dx,
+                                                             dnu, dp1, dp2, v, t)
+            alpha = min(1.0, fraction * min(step1, step2))
+            if not (dx_finite and finite and math.isfinite(alpha)):
                 why = 5
                 break
             stalled = stalled + 1 if alpha < 1e-10 else 0
             if stalled > 5:
                 why = 6
                 break
-            x += alpha * dx
+            for k in range(nf):
+                x[k] += alpha * dx[k]
             for k in range(nl):
                 x[L[k]] = max(x[L[k]], lb_in[k])
             for k in range(nu_):
                 x[U[k]] = min(x[U[k]], ub_in[k])
-            nu += alpha * dnu
-            p1 += alpha * dp1
-            p2 += alpha * dp2
+            for k in range(mE):
+                nu[k] += alpha * dnu[k]
+            for k in range(ncomp):
+                p1[k] += alpha * dp1[k]
+                p2[k] += alpha * dp2[k]
             # the bound slacks follow x (as interior._Solver.run recomputes them from x each iteration)
             for k in range(nl):
                 p1[nw + k] = x[L[k]] - lb[k]
             for k in range(nu_):
                 p1[nw + nl + k] = ub[k] - x[U[k]]
-        if st != 0 and best_err <= acceptable:
-            st, x, nu, p2 = 1, best_x, best_nu, best_p2
-            it = best_at
+        best = st != 0 and best_err <= acceptable
+        if best:
+            st, it = 1, best_at
         status[m], iters[m], errs[m], reasons[m] = st, it, best_err if st == 1 else 0.0, why
-        xo, nuo, wo, lamo, zlo, zuo = out
-        xo[m], nuo[m], wo[m], lamo[m], zlo[m], zuo[m] = x, nu, p1[:nw], p2[:nw], p2[nw:nw + nl], p2[nw + nl:]
+        xo[m], nuo[m], wo[m] = best_x if best else x, best_nu if best else nu, w
+        fin = best_p2 if best else p2
+        lamo[m], zlo[m], zuo[m] = fin[:nw], fin[nw:nw + nl], fin[nw + nl:]
 
 
 @numba.njit(**_NJIT)
 def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, lam, ratio, zl, zu):
     """The members' KKT matrices at their final iterates (`ratio`, zl and zu: the barrier terms to
     use), factorised; which factorisations succeeded."""
-    nf, mE, mI, N, b, off, si, sj = dims
-    K = np.empty(base.shape)
+    side, sigma, mI = pat[0], pat[1], dims[2]
+    K = np.empty((base.shape[0], pat[28].size))
     ok = np.zeros(base.shape[0], np.bool_)
+    jv, yI, d = np.empty(i_v.shape[1]), np.empty(mI), np.empty(mI)
     for m in range(base.shape[0]):
-        jv = _jacobian(pat, i_v[m], q_c[m], x[m])
-        _assemble(K[m], pat, base[m], q_c[m], x[m], lam[m], ratio[m], zl[m], zu[m], lb[m], ub[m], jv, mI)
-        ok[m] = _ldl1(K[m], N, b, off, si, sj, pat[21], floor[m])
+        _jacobian(pat, i_v[m], q_c[m], x[m], jv)
+        yI[:] = 0.0
+        for s in range(side.size):
+            yI[side[s]] += sigma[s] * lam[m, s]
+        _assemble(K[m], pat, base[m], q_c[m], x[m], yI, ratio[m], zl[m], zu[m], lb[m], ub[m], jv, d)
+        ok[m] = _ldl1(K[m], dims, pat[21], floor[m])
     return K, ok
 
 
 @numba.njit(**_NJIT)
 def _solve_many(K, ok, R, perm, dims):
     """Solve each factorised K[m] for the columns of R[m] (N x k, in the structure's order) in place."""
-    nf, mE, mI, N, b, off, si, sj = dims
+    N = dims[3]
     X = np.empty((N, R.shape[2]))
     for m in range(K.shape[0]):
         if ok[m]:
             for k in range(N):
                 X[k] = R[m, perm[k]]
-            _ldl_solve1(K[m], X, N, b, off, si, sj)
+            _ldl_solve1(K[m], X, dims)
             for k in range(N):
                 R[m, perm[k]] = X[k]
 
@@ -423,18 +541,61 @@ def _stationarity(h_ptr, h_idx, h_d, a_r, a_c, a_d, q_r, q_i, q_j, q_d, side, si
 
 
 class _Plan:
-    """A structure's index arrays and factorisation layout as numba takes them (built once per structure)."""
+    """A structure's index arrays and factorisation layout as numba takes them (built once per structure).
+
+    The kernels work on a compact copy of the storage's entries on and below the diagonal where the factor may
+    be nonzero (the diagonal in the factor's order, then L's entries by column; `kept`: their positions in the
+    storage), small enough to stay in the first-level cache: the per-iteration KKT terms are kept for those
+    positions, the right-hand sides are built in the factor's order, and dims carries the factor's pattern
+    (`_factor_pattern`). Index arrays are unsigned (but the pointers that bound loops): numba then indexes
+    without testing for negative indices."""
 
     def __init__(self, S):
         self.S = S
-        i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
-        perm = S.perm if S.band else np.arange(S.N)
-        self.pat = (i64(S.side), np.ascontiguousarray(S.sigma, float), i64(S.L), i64(S.U), i64(S.i_r), i64(S.i_c),
-                    i64(S.e_r), i64(S.e_c), i64(S.h_r), i64(S.h_c), i64(S.q_r), i64(S.q_i), i64(S.q_j), i64(S.jq),
-                    i64(S.k_pos), i64(S.k_inv), i64(S.p_row), i64(S.p_a), i64(S.p_b), i64(S.diag), i64(perm),
-                    np.where(perm < S.nf, 1.0, -1.0))
+        perm, rank = (S.perm, S.rank) if S.band else (np.arange(S.N), np.arange(S.N))
         b, layout = (S.kl, (2 * S.kl, 1, S.ldab - 1)) if S.band else (S.N - 1, (0, S.N, 1))
-        self.dims = (S.nf, S.mE, S.mI, S.N, b, *layout)
+        lower = _lower(S.size, S.N, b, *layout)
+        mask = np.zeros(S.size, np.bool_)
+        mask[S.base_pos], mask[S.k_pos], mask[S.diag] = True, True, True
+        ptr, rows = _factor_pattern(mask & lower, S.N, b, *layout)
+        off, si, sj = layout
+        counts = np.diff(ptr)
+        cols = np.repeat(np.arange(S.N), counts)
+        pos = off + rows * si + cols * sj
+        kept = np.concatenate([off + np.arange(S.N) * (si + sj), pos])
+        compact = np.full(S.size, -1, np.int64)
+        compact[kept] = np.arange(kept.size)
+        # the elimination's updates as a list, or where that would be long (wide dense structures) a table of
+        # the compact positions of entries (k + o, k), o <= b, at k (b + 1) + o
+        if np.sum(counts * (counts + 1) // 2) <= _UPDATES:
+            u_ptr, dst, src, lk = _updates(ptr, rows, pos, sj)
+            where = np.zeros(0, np.int64)
+        else:
+            u_ptr, dst, src, lk = np.zeros(S.N + 1, np.int64), *(np.zeros(0, np.int64) for _ in range(3))
+            k, o = np.divmod(np.arange(S.N * (b + 1)), b + 1)
+            where = np.where(k + o < S.N, compact[np.minimum(off + (k + o) * si + k * sj, S.size - 1)], -1)
+            where[where < 0] = 0  # entries outside the factor's pattern, never read
+        # the per-iteration terms (quadratic rows' Hessians, then J'DJ) that land on or below the diagonal
+        nq = S.q_r.size
+        q_k, q_pos = np.repeat(np.arange(nq), 2), S.k_pos[S.k_inv[:2 * nq].reshape(2, nq).T.ravel()]
+        p_pos = S.k_pos[S.k_inv[2 * nq:]]
+        q_in, p_in = lower[q_pos], lower[p_pos]
+        looked_up = compact[np.concatenate([q_pos[q_in], p_pos[p_in], S.diag, dst, src, lk])]
+        if looked_up.size and looked_up.min() < 0 or S.jq.size and S.jq.min() < 0:
+            raise ValueError("the batched solver's plan misses a KKT entry")  # not to be: the pattern holds all
+        self.pat = tuple(_index(a) for a in (
+            S.side, S.sigma, S.L, S.U, S.i_r, S.i_c, S.e_r, S.e_c, S.h_r, S.h_c, S.q_r, S.q_i, S.q_j, S.jq, q_k[q_in],
+            compact[q_pos[q_in]], S.p_row[p_in], S.p_a[p_in], S.p_b[p_in], compact[p_pos[p_in]], perm,
+            np.where(perm < S.nf, 1.0, -1.0), rank, rank[S.i_c], rank[S.L], rank[S.U], compact[S.diag[S.L]],
+            compact[S.diag[S.U]], kept))
+        self.dims = (S.nf, S.mE, S.mI, S.N, ptr, *(_index(a) for a in (rows, cols, compact[pos])), u_ptr,
+                     *(_index(compact[a]) for a in (dst, src, lk)), _index(where), b + 1)
+
+
+def _index(a) -> np.ndarray:
+    """An index array (non-negative integers) as uint64, a float array as it is."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, float if a.dtype.kind == "f" else np.uint64)
 
 
 def _plan(S) -> _Plan:
