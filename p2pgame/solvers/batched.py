@@ -10,9 +10,9 @@ and lockstep numpy iterations paid their per-call overhead per group and per ite
 a third of the speed-up); JAX would trace and compile once per group size.
 
 The KKT matrix is quasi-definite (the Hessian block plus a positive regularisation, the equality
-block minus it), so LDL' without pivoting exists in any symmetric ordering; it runs over the
-structure's banded (RCM) or dense storage, each pivot kept at its node's sign and at least the
-regularisation (rounding of huge barrier terms may say otherwise).
+block minus it), so LDL' without pivoting exists in any symmetric ordering; it runs over a compact
+copy of the entries the factor can fill, in the structure's RCM (or natural) order, each pivot kept
+at its node's sign and at least the regularisation (rounding of huge barrier terms may say otherwise).
 
 Each member has its own step lengths, barrier parameter and convergence, as `interior._Solver.run`
 (the same cold start point unless a previous solution is given, Mehrotra steps, tolerances and

@@ -79,6 +79,28 @@ def test_a_warm_start_from_another_prices_answer_reaches_the_same_optimum_sooner
     assert warm_iterations < cold_iterations
 
 
+def test_the_wide_structures_table_lookup_gives_the_update_lists_answers(market, monkeypatch):
+    """Past `_UPDATES` a plan drops the factorisation's update list and looks entries up in a table (wide dense
+    structures): the same operations in the same order, so the same answers to the bit."""
+    from p2pgame.solvers import batched
+
+    game, prices, weights, centres = market
+    problems = _posed(game, prices, weights, centres)
+    members = max(_groups(problems).values(), key=len)
+    batch = [problems[k] for k in members]
+    listed = solve_batch(batch, PROXIMAL)
+    dcs = [game.players[k].price_gradient().toarray() for k in members]
+    monkeypatch.setattr(batched, "_UPDATES", 0)
+    S = batched._structure(batch[0])
+    monkeypatch.setattr(S, "_batch_plan", None)  # a plan built again under the bound
+    table = solve_batch(batch, PROXIMAL)
+    assert S._batch_plan.dims[-2].size  # the table is in use
+    for a, b in zip(listed.results, table.results):
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    for a, b in zip(listed.sensitivities(dcs), table.sensitivities(dcs)):
+        assert np.array_equal(a, b)
+
+
 def _non_degenerate(P, res, tol=1e-5):
     """No bound or row with both its slack and its multiplier below tol (strict complementarity)."""
     g = P.constraints_value(res.x)
