@@ -122,22 +122,22 @@ class _Structure:
         self.U = np.flatnonzero(np.isfinite(P.x_ub[self.F]))
 
         # objective Hessian: free-free triplets, and free-fixed ones (a linear term per solve)
-        H = P.H.tocoo()
-        hr, hc = col[H.row], col[H.col]
+        H_row, H_col = _entries(P.H)
+        hr, hc = col[H_row], col[H_col]
         k = (hr >= 0) & (hc >= 0)
         self.h_k = np.flatnonzero(k)
         self.h_r, self.h_c = hr[k], hc[k]
         k = (hr >= 0) & (hc < 0)
         self.hx_k = np.flatnonzero(k)
-        self.hx_r, self.hx_c = hr[k], xpos[H.col[k]]
+        self.hx_r, self.hx_c = hr[k], xpos[H_col[k]]
 
         # rows: linear part split into free and fixed columns; quadratic terms by how many columns are free
-        A = P.A.tocoo()
-        self.a_row, self.a_col = A.row.astype(np.int64), A.col.astype(np.int64)
-        ar, ac = self.a_row, col[A.col]
+        A_row, A_col = _entries(P.A)
+        self.a_row, self.a_col = A_row.astype(np.int64), A_col.astype(np.int64)
+        ar, ac = self.a_row, col[A_col]
         k = used[ar] & (ac < 0)
         self.ax_k = np.flatnonzero(k)
-        self.ax_r, self.ax_c = ar[k], xpos[A.col[k]]
+        self.ax_r, self.ax_c = ar[k], xpos[A_col[k]]
         k = used[ar] & (ac >= 0)
         self.a_k = np.flatnonzero(k)
         ar, ac = ar[k], ac[k]
@@ -216,7 +216,9 @@ class _Structure:
         N = self.N
         self.band = False
         if N >= 64 and not self.dense_jtdj:
-            pattern = sp.csr_matrix((np.ones(ki.size), (ki, kj)), shape=(N, N))
+            keys = np.unique(ki * N + kj)  # the pattern in CSR form, sorted (scipy's COO conversion costs more)
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // N, minlength=N))])
+            pattern = sp.csr_matrix((np.ones(keys.size), keys % N, indptr), shape=(N, N))
             perm = reverse_cuthill_mckee(pattern, symmetric_mode=True).astype(np.int64)
             rank = np.empty(N, np.int64)
             rank[perm] = np.arange(N)
@@ -251,6 +253,16 @@ class _Structure:
             sol[self.perm] = lapack.dgbtrs(lu, self.kl, self.kl, rhs[self.perm], piv)[0]
             return sol
         return lapack.dsytrs(lu, piv, rhs, lower=1)[0]
+
+
+def _entries(M) -> tuple[np.ndarray, np.ndarray]:
+    """A sparse matrix's (row, col) index arrays in the order of its ``tocoo()`` entries, without building it."""
+    if M.format == "csr":
+        return np.repeat(np.arange(M.shape[0]), np.diff(M.indptr)), M.indices
+    if M.format == "csc":
+        return M.indices, np.repeat(np.arange(M.shape[1]), np.diff(M.indptr))
+    C = M if M.format == "coo" else M.tocoo()
+    return C.row, C.col
 
 
 def _data(M) -> np.ndarray:
