@@ -122,6 +122,21 @@ def _updates(ptr, rows, pos, sj):
 
 
 @numba.njit(**_NJIT)
+def _pivot(A, j, ptr, pos, sign, floor):
+    """Column j's pivot, kept at its node's sign and at least `floor` (`_ldl1`), with L's column j divided by
+    it; the pivot as it stood where it is not finite."""
+    d = A[j]
+    if not math.isfinite(d):
+        return d
+    if sign[j] * d < floor:
+        d = sign[j] * floor
+        A[j] = d
+    for t in range(ptr[j], ptr[j + 1]):
+        A[pos[t]] /= d
+    return d
+
+
+@numba.njit(**_NJIT)
 def _ldl1(A, dims, sign, floor):
     """LDL' of one quasi-definite matrix in place (in the plan's compact storage: the diagonal in the factor's
     order, then L's entries, `_Plan`); False where a pivot is not finite.
@@ -133,14 +148,9 @@ def _ldl1(A, dims, sign, floor):
         return _ldl1_wide(A, dims, sign, floor)
     n, ptr, pos, u_ptr, dst, src, lk = dims[3], dims[4], dims[7], dims[8], dims[9], dims[10], dims[11]
     for j in range(n):
-        d = A[j]
+        d = _pivot(A, j, ptr, pos, sign, floor)
         if not math.isfinite(d):
             return False
-        if sign[j] * d < floor:
-            d = sign[j] * floor
-            A[j] = d
-        for t in range(ptr[j], ptr[j + 1]):
-            A[pos[t]] /= d
         for u in range(u_ptr[j], u_ptr[j + 1]):
             lku = A[lk[u]] * d
             if lku != 0.0:
@@ -153,14 +163,9 @@ def _ldl1_wide(A, dims, sign, floor):
     """`_ldl1` where the plan keeps no list of updates (too long): entry (i, k) found through its table."""
     n, ptr, rows, pos, where, width = dims[3], dims[4], dims[5], dims[7], dims[12], dims[13]
     for j in range(n):
-        d = A[j]
+        d = _pivot(A, j, ptr, pos, sign, floor)
         if not math.isfinite(d):
             return False
-        if sign[j] * d < floor:
-            d = sign[j] * floor
-            A[j] = d
-        for t in range(ptr[j], ptr[j + 1]):
-            A[pos[t]] /= d
         for t in range(ptr[j], ptr[j + 1]):
             lku = A[pos[t]] * d
             if lku != 0.0:
