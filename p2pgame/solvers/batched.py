@@ -231,6 +231,17 @@ def _jacobian(pat, i_v, q_c, x, jv):
 
 
 @numba.njit(**_NJIT)
+def _row_values(pat, i_v, q_c, x, g):
+    """The inequality rows' values g_r(x) (linear part, then quadratic terms) into g."""
+    i_r, i_c, q_r, q_i, q_j = pat[4], pat[5], pat[10], pat[11], pat[12]
+    g[:] = 0.0
+    for e in range(i_r.size):
+        g[i_r[e]] += i_v[e] * x[i_c[e]]
+    for k in range(q_r.size):
+        g[q_r[k]] += q_c[k] * x[q_i[k]] * x[q_j[k]]
+
+
+@numba.njit(**_NJIT)
 def _assemble(K, pat, base, q_c, x, yI, ratio, zl, zu, lb, ub, jv, d):
     """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into K (the plan's compact
     storage of the entries on and below the diagonal where the factor may be nonzero; base: the structure's
@@ -318,7 +329,7 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
     a member that does not converge fails and is solved again one by one). Work arrays are allocated once."""
     side, sigma, L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[0], pat[1], pat[2], pat[3], pat[4], pat[5], pat[6], \
         pat[7], pat[8], pat[9]
-    q_r, q_i, q_j, sign = pat[10], pat[11], pat[12], pat[21]
+    sign = pat[21]
     nf, mE, mI, N = dims[0], dims[1], dims[2], dims[3]
     c_, h_v_, q_c_, e_v_, i_v_, b_E_, b_side_, lb_, ub_, lb_in_, ub_in_, base_, b_scale_, limit_, floor_ = data
     x0_, nu0_, w0_, lam0_, zl0_, zu0_ = start
@@ -348,11 +359,7 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
         it = 0
         for it in range(max_iter + 1):
             _jacobian(pat, i_v, q_c, x, jv)
-            g[:] = 0.0
-            for e in range(i_r.size):
-                g[i_r[e]] += i_v[e] * x[i_c[e]]
-            for k in range(q_r.size):
-                g[q_r[k]] += q_c[k] * x[q_i[k]] * x[q_j[k]]
+            _row_values(pat, i_v, q_c, x, g)
             yI[:] = 0.0
             for s in range(nw):
                 yI[side[s]] += sigma[s] * lam[s]
@@ -742,8 +749,9 @@ def _warm_starts(idx, pat, mI, lb, ub, i_v, q_c, b_side, X, Y, ZL, ZU, rows, fir
     """Into rows[r] of the start points `first`: a start near member rows[r]'s previous solution (X, Y, ZL, ZU:
     its x, row and bound multipliers over all columns and rows), as `_warmed` describes."""
     F, E, IS, FL, FU = idx
-    side, sigma, i_r, i_c, q_r, q_i, q_j = pat[0], pat[1], pat[4], pat[5], pat[10], pat[11], pat[12]
+    side, sigma = pat[0], pat[1]
     x0, nu0, w0, lam0, zl0, zu0 = first
+    g = np.empty(mI)
     for r in range(rows.size):
         m = rows[r]
         x = x0[m]
@@ -756,11 +764,7 @@ def _warm_starts(idx, pat, mI, lb, ub, i_v, q_c, b_side, X, Y, ZL, ZU, rows, fir
                 one = abs(lo) if math.isfinite(lo) else abs(hi)
                 margin = _WARM * (1.0 + one) if math.isfinite(one) else 0.0
             x[k] = min(max(X[r, F[k]], lo + margin), hi - margin)
-        g = np.zeros(mI)
-        for e in range(i_r.size):
-            g[i_r[e]] += i_v[m, e] * x[i_c[e]]
-        for k in range(q_r.size):
-            g[q_r[k]] += q_c[m, k] * x[q_i[k]] * x[q_j[k]]
+        _row_values(pat, i_v[m], q_c[m], x, g)
         for s in range(side.size):
             w0[m, s] = max(sigma[s] * (b_side[m, s] - g[side[s]]), _WARM)
             lam0[m, s] = max(sigma[s] * Y[r, IS[s]], _WARM)

@@ -94,7 +94,6 @@ class _Conic:
         HF = H[:, self.F].tocsr()[self.F]
         self.P = sp.triu(HF, format="csc")
         self._Hx = (H @ self.xfix)[self.F]  # the fixed columns' share of the linear objective
-        self.q = problem.c_min[self.F] + self._Hx
 
         # rows: linear part over free columns, constants from fixed columns
         A = problem.A.tocsr()
@@ -169,7 +168,7 @@ class _Conic:
         self.A = A.tocsc()
         self.b = np.concatenate(blocks_b + [np.zeros(n_split)])
         self.P = sp.block_diag([self.P, sp.csc_matrix((self.n_aux, self.n_aux))], format="csc")
-        self.q = np.concatenate([self.q, np.zeros(self.n_aux)])
+        self.objective(problem)
         self.cone_list = []
         if n_zero:
             self.cone_list.append(clarabel.ZeroConeT(n_zero))
