@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from p2pgame.agents.base import Capability, Response
 from p2pgame.errors import InputError, SolverError
 from p2pgame.solvers import CompiledProblem, SolveResult, general_solver, prepare, solve, supports
-from p2pgame.solvers.fastsparse import matvec
+from p2pgame.solvers.fastsparse import matvec, matvecs
 from p2pgame.solvers.interior import refresh_values
 from p2pgame.solvers.kkt import active_set_newton
 
@@ -297,6 +297,8 @@ class AgentModel:
     def _finish(self) -> None:
         """The state every new model starts with: no envelope, no warm start; shared arrays frozen."""
         self.env_rows = np.arange(self.problem.m - 2 * self.T, self.problem.m)
+        self.env_rows.flags.writeable = False
+        self.problem.ranged_rows = self.env_rows
         self.c0 = self.problem.c.copy()
         self._prox: _Proximal | None = None
         self._warm = None
@@ -585,3 +587,40 @@ class AgentModel:
                 f"customer {aid!r}: no operating point inside its envelope meets its own constraints over the"
                 f" horizon (energy, demand and inverter limits together); solver status {res.status}"
             )
+
+
+def _same_pattern(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    return (a.indptr is b.indptr and a.indices is b.indices) or (
+        a.shape == b.shape and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices))
+
+
+def responses_at(models: list[AgentModel], X: np.ndarray, prices, solutions: list) -> list[Response]:
+    """`models[k].response_at(X[k], prices, solutions[k])` for each k, equal to the bit, with the products of
+    models sharing one pattern (a template's members, as in one batch) made in one compiled pass each."""
+    prices = Prices.coerce(prices)
+    first = models[0]
+    layout = first._decision_layout
+    if not all(not m.problem.nonlinear and _same_pattern(m.M, first.M) and _same_pattern(m.problem.H, first.problem.H)
+               and (m._decision_layout is layout or _same_layout(m._decision_layout, layout)) for m in models):
+        return [m.response_at(x, prices, s) for m, x, s in zip(models, X, solutions)]
+    T = first.T
+    PQ = matvecs(first.M, np.array([m.M.data for m in models]), X) + np.array([m.b for m in models])
+    HX = matvecs(first.problem.H, np.array([m.problem.H.data for m in models]), X)
+    spans, cols, free, fixed = layout
+    values = np.where(free, X[:, cols], fixed) if X.shape[1] else np.tile(fixed, (len(models), 1))
+    out = []
+    for m, x, hx, pq, row, s in zip(models, X, HX, PQ, values, solutions):
+        prob = m.problem
+        own = float(prob.sense * (prob.f0 + 0.5 * (x @ hx)) + m.c0 @ x)  # as `own_value`
+        p, q = pq[:T], pq[T:]
+        out.append(Response(
+            agent_id=m.agent.id, p_kw=p, q_kvar=q, own_value=own, payoff=m._payoff(own, p, q, prices),
+            status="" if s is None else s.status, success=True if s is None else s.success,
+            iterations=0 if s is None else s.iterations, x=x, decisions={name: row[a:b] for name, a, b in spans},
+            solution=s,
+        ))
+    return out
+
+
+def _same_layout(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and all(np.array_equal(u, v) for u, v in zip(a[1:], b[1:]))

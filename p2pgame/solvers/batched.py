@@ -4,10 +4,13 @@ Why: a player's best response has ~150 variables, and a single solve spends its 
 Python-level overhead of a few dozen small numpy and LAPACK calls per iteration. Problems with the
 same pattern (one `_Structure`: sparsity, fixed variables, equality rows, finite bounds; see
 `batch_key`) differ only in their numbers, which are stacked along a leading batch axis, and one
-numba call runs every member's iterations in compiled loops. Why numba and not numpy over the batch
-axis: tight envelopes make equality rows, so the players of one type fall into many small groups,
-and lockstep numpy iterations paid their per-call overhead per group and per iteration (measured:
-a third of the speed-up); JAX would trace and compile once per group size.
+numba call runs every member's iterations in compiled loops. Envelope rows stay two inequalities
+where an envelope closes to a point (`CompiledProblem.ranged_rows`), so envelopes do not split a
+type's players into groups; a member that closed rows keep from an optimum is solved again with them
+as equalities (`interior.with_equalities`, in a batch of that pattern). Why numba and not numpy over
+the batch axis: the groups still differ in size and number (fixed variables), and lockstep numpy
+iterations paid their per-call overhead per group and per iteration (measured: a third of the
+speed-up); JAX would trace and compile once per group size.
 
 The KKT matrix is quasi-definite (the Hessian block plus a positive regularisation, the equality
 block minus it), so LDL' without pivoting exists in any symmetric ordering; it runs over a compact

@@ -237,17 +237,23 @@ class CompiledProblem:
     ``sense``; minimisation-form objective ``f0``, ``c_min``, ``H`` (symmetric csr);
     constraints ``g_const``, ``A`` (csr), quadratic terms ``q_row, q_i, q_j, q_coef``
     (``g[q_row] += q_coef * x[q_i] * x[q_j]``), ``nonlinear`` (NonlinearTerm list);
-    ``offsets`` / ``row_offsets`` delimit the blocks of a stacked problem.
+    ``offsets`` / ``row_offsets`` delimit the blocks of a stacked problem; ``ranged_rows`` are rows
+    whose bounds are data set between solves (an agent's envelope rows), see `ranged_rows`.
 
     Between solves one may change ``c`` (model sense), the bounds arrays in place, and
     ``H`` by assignment (e.g. to add a proximal term; the sparsity is then re-derived).
     """
 
+    ranged_rows: np.ndarray = np.zeros(0, np.int64)
+    """Rows whose bounds are data set between solves (an agent's envelope rows): the interior method keeps
+    them as two-sided inequality rows even where their bounds meet (an envelope closed to a point), so a
+    problem's structure does not change with its envelope, and players whose envelopes close in different
+    periods share one batch (`p2pgame.solvers.batched`)."""
+
     def __init__(self, *, vars, x_lb, x_ub, x0, sense, f0, c_min, H, g_const, A, g_lb, g_ub,
                  q_row, q_i, q_j, q_coef, nonlinear, constraints, offsets=None, row_offsets=None):
         self.vars = list(vars)
         self.n = len(self.vars)
-        self.var_index = ComponentMap((v, k) for k, v in enumerate(self.vars))
         self.x_lb = np.asarray(x_lb, float).copy()
         self.x_ub = np.asarray(x_ub, float).copy()
         self.x0 = np.asarray(x0, float).copy()
@@ -266,7 +272,6 @@ class CompiledProblem:
         self.q_coef = np.asarray(q_coef, float)
         self.nonlinear = list(nonlinear)
         self.constraints = list(constraints)
-        self.con_index = ComponentMap((c, k) for k, c in enumerate(self.constraints) if c is not None)
         self.offsets = np.array([0, self.n] if offsets is None else offsets, np.int64)
         self.row_offsets = np.array([0, self.m] if row_offsets is None else row_offsets, np.int64)
         self._cache = {}  # per-solver state (e.g. a cyipopt.Problem), see ipopt.py / highs.py
@@ -298,12 +303,12 @@ class CompiledProblem:
 
     @cached_property
     def var_index(self) -> ComponentMap:
-        """Variable -> column (built when first asked for, in an assembled problem)."""
+        """Variable -> column, built when first asked for (a solve never asks, and a stacked market has many)."""
         return ComponentMap((v, k) for k, v in enumerate(self.vars))
 
     @cached_property
     def con_index(self) -> ComponentMap:
-        """Constraint -> row, for the rows that have one."""
+        """Constraint -> row, for the rows that have one (built when first asked for)."""
         return ComponentMap((c, k) for k, c in enumerate(self.constraints) if c is not None)
 
     def __getstate__(self) -> dict:
@@ -456,7 +461,7 @@ class CompiledProblem:
                                   np.concatenate([[0]] + [B.indptr[1:] + s0 for B, s0 in zip(blocks, starts)])),
                                  shape=(sum(B.shape[0] for B in blocks), n))
 
-        return cls(
+        out = cls(
             vars=vars_, x_lb=joined("x_lb"), x_ub=joined("x_ub"), x0=joined("x0"), sense=sense,
             f0=sum(p.f0 for p in problems), c_min=joined("c_min"),
             H=diagonal([p.H for p in problems]),
@@ -471,6 +476,8 @@ class CompiledProblem:
             constraints=[c for p in problems for c in p.constraints] + [None] * k,
             offsets=offsets, row_offsets=np.concatenate([row_offsets, [row_offsets[-1] + k]]),
         )
+        out.ranged_rows = np.concatenate([p.ranged_rows + r for p, r in zip(problems, row_offsets)])
+        return out
 
     # ------------------------------------------------------------------ mutation
 

@@ -13,6 +13,8 @@ minimisation form, convex by structure) reads::
                                                    (sigma = +1 upper side, -1 lower side)
          lb <= x <= ub
 
+(A ranged row, `CompiledProblem.ranged_rows`, is another row even where its bounds meet.)
+
 Rows get slacks ``w`` (so the start need not be feasible); ``x`` stays strictly inside
 its own bounds.  Each iteration is a Mehrotra predictor-corrector step on the perturbed
 KKT conditions.  Eliminating the slacks and the side and bound multipliers leaves one
@@ -45,7 +47,8 @@ from p2pgame.solvers.compiled import CompiledProblem
 from p2pgame.solvers.fastsparse import matvec
 from p2pgame.solvers.result import SolveResult
 
-__all__ = ["solve_interior", "supports", "prepare", "refresh_values", "DEFAULT_OPTIONS", "MAX_VARIABLES"]
+__all__ = ["solve_interior", "supports", "prepare", "refresh_values", "with_equalities", "DEFAULT_OPTIONS",
+           "MAX_VARIABLES"]
 
 DEFAULT_OPTIONS = {"tol": 1e-9, "acceptable_tol": 0.0, "max_iter": 100}
 """`acceptable_tol`: should `tol` prove out of reach (rounding), the best iterate is returned as
@@ -77,6 +80,26 @@ def supports(problem: CompiledProblem) -> bool:
     return cached[1]
 
 
+def _equalities(P: CompiledProblem) -> np.ndarray:
+    """Rows solved as equalities: finite bounds that meet, but for `CompiledProblem.ranged_rows`, whose bounds
+    are data (an envelope closed to a point is two inequalities, so the pattern stays that of any envelope)."""
+    eq = (P.g_lb == P.g_ub) & np.isfinite(P.g_lb)
+    eq[P.ranged_rows] = False
+    return eq
+
+
+def with_equalities(P: CompiledProblem) -> CompiledProblem | None:
+    """P with its ranged rows whose bounds meet solved as equalities (None if there are none): a view sharing P's
+    arrays, made afresh (no solver state), for a problem the shared pattern's two inequalities did not serve."""
+    ranged = P.ranged_rows
+    if not np.any(P.g_lb[ranged] == P.g_ub[ranged]):
+        return None
+    out = object.__new__(type(P))
+    out.__dict__.update(P.__dict__)
+    out.ranged_rows, out._cache = np.zeros(0, np.int64), {}
+    return out
+
+
 def _fixed(P: CompiledProblem) -> np.ndarray:
     """Variables whose (finite) bounds coincide to a relative ``_FIXED``: fixed at the lower bound."""
     with np.errstate(invalid="ignore"):
@@ -106,7 +129,7 @@ class _Structure:
         col[self.F] = np.arange(nf)
         xpos = np.full(P.n, -1)
         xpos[self.X] = np.arange(self.X.size)
-        eq = (P.g_lb == P.g_ub) & np.isfinite(P.g_lb)
+        eq = _equalities(P)
         lo, up = np.isfinite(P.g_lb) & ~eq, np.isfinite(P.g_ub) & ~eq
         self.E, self.I = np.flatnonzero(eq), np.flatnonzero(lo | up)
         mE, mI = self.mE, self.mI = self.E.size, self.I.size
@@ -309,7 +332,7 @@ def _structure(P: CompiledProblem) -> _Structure:
     P._cache["interior_at"] = snapshot
     key = b"".join(a.tobytes() for a in (
         _fixed(P), np.isfinite(P.x_lb), np.isfinite(P.x_ub),
-        P.g_lb == P.g_ub, np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
+        _equalities(P), np.isfinite(P.g_lb), np.isfinite(P.g_ub)))
     if cached is None or cached[0] != key:
         pattern = _pattern_key(P, key)
         shared = _SHARED.get(pattern)

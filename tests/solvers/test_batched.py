@@ -12,8 +12,12 @@ PROXIMAL = {"tol": 1e-12, "acceptable_tol": 1e-9}
 
 @pytest.fixture(scope="module")
 def market():
-    """A synthetic market of 12 houses with max-total envelopes (tight ones make equality rows, so the
-    players fall into several structures), its first Jacobi round's prices, weights and centres."""
+    return _market()
+
+
+def _market():
+    """A synthetic market of 12 houses with max-total envelopes (some closed to a point, and fixed variables
+    that put the players in several structures), its first Jacobi round's prices, weights and centres."""
     from p2pgame.bench.synthetic import synthetic_scenario
     from p2pgame.market import Game, assign_envelopes
     from p2pgame.market.nash import NashSettings, SerialExecutor
@@ -258,3 +262,90 @@ def test_default_day_sensitivities_agree_with_superlu():
         ref_r, ref_s = respond(m, prices, w, c)
         assert np.abs(_stacked(r) - _stacked(ref_r)).max() <= 1e-8
         assert np.abs(s - ref_s).max() <= 1e-4 * max(np.abs(ref_s).max(), 1.0)
+
+
+@pytest.fixture(scope="module")
+def closed_market():
+    """`market` with the envelopes of every other house closed to a point in one or two periods (each house
+    its own), at its answer there: what max-total envelopes do on larger feeders."""
+    from p2pgame.agents.model import Box
+
+    game, prices, weights, centres = _market()
+    for k, (m, w, c) in enumerate(zip(game.players, weights, centres)):
+        if k % 2 or m is game.upstream:
+            continue
+        r, b = m.best_response(prices, proximal=(w, c)), m.box
+        p, q = [a.copy() for a in (b.pmin_kw, b.pmax_kw)], [a.copy() for a in (b.qmin_kvar, b.qmax_kvar)]
+        t = k % m.T
+        p[0][t] = p[1][t] = r.p_kw[t]
+        q[0][t + 1] = q[1][t + 1] = r.q_kvar[t + 1]
+        m.set_box(Box(p[0], p[1], q[0], q[1]))
+    return game, prices, weights, centres
+
+
+def test_closed_envelopes_keep_one_pattern_and_their_optimum(closed_market):
+    """Envelope rows stay two inequalities where an envelope closes to a point, so the players' batches split
+    by their other bounds only (fixed variables), and a closed row's answer is the equality's."""
+    from p2pgame.solvers.interior import _fixed, with_equalities
+
+    game, prices, weights, centres = closed_market
+    problems = _posed(game, prices, weights, centres)
+    closed = [k for k, P in enumerate(problems) if with_equalities(P) is not None]
+    assert len(closed) >= 5
+    patterns = {(P.n, _fixed(P).tobytes(), np.isfinite(P.x_lb).tobytes(), np.isfinite(P.x_ub).tobytes())
+                for P in problems}
+    assert len(_groups(problems)) == len(patterns)
+    for members in _groups(problems).values():
+        batch = solve_batch([problems[k] for k in members], PROXIMAL)
+        for k, res in zip(members, batch.results):
+            if k not in closed or res is None:
+                continue
+            P, model = problems[k], game.players[k]
+            strict = solve_interior(with_equalities(P), options=PROXIMAL)
+            assert strict.success and kkt_residual(P, res) <= 1e-7
+            assert np.abs(model.M @ (res.x - strict.x)).max() <= 1e-8
+            assert abs(res.objective - strict.objective) <= 1e-9 * (1 + abs(strict.objective))
+            rows = model.env_rows[P.g_lb[model.env_rows] == P.g_ub[model.env_rows]]
+            assert np.abs(P.A[rows] @ res.x + P.g_const[rows] - P.g_lb[rows]).max() <= 1e-9
+
+
+def test_a_closed_envelope_the_shared_pattern_fails_is_solved_with_equalities(closed_market, monkeypatch):
+    from p2pgame.market.equilibrium import proximal
+
+    game, prices, weights, centres = closed_market
+    models = game.players
+    looped = [proximal.respond(m, prices, w, c) for m, w, c in zip(models, weights, centres)]
+    real, strict = proximal.solve_batch, []
+
+    def failing_shared(problems, options=None, warm=None):  # the shared pattern serves nobody with a closed row
+        out = real(problems, options, warm)
+        for k, P in enumerate(problems):
+            if P.ranged_rows.size and proximal.with_equalities(P) is not None:
+                out.results[k] = None
+            elif not P.ranged_rows.size:
+                strict.append(P)
+        return out
+
+    monkeypatch.setattr(proximal, "solve_batch", failing_shared)
+    monkeypatch.setattr(proximal, "respond", lambda *a, **k: pytest.fail("left to the one-by-one path"))
+    batched = proximal.respond_all(models, prices, weights, centres)
+    assert strict  # the closed members went through batches of their own pattern
+    for (a, _), (b, _) in zip(looped, batched):
+        assert np.abs(_stacked(a) - _stacked(b)).max() <= 1e-7
+
+
+def test_responses_of_a_batch_equal_one_by_one_responses_to_the_bit(market, monkeypatch):
+    from p2pgame.agents.model import AgentModel, responses_at
+
+    game, prices, weights, centres = market
+    models = game.customers  # one template's members
+    X = np.array([m.best_response(prices, proximal=(w, c)).x for m, w, c in zip(models, weights, centres)])
+    with monkeypatch.context() as patch:  # one pass for all, not a loop over response_at
+        patch.setattr(AgentModel, "response_at", lambda *a, **k: pytest.fail("one by one"))
+        together = responses_at(models, X, prices, [None] * len(models))
+    for m, x, r in zip(models, X, together):
+        alone = m.response_at(x, prices)
+        assert r.own_value == alone.own_value and r.payoff == alone.payoff
+        assert np.array_equal(_stacked(r), _stacked(alone))
+        assert r.decisions.keys() == alone.decisions.keys()
+        assert all(np.array_equal(r.decisions[k], alone.decisions[k]) for k in alone.decisions)

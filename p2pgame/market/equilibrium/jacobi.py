@@ -30,8 +30,7 @@ class JacobiRule(PriceRule):
         trial = (accepted[0] if accepted else run.price) + step
         prices = run.game.prices(trial)
         answers = run.executor.map(run.models, prices, run.weights(), run.centre, s.exact_sensitivities)
-        for i, (r, sens) in enumerate(answers):
-            run.accept(i, r, sens, trial)
+        run.accept_all(answers, trial)
         run.price = trial
         run.updates += 1
         value = run.dual_value()

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pgame.errors import ConvergenceError
-from p2pgame.agents.model import PROXIMAL_TOL
+from p2pgame.agents.model import PROXIMAL_TOL, responses_at
 from p2pgame.solvers import sensitivity
 from p2pgame.solvers.batched import batch_key, solve_batch
+from p2pgame.solvers.interior import with_equalities
 
 
 @dataclass
@@ -212,6 +213,17 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
     for key, members in groups.items():
         if key is not None:
             _respond_batch(models, prices, weights, exact, members, out)
+    # a batch member left without an optimum whose envelope closes somewhere: again, in a batch of its own
+    # pattern, with those rows as equalities
+    again: dict = {}
+    for key, members in groups.items():
+        for i, prob in members if key is not None else ():
+            strict = with_equalities(prob) if out[i] is None else None
+            if strict is not None:
+                again.setdefault(batch_key(strict), []).append((i, strict))
+    for key, members in again.items():
+        if key is not None:
+            _respond_batch(models, prices, weights, exact, members, out)
     batched = {i for key, members in groups.items() if key is not None for i, _ in members}
     for i, m in enumerate(models):
         if out[i] is None:
@@ -231,12 +243,14 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
     sens = [None] * len(members)
     if weights is not None and exact:  # M dx/d(lam, mu), the objective moving by dt M' (lam, mu)
         sens = batch.reactions([models[i].M for i, _ in members], [models[i].dt_h for i, _ in members])
-    for (i, _), res, s in zip(members, batch.results, sens):
-        if res is None:
-            continue
+    solved = [(i, res, s) for (i, _), res, s in zip(members, batch.results, sens) if res is not None]
+    if not solved:
+        return
+    answers = responses_at([models[i] for i, _, _ in solved], np.array([res.x for _, res, _ in solved]), prices,
+                           [res for _, res, _ in solved])
+    for (i, res, s), r in zip(solved, answers):
         m = models[i]
         m._warm = res
-        r = m.response_at(res.x, prices, res)
         if weights is None:
             out[i] = (r, None)
             continue
@@ -312,6 +326,14 @@ class ProximalDynamics:
         self.totals.replace(self.net[i], self.sens[i], self.seen[i], new, s, at)
         self.responses[i] = r
         self.net[i], self.sens[i], self.seen[i] = new, s, at
+
+    def accept_all(self, answers, at: np.ndarray) -> None:
+        """`accept` of every player's answer to the prices `at` (a Jacobi round), the sums made afresh."""
+        self.responses[:] = [r for r, _ in answers]
+        self.net[:] = [np.concatenate([r.p_kw, r.q_kvar]) for r, _ in answers]
+        self.sens[:] = [s for _, s in answers]
+        self.seen[:] = at
+        self.resum()
 
     def resum(self) -> None:
         """Recompute the running sums (against rounding drift, or after the state was replaced)."""
