@@ -433,13 +433,22 @@ class AgentModel:
     def posed(self, prices, proximal=None) -> tuple[Prices, CompiledProblem]:
         """The prices checked and the problem whose solution is the best response at them (the plain or
         the proximal one, its linear objective set): what `best_response` solves, for batched solvers."""
+        prices = self.checked(prices)
+        return prices, self._posed(prices.stacked(), proximal)
+
+    def checked(self, prices) -> Prices:
+        """`prices` as Prices, checked for this model's horizon (InputError naming the agent otherwise)."""
         prices = Prices.coerce(prices)
         for name, side in (("active", prices.active), ("reactive", prices.reactive)):
             if side is not None and side.shape != (self.T,):
                 raise InputError(f"agent {self.agent.id!r}: {name} prices have {side.size} values, expected {self.T}")
             if side is not None and not np.isfinite(side).all():
                 raise InputError(f"agent {self.agent.id!r}: {name} prices contain NaN or infinite values")
-        c = self.c0 + matvec(self.price_gradient(), prices.stacked())
+        return prices
+
+    def _posed(self, theta: np.ndarray, proximal=None) -> CompiledProblem:
+        """`posed` at checked stacked prices theta (2T), for a batch of models that share them."""
+        c = self.c0 + matvec(self.price_gradient(), theta)
         if proximal is None:
             prob = self.problem
         else:
@@ -447,7 +456,7 @@ class AgentModel:
             prob = self._prox_problem(float(rho))
             c = c + rho * matvec(self._MT, np.asarray(centre, float) - self.b)
         prob.set_linear_objective(c)
-        return prices, prob
+        return prob
 
     def best_response(self, prices, box: Box | None = None, *, proximal=None, solver: str = "auto",
                       check: bool = True, interior_failed: bool = False) -> Response:

@@ -502,30 +502,40 @@ def _solve_many(K, ok, R, perm, dims):
 
 
 @numba.njit(**_NJIT)
-def _scatter_maps(indptr, indices, data, col, R):
-    """R[m, col[c], r] += data[m, e] for each entry e = (r, c) of the members' maps with a free column."""
-    for m in range(data.shape[0]):
+def _reactions(K, ok, perm, dims, indptr, indices, data, plain, col, out, good):
+    """Per member m with a factorisation: its map's rows of K[m]^-1 (its right-hand map), into out[m] (k x k), and
+    whether they are finite (good[m]). The right-hand map holds data[m] on the pattern (indptr, indices), the
+    left one plain[m]; col: a column's place among the free ones (-1 if fixed). One member's work at a time."""
+    N, k = dims[3], out.shape[2]
+    W, X = np.empty((N, k)), np.empty((N, k))
+    for m in range(K.shape[0]):
+        good[m] = False
+        if not ok[m]:
+            continue
+        W[:] = 0.0
         for r in range(indptr.size - 1):
             for e in range(indptr[r], indptr[r + 1]):
                 j = col[indices[e]]
                 if j >= 0:
-                    R[m, j, r] += data[m, e]
-
-
-@numba.njit(**_NJIT)
-def _gather_maps(indptr, indices, data, col, R, out):
-    """out[m] = (member m's map over the free columns) @ R[m, :nf]: the map's rows of each solution."""
-    k = R.shape[2]
-    for m in range(data.shape[0]):
+                    W[j, r] += data[m, e]
+        for i in range(N):
+            X[i] = W[perm[i]]
+        _ldl_solve1(K[m], X, dims)
+        finite = True
+        for i in range(N):
+            for c in range(k):
+                W[perm[i], c] = X[i, c]
+                finite = finite and math.isfinite(X[i, c])
+        good[m] = finite
         for r in range(indptr.size - 1):
             for c in range(k):
                 out[m, r, c] = 0.0
             for e in range(indptr[r], indptr[r + 1]):
                 j = col[indices[e]]
                 if j >= 0:
-                    v = data[m, e]
+                    v = plain[m, e]
                     for c in range(k):
-                        out[m, r, c] += v * R[m, j, c]
+                        out[m, r, c] += v * W[j, c]
 
 
 @numba.njit(**_NJIT)
@@ -668,13 +678,9 @@ class BatchSolution:
         data = np.array([-senses[row] * (scales[m] * maps[m].data) for row, m in enumerate(done)]).reshape(
             len(done), first.nnz)
         indptr, indices = first.indptr.astype(np.int64), first.indices.astype(np.int64)
-        R = np.zeros((len(done), S.N, k))
-        _scatter_maps(indptr, indices, data, col, R)
-        _solve_many(K, ok, R, self._plan.pat[20], self._plan.dims)
-        good = ok & np.isfinite(R).all(axis=(1, 2))
-        out_k = np.empty((len(done), k, k))
+        out_k, good = np.empty((len(done), k, k)), np.empty(len(done), np.bool_)
         plain = np.array([maps[m].data for m in done], float).reshape(len(done), first.nnz)
-        _gather_maps(indptr, indices, plain, col, R, out_k)
+        _reactions(K, ok, self._plan.pat[20], self._plan.dims, indptr, indices, data, plain, col, out_k, good)
         out = [None] * len(self.results)
         for row, m in enumerate(done):
             if good[row]:

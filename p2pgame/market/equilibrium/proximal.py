@@ -207,8 +207,12 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
         weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
     out: list = [None] * len(models)
     groups: dict = {}
+    theta = T = None  # the prices are checked once for models of one horizon
     for i, m in enumerate(models):
-        prices, prob = m.posed(prices, None if plain else (weights[i], centres[i]))
+        if m.T != T:
+            prices, T = m.checked(prices), m.T
+            theta = prices.stacked()
+        prob = m._posed(theta, None if plain else (weights[i], centres[i]))
         groups.setdefault(batch_key(prob), []).append((i, prob))
     for key, members in groups.items():
         if key is not None:
