@@ -5,7 +5,7 @@ the scenario's DOE policy applied; then each method runs on the same game:
 `centralized` (the welfare problem under the envelopes), `jacobi` and `gauss-seidel`
 (the best-response dynamics of `p2pgame.market.nash`; Jacobi rounds run on the chosen
 executor, Gauss-Seidel is sequential by nature and always runs here). Per run: wall
-time, rounds (Ipopt iterations for `centralized`), price updates, peak resident
+time, rounds (solver iterations for `centralized`), price updates, peak resident
 memory of this process, and the largest price difference to the centralised prices.
 With the optional `bench` extra installed, an independent cvxpy + Clarabel formulation of
 the same welfare problem (`p2pgame.bench.reference`) is solved on each instance too: every
@@ -268,7 +268,7 @@ def table(result: dict) -> str:
     and every method's time, welfare and prices against the cvxpy + Clarabel reference where it ran."""
     central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
     lines = [
-        "| N | method | executor | seconds | rounds (Ipopt iterations) | price updates | status | first round s |"
+        "| N | method | executor | seconds | rounds (solver iterations) | price updates | status | first round s |"
         " s / later round | peak MB | x centralized | price gap $/kWh | x cvxpy | welfare diff to cvxpy (rel) |"
         " price diff to cvxpy $/kWh |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

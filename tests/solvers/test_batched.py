@@ -349,3 +349,20 @@ def test_responses_of_a_batch_equal_one_by_one_responses_to_the_bit(market, monk
         assert np.array_equal(_stacked(r), _stacked(alone))
         assert r.decisions.keys() == alone.decisions.keys()
         assert all(np.array_equal(r.decisions[k], alone.decisions[k]) for k in alone.decisions)
+
+
+def test_ranged_rows_travel_with_stacking_and_pickling(market):
+    import pickle
+
+    from p2pgame.solvers import CompiledProblem
+    from p2pgame.solvers.interior import with_equalities
+
+    game = market[0]
+    problems = [m.problem for m in game.players[:3]]
+    assert all(np.array_equal(p.ranged_rows, m.env_rows) for p, m in zip(problems, game.players))
+    stacked = CompiledProblem.stack(problems)
+    assert np.array_equal(stacked.ranged_rows, np.concatenate(
+        [m.env_rows + r for m, r in zip(game.players, stacked.row_offsets)]))
+    assert np.array_equal(pickle.loads(pickle.dumps(problems[0])).ranged_rows, problems[0].ranged_rows)
+    P = problems[0]  # its envelope closes nowhere: nothing to solve again with equalities
+    assert not np.any(P.g_lb[P.ranged_rows] == P.g_ub[P.ranged_rows]) and with_equalities(P) is None
