@@ -362,7 +362,7 @@ def test_ranged_rows_travel_with_stacking_and_pickling(market):
     assert all(np.array_equal(p.ranged_rows, m.env_rows) for p, m in zip(problems, game.players))
     stacked = CompiledProblem.stack(problems)
     assert np.array_equal(stacked.ranged_rows, np.concatenate(
-        [m.env_rows + r for m, r in zip(game.players, stacked.row_offsets)]))
+        [m.env_rows + r for m, r in zip(game.players[:3], stacked.row_offsets)]))
     assert np.array_equal(pickle.loads(pickle.dumps(problems[0])).ranged_rows, problems[0].ranged_rows)
     P = problems[0]  # its envelope closes nowhere: nothing to solve again with equalities
     assert not np.any(P.g_lb[P.ranged_rows] == P.g_ub[P.ranged_rows]) and with_equalities(P) is None
