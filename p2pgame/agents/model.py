@@ -381,12 +381,13 @@ class AgentModel:
         pq = matvec(self.M, x) + self.b
         return pq[:self.T], pq[self.T:]
 
-    def own_value(self, x: np.ndarray) -> float:
-        """F_i(x) in $ (the objective without market payments or proximal terms)."""
+    def own_value(self, x: np.ndarray, hx: np.ndarray | None = None) -> float:
+        """F_i(x) in $ (the objective without market payments or proximal terms); `hx`: H x if known."""
         prob = self.problem
         if prob.nonlinear:
             return prob.sense * (prob.objective_min(x) - prob.c_min @ x) + self.c0 @ x
-        return float(prob.sense * (prob.f0 + 0.5 * (x @ matvec(prob.H, x))) + self.c0 @ x)
+        hx = matvec(prob.H, x) if hx is None else hx
+        return float(prob.sense * (prob.f0 + 0.5 * (x @ hx)) + self.c0 @ x)
 
     def payoff(self, x: np.ndarray, prices: Prices) -> float:
         """J_i = F_i + dt (lam . p + mu . q)."""
@@ -511,9 +512,10 @@ class AgentModel:
 
     def response_at(self, x: np.ndarray, prices, solution=None) -> Response:
         """The Response of decision vector x at the given prices (no solve)."""
-        prices = Prices.coerce(prices)
         p, q = self.net(x)
-        own = self.own_value(x)
+        return self._response(x, self.own_value(x), p, q, Prices.coerce(prices), solution, self.decisions(x))
+
+    def _response(self, x, own: float, p, q, prices: Prices, solution, decisions: dict) -> Response:
         return Response(
             agent_id=self.agent.id,
             p_kw=p,
@@ -524,7 +526,7 @@ class AgentModel:
             success=True if solution is None else solution.success,
             iterations=0 if solution is None else solution.iterations,
             x=x,
-            decisions=self.decisions(x),
+            decisions=decisions,
             solution=solution,
         )
 
@@ -617,18 +619,8 @@ def responses_at(models: list[AgentModel], X: np.ndarray, prices, solutions: lis
     HX = matvecs(first.problem.H, np.array([m.problem.H.data for m in models]), X)
     spans, cols, free, fixed = layout
     values = np.where(free, X[:, cols], fixed) if X.shape[1] else np.tile(fixed, (len(models), 1))
-    out = []
-    for m, x, hx, pq, row, s in zip(models, X, HX, PQ, values, solutions):
-        prob = m.problem
-        own = float(prob.sense * (prob.f0 + 0.5 * (x @ hx)) + m.c0 @ x)  # as `own_value`
-        p, q = pq[:T], pq[T:]
-        out.append(Response(
-            agent_id=m.agent.id, p_kw=p, q_kvar=q, own_value=own, payoff=m._payoff(own, p, q, prices),
-            status="" if s is None else s.status, success=True if s is None else s.success,
-            iterations=0 if s is None else s.iterations, x=x, decisions={name: row[a:b] for name, a, b in spans},
-            solution=s,
-        ))
-    return out
+    return [m._response(x, m.own_value(x, hx), pq[:T], pq[T:], prices, s, {name: row[a:b] for name, a, b in spans})
+            for m, x, hx, pq, row, s in zip(models, X, HX, PQ, values, solutions)]
 
 
 def _same_layout(a: tuple, b: tuple) -> bool:

@@ -490,15 +490,20 @@ def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, lam, ratio, zl, zu):
 @numba.njit(**_NJIT)
 def _solve_many(K, ok, R, perm, dims):
     """Solve each factorised K[m] for the columns of R[m] (N x k, in the structure's order) in place."""
-    N = dims[3]
-    X = np.empty((N, R.shape[2]))
+    X = np.empty((dims[3], R.shape[2]))
     for m in range(K.shape[0]):
         if ok[m]:
-            for k in range(N):
-                X[k] = R[m, perm[k]]
-            _ldl_solve1(K[m], X, dims)
-            for k in range(N):
-                R[m, perm[k]] = X[k]
+            _solve_one(K[m], R[m], X, perm, dims)
+
+
+@numba.njit(**_NJIT)
+def _solve_one(Km, W, X, perm, dims):
+    """Solve factorised Km for the columns of W (in the structure's order) in place; X: work space."""
+    for k in range(dims[3]):
+        X[k] = W[perm[k]]
+    _ldl_solve1(Km, X, dims)
+    for k in range(dims[3]):
+        W[perm[k]] = X[k]
 
 
 @numba.njit(**_NJIT)
@@ -518,14 +523,11 @@ def _reactions(K, ok, perm, dims, indptr, indices, data, plain, col, out, good):
                 j = col[indices[e]]
                 if j >= 0:
                     W[j, r] += data[m, e]
-        for i in range(N):
-            X[i] = W[perm[i]]
-        _ldl_solve1(K[m], X, dims)
+        _solve_one(K[m], W, X, perm, dims)
         finite = True
         for i in range(N):
             for c in range(k):
-                W[perm[i], c] = X[i, c]
-                finite = finite and math.isfinite(X[i, c])
+                finite = finite and math.isfinite(W[i, c])
         good[m] = finite
         for r in range(indptr.size - 1):
             for c in range(k):

@@ -80,10 +80,15 @@ def supports(problem: CompiledProblem) -> bool:
     return cached[1]
 
 
+def _meeting(P: CompiledProblem) -> np.ndarray:
+    """Rows whose finite bounds meet."""
+    return (P.g_lb == P.g_ub) & np.isfinite(P.g_lb)
+
+
 def _equalities(P: CompiledProblem) -> np.ndarray:
     """Rows solved as equalities: finite bounds that meet, but for `CompiledProblem.ranged_rows`, whose bounds
     are data (an envelope closed to a point is two inequalities, so the pattern stays that of any envelope)."""
-    eq = (P.g_lb == P.g_ub) & np.isfinite(P.g_lb)
+    eq = _meeting(P)
     eq[P.ranged_rows] = False
     return eq
 
@@ -91,8 +96,7 @@ def _equalities(P: CompiledProblem) -> np.ndarray:
 def with_equalities(P: CompiledProblem) -> CompiledProblem | None:
     """P with its ranged rows whose bounds meet solved as equalities (None if there are none): a view sharing P's
     arrays, made afresh (no solver state), for a problem the shared pattern's two inequalities did not serve."""
-    ranged = P.ranged_rows
-    if not np.any(P.g_lb[ranged] == P.g_ub[ranged]):
+    if not np.any(_meeting(P)[P.ranged_rows]):
         return None
     out = object.__new__(type(P))
     out.__dict__.update(P.__dict__)

@@ -220,11 +220,10 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
     # a batch member left without an optimum whose envelope closes somewhere: again, in a batch of its own
     # pattern, with those rows as equalities
     again: dict = {}
-    for key, members in groups.items():
-        for i, prob in members if key is not None else ():
-            strict = with_equalities(prob) if out[i] is None else None
-            if strict is not None:
-                again.setdefault(batch_key(strict), []).append((i, strict))
+    for i, prob in (member for key, members in groups.items() if key is not None for member in members):
+        strict = with_equalities(prob) if out[i] is None else None
+        if strict is not None:
+            again.setdefault(batch_key(strict), []).append((i, strict))
     for key, members in again.items():
         if key is not None:
             _respond_batch(models, prices, weights, exact, members, out)
