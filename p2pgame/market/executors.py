@@ -3,7 +3,9 @@
 `solve_nash` calls `executor.map(models, prices, weights, centres, exact)` and expects,
 in order, what `respond(model, prices, weight, centre, exact)` returns for each model
 (`weights`: one proximal weight per model, one for all, or None for plain best
-responses). The parallel executors ship each compiled model once (it pickles its
+responses); a Jacobi round calls `executor.round(models, prices, weights, centres, exact,
+traded)` and expects `Answers`: the responses with their sensitivities summed (on a worker,
+over its chunk). The parallel executors ship each compiled model once (it pickles its
 arrays without the Pyomo model or solver state, so a worker does not compile it
 again; an agent with nonlinear terms ships its definition and is compiled on the
 worker) and keep that worker-local copy between rounds. Every agent always goes to
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pgame.errors import InputError, SolverError
+from p2pgame.market.equilibrium.proximal import Answers, sum_block, summed
 from p2pgame.market.nash import SerialExecutor, respond_all
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "ModelsLost", "make_executor", "open_executor",
@@ -114,9 +117,9 @@ def _unpack(data: bytes):
     return _Unpacker(io.BytesIO(body), flat, ends).load()
 
 
-def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: list[int]):
-    """Worker side: forget the models in `drop`, then the responses of one chunk. Items that come
-    pickled (bytes) are answered pickled too."""
+def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: list[int], summing=None):
+    """Worker side: forget the models in `drop`, then the responses of one chunk (`summed`, when `summing`
+    is given: `(traded, positions, count)`). Items that come pickled (bytes) are answered pickled too."""
     packed = isinstance(items, bytes)
     if packed:
         items = _unpack(items)
@@ -138,8 +141,10 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
             model._warm = it.warm  # the solver's warm start: the main model's last successful solve
         chunk.append(model)
     plain = not items or items[0].weight is None
-    out = respond_all(chunk, prices, None if plain else [it.weight for it in items],
-                      None if plain else [it.centre for it in items], exact)
+    weights, centres = (None, None) if plain else ([it.weight for it in items], [it.centre for it in items])
+    out = respond_all(chunk, prices, weights, centres, exact)
+    if summing is not None:
+        out = summed(out, weights, centres, *summing)
     return _pack(out) if packed else out
 
 
@@ -204,7 +209,8 @@ class _PinnedExecutor(ABC):
     def _slot(self, model, position: int, count: int) -> _Slot:
         s = self._slots.get(model)
         if s is None:
-            s = _Slot(self._next_slot, position * self.n_workers // count)
+            block, blocks = position // sum_block(count), -(-count // sum_block(count))  # whole blocks per worker
+            s = _Slot(self._next_slot, block * self.n_workers // blocks)
             self._next_slot += 1
             self._slots[model] = s
             weakref.finalize(model, self._dropped[s.worker].append, s.slot)  # the worker forgets it too
@@ -225,6 +231,13 @@ class _PinnedExecutor(ABC):
 
     def map(self, models, prices, weights, centres, exact):
         """Responses (and sensitivities) of all models, in order (as SerialExecutor.map)."""
+        return self._map(models, prices, weights, centres, exact, None)
+
+    def round(self, models, prices, weights, centres, exact, traded) -> Answers:
+        """A proximal round's `Answers` (as SerialExecutor.round): each worker sums its chunk's sensitivities."""
+        return self._map(models, prices, weights, centres, exact, np.asarray(traded, bool))
+
+    def _map(self, models, prices, weights, centres, exact, traded):
         models = list(models)
         if weights is None:  # plain best responses
             weights, centres = [None] * len(models), [None] * len(models)
@@ -235,6 +248,7 @@ class _PinnedExecutor(ABC):
         for i, (model, centre, weight) in enumerate(zip(models, centres, weights)):
             work[(s := self._slot(model, i, len(models))).worker].append((i, s, model, centre, weight))
         out: list = [None] * len(models)
+        sums: dict[int, Answers] = {}  # a round's answers of each position
         moved = self._rebalance()
         for p, q in moved.items():  # the old worker, still serving q, forgets p's models
             self._dropped[q].extend(s.slot for s in list(self._slots.values()) if s.worker == p)
@@ -244,15 +258,19 @@ class _PinnedExecutor(ABC):
             chunks = {p: [self._item(*job[1:]) for job in work[p]] for p in pending}
             drops = {p: _take(self._dropped[p]) for p in pending}
             busy = [p for p in pending if chunks[p] or drops[p]]
+            summing = {p: None if traded is None else (traded, np.array([job[0] for job in work[p]], np.int64),
+                                                        len(models)) for p in busy}
             try:
                 answers, lost = self._run(bool(exact), prices, {p: chunks[p] for p in busy},
-                                          {p: drops[p] for p in busy})
+                                          {p: drops[p] for p in busy}, summing)
             except BaseException:
                 for jobs in work:  # some workers may have moved their warm starts on
                     for _, s, *_ in jobs:
                         s.warm = _UNSYNCED
                 raise
             for p, res in answers.items():
+                if traded is not None:
+                    sums[p], res = res, res.responses
                 for (i, *_), r in zip(work[p], res):
                     out[i] = r
             if not lost:
@@ -266,9 +284,15 @@ class _PinnedExecutor(ABC):
             pending = sorted(lost)
         for jobs in work:
             for i, s, model, *_ in jobs:
-                model._warm = out[i][0].solution  # as after a serial solve: only successful solves return
+                # as after a serial solve: only successful solves return
+                model._warm = (out[i] if traded is not None else out[i][0]).solution
                 s.shipped, s.box, s.warm = True, model.box, model._warm
-        return out
+        if traded is None:
+            return out
+        if not sums:
+            n = len(traded)
+            return Answers(out, np.zeros(0, np.int64), np.zeros((0, n, n)), np.zeros((0, n)))
+        return Answers.merged([sums[p] for p in sorted(sums)], out)  # in position order, whichever answered first
 
     def _reship(self, positions) -> None:
         """Ship the models of `positions` again on their next round (their worker-side copies are gone or moved)."""
@@ -281,10 +305,11 @@ class _PinnedExecutor(ABC):
         return {}
 
     @abstractmethod
-    def _run(self, exact: bool, prices, chunks: dict[int, list[_Item]],
-             drops: dict[int, list[int]]) -> tuple[dict[int, list], dict[int, str]]:
-        """Solve each chunk on the worker of its position: the results of each chunk answered, and
-        why each other chunk was lost (its worker died, restarted or fell silent)."""
+    def _run(self, exact: bool, prices, chunks: dict[int, list[_Item]], drops: dict[int, list[int]],
+             summing: dict[int, tuple | None]) -> tuple[dict[int, list | Answers], dict[int, str]]:
+        """Solve each chunk on the worker of its position (`summing`: `_respond`'s, per position): the
+        results of each chunk answered, and why each other chunk was lost (its worker died, restarted or
+        fell silent)."""
 
     @abstractmethod
     def _recover(self, lost: dict[int, str]) -> None:
@@ -321,11 +346,11 @@ class ProcessExecutor(_PinnedExecutor):
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_init_process)
 
-    def _run(self, exact, prices, chunks, drops):
+    def _run(self, exact, prices, chunks, drops, summing):
         futures, answers, lost = {}, {}, {}
         for p, items in chunks.items():
             try:
-                futures[p] = self._pools[p].submit(_respond, self.token, prices, exact, items, drops[p])
+                futures[p] = self._pools[p].submit(_respond, self.token, prices, exact, items, drops[p], summing[p])
             except BrokenProcessPool as exc:  # its process died since the last round
                 lost[p] = f"worker process {p + 1} died ({_one_line(exc)})"
         for p, future in futures.items():
@@ -407,7 +432,7 @@ class DaskExecutor(_PinnedExecutor):
         super().__init__(len(self.workers))
         self.client.run(_warm_up, workers=self.workers)
 
-    def _run(self, exact, prices, chunks, drops):
+    def _run(self, exact, prices, chunks, drops, summing):
         answers, lost, watch = {}, {}, {}
         done = queue.SimpleQueue()
         shipping = any(it.model is not None for items in chunks.values() for it in items)
@@ -421,7 +446,7 @@ class DaskExecutor(_PinnedExecutor):
                         raise
                     lost[p] = f"worker {addr} unreachable ({_one_line(exc)})"
                     continue
-                future = self.client.submit(_respond, self.token, prices, exact, payload, drops[p],
+                future = self.client.submit(_respond, self.token, prices, exact, payload, drops[p], summing[p],
                                             workers=[addr], allow_other_workers=False, pure=False)
                 future.add_done_callback(lambda _, p=p: done.put(p))
                 watch[p] = (future, None if isinstance(payload, bytes) else payload)

@@ -155,3 +155,61 @@ def test_packed_answers_come_back_equal_to_the_bit():
             assert np.array_equal(getattr(r.solution, field), getattr(b.solution, field))
         assert (r.agent_id, r.payoff, r.own_value, r.status, r.solution.message) == (
             b.agent_id, b.payoff, b.own_value, b.status, b.solution.message)
+
+
+def round_market():
+    """40 customers at a price after their first responses (their warm starts): blocks of two players
+    (`sum_block`), split between the two workers."""
+    from p2pgame.market.equilibrium.proximal import ProximalDynamics
+
+    scenario = synthetic_scenario(40, 6, seed=1)
+    game = Game(scenario)
+    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
+    run = ProximalDynamics(game, NashSettings(method="jacobi"), SerialExecutor())
+    centres = run.centre + 0.3  # every player pulled towards its centre
+    return game, game.prices(run.price + 0.02), run.weights(), centres
+
+
+def test_round_sums_equal_to_the_bit_on_workers(processes):
+    """A worker sums its own blocks of players, so a parallel round's summed sensitivities are the serial
+    ones to the bit, and the sums of each player's sensitivity and pull."""
+    from p2pgame.market.equilibrium.proximal import sum_block
+
+    game, prices, weights, centres = round_market()
+    serial = SerialExecutor().round(game.players, prices, weights, centres, True, game.traded)
+    twin = round_market()[0]  # the same players from the same warm starts, shipped to the workers
+    parallel = processes.round(twin.players, prices, weights, centres, True, game.traded)
+    assert sum_block(len(game.players)) == 2 and len(serial.blocks) == 21
+    np.testing.assert_array_equal(parallel.blocks, serial.blocks)
+    np.testing.assert_array_equal(parallel.sens, serial.sens)
+    np.testing.assert_array_equal(parallel.pulled, serial.pulled)
+    for a, b in zip(parallel.responses, serial.responses):
+        np.testing.assert_array_equal(a.x, b.x)
+    each = SerialExecutor().map(round_market()[0].players, prices, weights, centres, True)
+    mask = game.traded
+    pulls = [s[:, mask] @ (w * (np.concatenate([r.p_kw, r.q_kvar]) - c)[mask])
+             for (r, s), w, c in zip(each, weights, centres)]
+    np.testing.assert_allclose(serial.sens, sum(s for _, s in each), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(serial.pulled, sum(pulls), rtol=1e-12, atol=1e-12)
+
+
+def test_centre_move_anticipates_as_with_each_players_sensitivity():
+    """After a summed round, a centre move shifts the anticipated reaction by the round's summed pulls:
+    as the players' own sensitivities and shifted prices would."""
+    from p2pgame.market.equilibrium.proximal import ProximalDynamics
+
+    settings = NashSettings(method="jacobi")
+    (game, prices, weights, centres), (twin, *_) = round_market(), round_market()  # the same players twice
+    at = prices.stacked()
+    summed, each = ProximalDynamics(game, settings, SerialExecutor()), ProximalDynamics(twin, settings, SerialExecutor())
+    for run in (summed, each):
+        run.centre = centres.copy()
+    summed.accept_all(summed.executor.round(game.players, prices, weights, centres, True, game.traded), at)
+    for i, (r, s) in enumerate(each.executor.map(twin.players, prices, weights, centres, True)):
+        each.accept(i, r, s, at)
+    pulls = np.ones(len(game.players))
+    for run in (summed, each):
+        run.move_centres(pulls, pulls)
+    assert summed.sens is None and each.sens is not None
+    np.testing.assert_allclose(summed.totals.sens, each.totals.sens, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(summed.totals.reaction, each.totals.reaction, rtol=1e-10, atol=1e-10)

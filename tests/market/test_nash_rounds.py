@@ -51,11 +51,11 @@ def test_running_totals_match_the_sums():
     rng = np.random.default_rng(0)
     net, seen = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
     sens = rng.normal(size=(5, 4, 4))
-    totals = _Totals(net, sens, seen)
+    totals = _Totals.of_players(net, sens, seen)
     new_net, new_sens, new_seen = rng.normal(size=4), rng.normal(size=(4, 4)), rng.normal(size=4)
     totals.replace(net[2], sens[2], seen[2], new_net, new_sens, new_seen)
     net[2], sens[2], seen[2] = new_net, new_sens, new_seen
-    fresh = _Totals(net, sens, seen)
+    fresh = _Totals.of_players(net, sens, seen)
     np.testing.assert_allclose(totals.net, fresh.net)
     np.testing.assert_allclose(totals.sens, fresh.sens)
     np.testing.assert_allclose(totals.reaction, fresh.reaction)

@@ -15,6 +15,10 @@ class Counting(SerialExecutor):
         Counting.calls += 1
         return super().map(*args, **kwargs)
 
+    def round(self, *args, **kwargs):
+        Counting.calls += 1
+        return super().round(*args, **kwargs)
+
 
 def test_solve_hands_the_best_responses_to_the_executor(make_market):
     market = make_market(3)

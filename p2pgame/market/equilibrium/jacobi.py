@@ -21,7 +21,7 @@ class JacobiRule(PriceRule):
 
     def __init__(self, T: int):
         self.step = np.zeros(2 * T)  # the next trial step from the accepted price
-        self.accepted = None  # (price, responses, net, sens, dual value) of the last accepted round
+        self.accepted = None  # (price, `Answers`, total net exports, dual value) of the last accepted round
         self.rejected, self.forced = 0, False  # consecutive rejected trials; accept the next trial as it comes
 
     def round(self, run: ProximalDynamics, before: np.ndarray) -> None:
@@ -29,23 +29,19 @@ class JacobiRule(PriceRule):
         accepted, step = self.accepted, self.step
         trial = (accepted[0] if accepted else run.price) + step
         prices = run.game.prices(trial)
-        answers = run.executor.map(run.models, prices, run.weights(), run.centre, s.exact_sensitivities)
+        answers = run.executor.round(run.models, prices, run.weights(), run.centre, s.exact_sensitivities, mask)
         run.accept_all(answers, trial)
         run.price = trial
         run.updates += 1
         value = run.dual_value()
-        slope = dt * float(accepted[2].sum(axis=0)[mask] @ step[mask]) if accepted else 0.0
-        descent = accepted is None or value <= accepted[4] + s.descent_share * slope
-        closer = accepted is not None and np.linalg.norm(run.net.sum(axis=0)[mask]) < np.linalg.norm(
-            accepted[2].sum(axis=0)[mask]
-        )
+        slope = dt * float(accepted[2][mask] @ step[mask]) if accepted else 0.0
+        descent = accepted is None or value <= accepted[3] + s.descent_share * slope
+        closer = accepted is not None and np.linalg.norm(run.totals.net[mask]) < np.linalg.norm(accepted[2][mask])
         if not (descent or closer or self.forced):
             # neither descent of the (convex) dual nor a smaller imbalance: halve the step
-            price, saved_r, saved_net, saved_sens, _ = accepted
+            price, saved, _, _ = accepted
             run.price = price
-            run.responses[:], run.net[:], run.sens[:] = list(saved_r), saved_net, saved_sens
-            run.seen[:] = price
-            run.resum()
+            run.accept_all(saved, price)
             self.rejected += 1
             self.step = run.newton_step(s.max_price_step,
                                         damping=s.newton_damping * s.rejected_damping_growth**self.rejected)
@@ -56,8 +52,8 @@ class JacobiRule(PriceRule):
                 self.forced = True
         else:
             if accepted is not None:
-                run.widen_flat(accepted[2].sum(axis=0))
-            self.accepted = (run.price.copy(), list(run.responses), run.net.copy(), run.sens.copy(), value)
+                run.widen_flat(accepted[2])
+            self.accepted = (run.price.copy(), answers, run.totals.net.copy(), value)
             self.step = run.newton_step(s.max_price_step)
             self.rejected, self.forced = 0, False
 

@@ -128,10 +128,13 @@ class _Totals:
     Replacing one player's terms costs O(T^2), so a Gauss-Seidel sweep is linear in the number of players.
     """
 
-    def __init__(self, net: np.ndarray, sens: np.ndarray, seen: np.ndarray):
-        self.net = net.sum(axis=0)
-        self.sens = sens.sum(axis=0)
-        self.reaction = np.einsum("ijk,ik->j", sens, seen)
+    def __init__(self, net: np.ndarray, sens: np.ndarray, reaction: np.ndarray):
+        self.net, self.sens, self.reaction = net, sens, reaction
+
+    @classmethod
+    def of_players(cls, net: np.ndarray, sens: np.ndarray, seen: np.ndarray) -> "_Totals":
+        """The sums of the players' own terms."""
+        return cls(net.sum(axis=0), sens.sum(axis=0), np.einsum("ijk,ik->j", sens, seen))
 
     def replace(self, old_net, old_sens, old_seen, new_net, new_sens, new_seen) -> None:
         self.net += new_net - old_net
@@ -263,12 +266,79 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
         out[i] = (r, s if s is not None else _proximal_bound(m, weights[i]))
 
 
+@dataclass
+class Answers:
+    """A round's proximal responses to one posted price, in model order, with their sensitivities summed:
+    all a Jacobi round needs of them (each player's is 2T x 2T, 180 MB a round at N = 10,000, which a
+    parallel executor would otherwise ship back every round).
+
+    The sums are kept per block of consecutive players (`sum_block`), so that an executor whose workers
+    hold whole blocks adds the same numbers in the same order as the serial one: equal to the bit.
+    """
+
+    responses: list
+    blocks: np.ndarray  # (k,) the blocks summed, ascending
+    block_sens: np.ndarray  # (k, 2T, 2T) each block's sum of d(p, q)/d(lam, mu)
+    block_pulled: np.ndarray  # (k, 2T) each block's sum of sens[:, traded] @ weight x (net - centre)[traded]
+
+    @property
+    def sens(self) -> np.ndarray:
+        return self.block_sens.sum(axis=0)
+
+    @property
+    def pulled(self) -> np.ndarray:
+        """The players' anticipated reaction to the release of their proximal pulls (`ProximalDynamics.move_centres`)."""
+        return self.block_pulled.sum(axis=0)
+
+    @staticmethod
+    def merged(parts: list["Answers"], responses: list) -> "Answers":
+        """The answers of chunks of one round (each block's parts added in the order given) with `responses`."""
+        blocks = np.concatenate([a.blocks for a in parts])
+        ids, where = np.unique(blocks, return_inverse=True)
+        sens = np.zeros((len(ids), *parts[0].block_sens.shape[1:]))
+        pulled = np.zeros((len(ids), parts[0].block_pulled.shape[1]))
+        np.add.at(sens, where, np.concatenate([a.block_sens for a in parts]))
+        np.add.at(pulled, where, np.concatenate([a.block_pulled for a in parts]))
+        return Answers(responses, ids, sens, pulled)
+
+
+MAX_SUM_BLOCK = 64
+
+
+def sum_block(count: int) -> int:
+    """Players per block of `Answers` sums in a round of `count`: at most MAX_SUM_BLOCK, and at least 16 blocks
+    for a parallel executor to split between its workers."""
+    return max(1, min(MAX_SUM_BLOCK, count // 16))
+
+
+def summed(answers, weights, centres, traded: np.ndarray, positions: np.ndarray, count: int) -> Answers:
+    """A proximal round's `respond_all` answers as `Answers` (`traded`: the mask of posted prices;
+    `positions`: the answers' places in the round's `count` models)."""
+    weights = np.broadcast_to(np.asarray(weights, float), (len(answers),))
+    blocks = np.asarray(positions, np.int64) // sum_block(count)
+    ids, first = np.unique(blocks, return_index=True)
+    n = len(traded)
+    sens, pulled = np.zeros((len(ids), n, n)), np.zeros((len(ids), n))
+    for k, (a, b) in enumerate(zip(first, [*first[1:], len(answers)])):
+        S = np.array([s for _, s in answers[a:b]])
+        net = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r, _ in answers[a:b]])
+        pull = weights[a:b, None] * (net - np.asarray(centres[a:b]))[:, traded]
+        sens[k] = S.sum(axis=0)
+        pulled[k] = np.einsum("ijk,ik->j", S[:, :, traded], pull)
+    return Answers([r for r, _ in answers], ids, sens, pulled)
+
+
 class SerialExecutor:
     """Runs a round's best responses in this process."""
 
     def map(self, models, prices, weights, centres, exact):
         """`respond_all` of the models."""
         return respond_all(models, prices, weights, centres, exact)
+
+    def round(self, models, prices, weights, centres, exact, traded) -> Answers:
+        """`respond_all` of a proximal round, `summed`."""
+        return summed(respond_all(models, prices, weights, centres, exact), weights, centres, traded,
+                      np.arange(len(models)), len(models))
 
 
 class PriceRule(ABC):
@@ -314,9 +384,12 @@ class ProximalDynamics:
         self.responses = [r for r, _ in executor.map(self.models, game.prices(self.price), None, None, False)]
         self.net = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in self.responses])
         self.centre = self.net.copy()
-        self.sens = np.zeros((M, 2 * self.T, 2 * self.T))
-        self.seen = np.tile(self.price, (M, 1))  # the prices each player last responded to
-        self.totals = _Totals(self.net, self.sens, self.seen)
+        # each player's sensitivity and the prices it last responded to, kept while players answer one by one
+        # (Gauss-Seidel; allocated at the first `accept`); a round of `accept_all` keeps their sums only
+        self.sens = None
+        self.seen = np.tile(self.price, (M, 1))
+        self.totals = _Totals(self.net.sum(axis=0), np.zeros((2 * self.T, 2 * self.T)), np.zeros(2 * self.T))
+        self.pulled = np.zeros(2 * self.T)  # the last round's `Answers.pulled`
         self.updates = 0
         self.moves = 0  # centre moves so far: regularised games finished
         self.widening = np.ones(2 * self.T)  # divides each price's step damping while its market stays flat
@@ -325,22 +398,28 @@ class ProximalDynamics:
         return self.rho * self.factor / self.scales
 
     def accept(self, i: int, r, s: np.ndarray, at: np.ndarray) -> None:
+        """Take player i's answer `r` (sensitivity `s`) to the prices `at`, the others' standing (Gauss-Seidel:
+        only from the start of a run, as the players' own sensitivities are kept from the first one on)."""
+        if self.sens is None:
+            self.sens = np.zeros((self.M, 2 * self.T, 2 * self.T))
         new = np.concatenate([r.p_kw, r.q_kvar])
         self.totals.replace(self.net[i], self.sens[i], self.seen[i], new, s, at)
         self.responses[i] = r
         self.net[i], self.sens[i], self.seen[i] = new, s, at
 
-    def accept_all(self, answers, at: np.ndarray) -> None:
-        """`accept` of every player's answer to the prices `at` (a Jacobi round), the sums made afresh."""
-        self.responses[:] = [r for r, _ in answers]
-        self.net[:] = [np.concatenate([r.p_kw, r.q_kvar]) for r, _ in answers]
-        self.sens[:] = [s for _, s in answers]
+    def accept_all(self, answers: Answers, at: np.ndarray) -> None:
+        """Take every player's answer to the prices `at` (a Jacobi round), the sums made afresh."""
+        self.responses[:] = answers.responses
+        self.net[:] = [np.concatenate([r.p_kw, r.q_kvar]) for r in answers.responses]
+        self.sens = None
         self.seen[:] = at
-        self.resum()
+        self.pulled = answers.pulled
+        sens = answers.sens
+        self.totals = _Totals(self.net.sum(axis=0), sens, sens @ at)
 
     def resum(self) -> None:
-        """Recompute the running sums (against rounding drift, or after the state was replaced)."""
-        self.totals = _Totals(self.net, self.sens, self.seen)
+        """Recompute the running sums from the players' own terms (against rounding drift)."""
+        self.totals = _Totals.of_players(self.net, self.sens, self.seen)
 
     def newton_step(self, radius: float, anticipate: bool = True, damping: float | None = None) -> np.ndarray:
         """Move to the price that clears the market if every player reacts along its sensitivity
@@ -397,7 +476,10 @@ class ProximalDynamics:
         # releasing a player's pull acts on its response like a price change of
         # weight x (net - centre) / dt: the next price anticipates it through the player's sensitivity
         self.seen[:, mask] -= before_w[:, None] * (self.net - self.centre)[:, mask] / self.dt
-        self.resum()
+        if self.sens is not None:
+            self.resum()
+        else:  # the sum of those anticipated reactions came with the round's answers
+            self.totals.reaction = self.totals.reaction - self.pulled / self.dt
         self.centre = self.net.copy()
 
 
