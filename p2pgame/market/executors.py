@@ -28,6 +28,7 @@ raises `SolverError` with one line.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import multiprocessing
 import os
@@ -45,9 +46,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from p2pgame.agents.base import Response
 from p2pgame.errors import InputError, SolverError
 from p2pgame.market.equilibrium.proximal import Answers, sum_block, summed
 from p2pgame.market.nash import SerialExecutor, respond_all
+from p2pgame.solvers.result import SolveResult
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "DaskExecutor", "ModelsLost", "make_executor", "open_executor",
            "EXECUTORS", "MAX_RECOVERIES"]
@@ -117,6 +120,88 @@ def _unpack(data: bytes):
     return _Unpacker(io.BytesIO(body), flat, ends).load()
 
 
+_SOLUTION_ARRAYS = ("x", "y", "z_lower", "z_upper")
+_SOLUTION_VALUES = tuple(f.name for f in dataclasses.fields(SolveResult) if f.name not in _SOLUTION_ARRAYS)
+_RESPONSE_ARRAYS = ("p_kw", "q_kvar", "x")
+_RESPONSE_VALUES = tuple(f.name for f in dataclasses.fields(Response)
+                         if f.name not in (*_RESPONSE_ARRAYS, "decisions", "solution"))
+
+
+class _Responses:
+    """A chunk's responses as columns: the players whose arrays share their shapes in one group, each
+    array field of a group stacked. A response is a dozen small arrays and a few objects; pickled one by
+    one, they made the packing and unpacking of a round's answers cost about as much as the
+    responses themselves. `rows()` gives them back, equal to the bit (arrays as rows of the stacks)."""
+
+    def __init__(self, responses: list):
+        self.count = len(responses)
+        self.groups: dict = {}
+        for k, r in enumerate(responses):
+            sol = r.solution
+            key = (r.p_kw.shape, r.q_kvar.shape, r.x.shape, tuple((n, v.shape) for n, v in r.decisions.items()),
+                   None if sol is None else tuple(getattr(sol, f).shape for f in _SOLUTION_ARRAYS))
+            self.groups.setdefault(key, []).append(k)
+        self.columns = []
+        for key, rows in self.groups.items():
+            members = [responses[k] for k in rows]
+            cols = {f: [getattr(r, f) for r in members] for f in _RESPONSE_VALUES}
+            cols.update({f: np.array([getattr(r, f) for r in members]) for f in _RESPONSE_ARRAYS})
+            cols["decisions"] = {n: np.array([r.decisions[n] for r in members]) for n, _ in key[3]}
+            if key[4] is not None:
+                cols["solution"] = {f: np.array([getattr(r.solution, f) for r in members]) for f in _SOLUTION_ARRAYS}
+                cols["solution"].update({f: [getattr(r.solution, f) for r in members] for f in _SOLUTION_VALUES})
+            self.columns.append((rows, cols))
+        self.groups = None
+
+    @staticmethod
+    def encodes(responses: list) -> bool:
+        """Whether every one of `responses` is a plain Response with float arrays (and a SolveResult or none)."""
+
+        def plain(a) -> bool:
+            return type(a) is np.ndarray and a.dtype == np.float64
+
+        return all(type(r) is Response and all(plain(getattr(r, f)) for f in _RESPONSE_ARRAYS)
+                   and all(plain(v) for v in r.decisions.values())
+                   and (r.solution is None or (type(r.solution) is SolveResult
+                                               and all(plain(getattr(r.solution, f)) for f in _SOLUTION_ARRAYS)))
+                   for r in responses)
+
+    def rows(self) -> list:
+        out: list = [None] * self.count
+        for rows, cols in self.columns:
+            sol = cols.get("solution")
+            names = list(cols["decisions"])
+            for j, k in enumerate(rows):
+                solution = None if sol is None else SolveResult(
+                    **{f: sol[f][j] for f in _SOLUTION_ARRAYS}, **{f: sol[f][j] for f in _SOLUTION_VALUES})
+                out[k] = Response(**{f: cols[f][j] for f in (*_RESPONSE_VALUES, *_RESPONSE_ARRAYS)},
+                                  decisions={n: cols["decisions"][n][j] for n in names}, solution=solution)
+        return out
+
+
+def _encoded(out):
+    """A worker's answers (`Answers`, or a list of (response, sensitivity)) with the responses as `_Responses`."""
+    responses = out.responses if isinstance(out, Answers) else [r for r, _ in out]
+    if not _Responses.encodes(responses):
+        return out
+    table = _Responses(responses)
+    if isinstance(out, Answers):
+        return Answers(table, out.blocks, out.block_sens, out.block_pulled)
+    return table, [s for _, s in out]
+
+
+def _decoded(out):
+    """`_encoded`'s answers as they were."""
+    if isinstance(out, Answers):
+        if isinstance(out.responses, _Responses):
+            out.responses = out.responses.rows()
+        return out
+    if isinstance(out, tuple):
+        table, sens = out
+        return list(zip(table.rows(), sens))
+    return out
+
+
 def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: list[int], summing=None):
     """Worker side: forget the models in `drop`, then the responses of one chunk (`summed`, when `summing`
     is given: `(traded, positions, count)`). Items that come pickled (bytes) are answered pickled too."""
@@ -145,7 +230,7 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
     out = respond_all(chunk, prices, weights, centres, exact)
     if summing is not None:
         out = summed(out, weights, centres, *summing)
-    return _pack(out) if packed else out
+    return _pack(_encoded(out)) if packed else out
 
 
 def _forget(token: str) -> None:
@@ -468,7 +553,7 @@ class DaskExecutor(_PinnedExecutor):
                         lost[p] = why
                         future.cancel()
                     else:
-                        answers[p] = _unpack(future.result())
+                        answers[p] = _decoded(_unpack(future.result()))
         except BaseException:
             self.client.cancel([future for future, _ in watch.values()])
             raise

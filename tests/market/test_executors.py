@@ -133,28 +133,42 @@ def test_make_executor():
         make_executor("processes", scheduler="tcp://127.0.0.1:8786")
 
 
+def _assert_same_response(r, b) -> None:
+    for field in ("p_kw", "q_kvar", "x"):
+        assert np.array_equal(getattr(r, field), getattr(b, field))
+    assert r.decisions.keys() == b.decisions.keys()
+    assert all(np.array_equal(r.decisions[k], b.decisions[k]) for k in r.decisions)
+    for field in ("x", "y", "z_lower", "z_upper"):
+        assert np.array_equal(getattr(r.solution, field), getattr(b.solution, field))
+    assert dataclasses.replace(r, p_kw=None, q_kvar=None, x=None, decisions=None, solution=None) == dataclasses.replace(
+        b, p_kw=None, q_kvar=None, x=None, decisions=None, solution=None)
+    assert dataclasses.replace(r.solution, x=None, y=None, z_lower=None, z_upper=None) == dataclasses.replace(
+        b.solution, x=None, y=None, z_lower=None, z_upper=None)
+
+
 def test_packed_answers_come_back_equal_to_the_bit():
-    """A Dask round's answers travel with their float arrays in one buffer (`_pack`): every array of
-    every response, solution and sensitivity comes back with its shape and bits, other fields as pickled."""
+    """A Dask round's answers travel as columns (`_encoded`: the responses of a group of players with arrays of
+    one shape stacked) with their float arrays in one buffer (`_pack`): every array of every response, solution
+    and sensitivity comes back with its shape and bits, and every other field equal."""
     from p2pgame.market.equilibrium.proximal import ProximalDynamics, respond_all
-    from p2pgame.market.executors import _pack, _unpack
+    from p2pgame.market.executors import _decoded, _encoded, _pack, _unpack
 
     scenario = synthetic_scenario(6, 24, seed=0)
     game = Game(scenario)
     game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
     run = ProximalDynamics(game, NashSettings(method="jacobi"), SerialExecutor())
-    answers = respond_all(game.players, game.prices(run.price), run.weights(), run.centre, True)
-    back = _unpack(_pack(answers))
+    prices = game.prices(run.price)
+    answers = respond_all(game.players, prices, run.weights(), run.centre, True)
+    back = _decoded(_unpack(_pack(_encoded(answers))))
+    assert len({r.x.shape for r, _ in answers}) > 1  # the grid and the houses: groups of their own
     for (r, s), (b, t) in zip(answers, back):
         assert np.array_equal(s, t) and s.shape == t.shape
-        for field in ("p_kw", "q_kvar", "x"):
-            assert np.array_equal(getattr(r, field), getattr(b, field))
-        assert r.decisions.keys() == b.decisions.keys()
-        assert all(np.array_equal(r.decisions[k], b.decisions[k]) for k in r.decisions)
-        for field in ("x", "y", "z_lower", "z_upper"):
-            assert np.array_equal(getattr(r.solution, field), getattr(b.solution, field))
-        assert (r.agent_id, r.payoff, r.own_value, r.status, r.solution.message) == (
-            b.agent_id, b.payoff, b.own_value, b.status, b.solution.message)
+        _assert_same_response(r, b)
+    summed = SerialExecutor().round(game.players, prices, run.weights(), run.centre, True, game.traded)
+    again = _decoded(_unpack(_pack(_encoded(summed))))
+    assert np.array_equal(again.block_sens, summed.block_sens) and np.array_equal(again.blocks, summed.blocks)
+    for r, b in zip(summed.responses, again.responses):
+        _assert_same_response(r, b)
 
 
 def round_market():
