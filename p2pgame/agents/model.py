@@ -220,7 +220,9 @@ def csr_like(proto: sp.csr_matrix, data) -> sp.csr_matrix:
     return out
 
 
-_UNPICKLED = ("model", "_prox", "_price_gradient", "_MT", "_decision_layout", "_recipes")  # rebuilt on use
+# rebuilt on use; the template's parts a player shares with its kind (price gradient, M', decision layout, Hessian
+# recipes) travel with it, so that players shipped together share them again
+_UNPICKLED = ("model", "_prox")
 
 
 def _freeze_shared(model: "AgentModel") -> None:
@@ -340,7 +342,8 @@ class AgentModel:
             self._warm = state["_warm"]
             return
         self.__dict__.update(state)
-        self.model, self._prox, self._recipes = None, None, {}
+        self.model, self._prox = None, None
+        self.__dict__.setdefault("_recipes", {})
         prepare(self.problem)
 
     @staticmethod

@@ -80,16 +80,23 @@ class _Item:
 
 
 class _Packer(pickle.Pickler):
-    """Pickles an object with its float arrays set aside, to travel as one concatenated array."""
+    """Pickles an object with its float arrays set aside, to travel as one concatenated array; an array
+    referred to more than once (a template's, shared by its players) travels once and comes back shared."""
 
     def __init__(self, file):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.arrays: list[np.ndarray] = []
+        self.seen: dict[int, tuple] = {}  # id of an array packed -> (the array, kept alive; its persistent id)
 
     def persistent_id(self, obj):
         if type(obj) is np.ndarray and obj.dtype == np.float64:
+            known = self.seen.get(id(obj))
+            if known is not None:
+                return known[1]
             self.arrays.append(obj.ravel())
-            return len(self.arrays) - 1, obj.shape
+            pid = len(self.arrays) - 1, obj.shape
+            self.seen[id(obj)] = obj, pid
+            return pid
         return None
 
 
@@ -97,10 +104,14 @@ class _Unpacker(pickle.Unpickler):
     def __init__(self, file, flat: np.ndarray, ends: np.ndarray):
         super().__init__(file)
         self.flat, self.ends = flat, [0, *ends.tolist()]
+        self.loaded: dict[int, np.ndarray] = {}
 
     def persistent_load(self, pid):
         k, shape = pid
-        return self.flat[self.ends[k]:self.ends[k + 1]].reshape(shape)
+        out = self.loaded.get(k)
+        if out is None:
+            out = self.loaded[k] = self.flat[self.ends[k]:self.ends[k + 1]].reshape(shape)
+        return out
 
 
 def _pack(obj) -> bytes:

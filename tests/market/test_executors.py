@@ -227,3 +227,23 @@ def test_centre_move_anticipates_as_with_each_players_sensitivity():
     assert summed.sens is None and each.sens is not None
     np.testing.assert_allclose(summed.totals.sens, each.totals.sens, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(summed.totals.reaction, each.totals.reaction, rtol=1e-10, atol=1e-10)
+
+
+def test_shipped_players_share_their_template_again():
+    """Players shipped together keep sharing what their template gave them (the decision layout, the
+    price gradient's pattern, the Hessian recipes, shared float arrays), so a worker's batches take the
+    shared-pattern paths the main process takes, and answer equal to the bit."""
+    from p2pgame.market.executors import _pack, _unpack
+
+    game = Game(synthetic_scenario(12, 24))
+    houses = game.customers[:6]
+    shared = houses[0]._decision_layout
+    assert all(m._decision_layout is shared for m in houses)
+    copies = _unpack(_pack(list(houses)))
+    assert all(c._decision_layout is copies[0]._decision_layout for c in copies)
+    assert all(c._recipes is copies[0]._recipes for c in copies)
+    fixed = [c._decision_layout[3] for c in copies]
+    assert all(f is fixed[0] for f in fixed) and np.array_equal(fixed[0], shared[3])
+    prices = game.prices(np.r_[np.full(24, 0.12), np.full(24, 0.01)])
+    for model, copy in zip(houses, copies):
+        np.testing.assert_array_equal(copy.best_response(prices).x, model.best_response(prices).x)

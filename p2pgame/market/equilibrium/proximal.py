@@ -283,6 +283,7 @@ class Answers:
 
     @property
     def sens(self) -> np.ndarray:
+        """The players' summed sensitivity, 2T x 2T."""
         return self.block_sens.sum(axis=0)
 
     @property
@@ -302,12 +303,12 @@ class Answers:
         return Answers(responses, ids, sens, pulled)
 
 
-MAX_SUM_BLOCK = 64
+MAX_SUM_BLOCK = 64  # a block's sums ship 2T x 2T + 2T numbers, a player's answer about 900
 
 
 def sum_block(count: int) -> int:
-    """Players per block of `Answers` sums in a round of `count`: at most MAX_SUM_BLOCK, and at least 16 blocks
-    for a parallel executor to split between its workers."""
+    """Players per block of `Answers` sums in a round of `count` players: at most MAX_SUM_BLOCK, and
+    small enough for 16 blocks (or one per player) that a parallel executor splits between its workers."""
     return max(1, min(MAX_SUM_BLOCK, count // 16))
 
 
@@ -398,8 +399,8 @@ class ProximalDynamics:
         return self.rho * self.factor / self.scales
 
     def accept(self, i: int, r, s: np.ndarray, at: np.ndarray) -> None:
-        """Take player i's answer `r` (sensitivity `s`) to the prices `at`, the others' standing (Gauss-Seidel:
-        only from the start of a run, as the players' own sensitivities are kept from the first one on)."""
+        """Take player i's answer `r` (sensitivity `s`) to the prices `at` (Gauss-Seidel). The players' own
+        sensitivities are kept from the first call on, so a run calls it from its start only."""
         if self.sens is None:
             self.sens = np.zeros((self.M, 2 * self.T, 2 * self.T))
         new = np.concatenate([r.p_kw, r.q_kvar])
