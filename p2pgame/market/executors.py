@@ -146,14 +146,14 @@ class _Responses:
 
     def __init__(self, responses: list):
         self.count = len(responses)
-        self.groups: dict = {}
+        groups: dict = {}
         for k, r in enumerate(responses):
             sol = r.solution
             key = (r.p_kw.shape, r.q_kvar.shape, r.x.shape, tuple((n, v.shape) for n, v in r.decisions.items()),
                    None if sol is None else tuple(getattr(sol, f).shape for f in _SOLUTION_ARRAYS))
-            self.groups.setdefault(key, []).append(k)
+            groups.setdefault(key, []).append(k)
         self.columns = []
-        for key, rows in self.groups.items():
+        for key, rows in groups.items():
             members = [responses[k] for k in rows]
             cols = {f: [getattr(r, f) for r in members] for f in _RESPONSE_VALUES}
             cols.update({f: np.array([getattr(r, f) for r in members]) for f in _RESPONSE_ARRAYS})
@@ -162,7 +162,6 @@ class _Responses:
                 cols["solution"] = {f: np.array([getattr(r.solution, f) for r in members]) for f in _SOLUTION_ARRAYS}
                 cols["solution"].update({f: [getattr(r.solution, f) for r in members] for f in _SOLUTION_VALUES})
             self.columns.append((rows, cols))
-        self.groups = None
 
     @staticmethod
     def encodes(responses: list) -> bool:

@@ -80,9 +80,9 @@ def solve_nash(game, settings: NashSettings, *, progress=None, executor=None) ->
     """Iterate proximal best responses and Newton price steps until the market clears and nobody is pulled.
 
     `settings.method` names a Nash method of the registry ('jacobi', 'gauss-seidel').
-    `executor.map(models, prices, weights, centres, exact)` computes the first responses,
-    each Jacobi round's and those of the gap checks (default: serially in this process);
-    Gauss-Seidel sweeps always run here, one player after another.
+    `executor.map(models, prices, weights, centres, exact)` computes the first responses and
+    those of the gap checks, `executor.round(..., traded)` each Jacobi round's (default: serially
+    in this process); Gauss-Seidel sweeps always run here, one player after another.
     """
     from p2pgame.errors import InputError
     from p2pgame.market.equilibrium import REGISTRY, NashMethod

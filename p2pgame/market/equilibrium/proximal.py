@@ -487,8 +487,9 @@ class ProximalDynamics:
 def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None, executor=None) -> NashOutcome:
     """Iterate `rule`'s rounds of proximal responses and price steps until the market clears and nobody is pulled.
 
-    `executor.map(models, prices, weights, centres, exact)` computes the first responses, the
-    rule's batched rounds and those of the gap checks (default: serially in this process).
+    `executor.map(models, prices, weights, centres, exact)` computes the first responses and those
+    of the gap checks, `executor.round(..., traded)` the rule's batched rounds (`Answers`; default:
+    serially in this process).
     """
     run = ProximalDynamics(game, settings, executor or SerialExecutor())
     s, T, dt, mask, models = settings, run.T, run.dt, run.mask, run.models
