@@ -86,6 +86,9 @@ def envelopes_for(
     )
 
 
+PROGRESS_DELAY_S = 1.0  # a stage done sooner shows no bar
+
+
 def progress_printer(quiet: bool):
     """A `doe.assign` progress callback that shows the stage under way on stderr (tqdm), or None; and a closer."""
     if quiet:
@@ -99,7 +102,7 @@ def progress_printer(quiet: bool):
             for bar in bars.values():
                 bar.close()
             bars.clear()
-            bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, delay=1.0, leave=False)
+            bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, delay=PROGRESS_DELAY_S, leave=False)
         bar = bars[stage]
         bar.update(done - bar.n)
 
