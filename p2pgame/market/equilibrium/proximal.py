@@ -269,8 +269,8 @@ def _respond_batch(models, prices, weights, exact, members, out) -> None:
 @dataclass
 class Answers:
     """A round's proximal responses to one posted price, in model order, with their sensitivities summed:
-    all a Jacobi round needs of them (each player's is 2T x 2T, 180 MB a round at N = 10,000, which a
-    parallel executor would otherwise ship back every round).
+    all a Jacobi round needs of them (each player's is 2T x 2T, which a parallel executor would otherwise
+    ship back every round; docs/benchmarks.md gives the sizes).
 
     The sums are kept per block of consecutive players (`sum_block`), so that an executor whose workers
     hold whole blocks adds the same numbers in the same order as the serial one: equal to the bit.
@@ -303,7 +303,7 @@ class Answers:
         return Answers(responses, ids, sens, pulled)
 
 
-MAX_SUM_BLOCK = 64  # a block's sums ship 2T x 2T + 2T numbers, a player's answer about 900
+MAX_SUM_BLOCK = 64  # players a block's sums stand for: one 2T x 2T sum ships instead of theirs
 
 
 def sum_block(count: int) -> int:
