@@ -189,11 +189,16 @@ def reference_operation(customers, capability: Box, periods: int, dt_h: float) -
     zero, centre = np.zeros(periods), np.zeros(2 * periods)
     p_kw, q_kvar = np.empty_like(capability.pmin_kw), np.empty_like(capability.qmin_kvar)
     compiled = [i for i, customer in enumerate(customers) if hasattr(customer, "model")]
-    models = [customers[i].model(periods, dt_h) for i in compiled]
-    for i, model in zip(compiled, models):
+    own = [customers[i].model(periods, dt_h) for i in compiled]
+    for i, model in zip(compiled, own):
         model.set_box(Box(*(side[i] for side in capability)))
+    # solved on forks, whose proximal problems and solver state go with them: the agents' own models keep
+    # the box and the solution (the witness of `assign._witnessed`), not a second copy of their problems
+    models = [model.fork() for model in own]
     # one batched solve per structure (`respond_all`), a failure re-solved one by one
     answers = respond_all(models, Prices(zero, zero), REFERENCE_RHO, np.zeros((len(models), 2 * periods)), False)
+    for model, fork in zip(own, models):
+        model._warm = fork._warm
     responses = dict(zip(compiled, (response for response, _ in answers)))
     for i, customer in enumerate(customers):
         if i not in responses:  # a customer defined by its best response alone

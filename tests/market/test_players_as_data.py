@@ -45,6 +45,18 @@ def test_locational_and_the_agents_own_solves_leave_other_games(scenario):
     assert np.all(g1.customers[0].box.pmax_kw == CAP_KW)
 
 
+def test_the_reference_operation_keeps_no_proximal_problem_on_the_agents_own_models():
+    """The DOE reference operation solves forks: the agents' own models take its box and solution
+    (the envelope check's witness), while the proximal problems and solver state go with the forks."""
+    from p2pgame.market import assign_envelopes
+
+    scenario = synthetic_scenario(6, periods=6)
+    game = Game(scenario)
+    assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
+    own = [a.model(scenario.periods, scenario.dt_h) for a in scenario.customers]
+    assert all(m._prox is None and m._warm is not None and m._warm.success for m in own)
+
+
 def test_games_share_the_compiled_arrays_read_only(scenario):
     g1, g2 = Game(scenario), Game(scenario)
     a, b = g1.customers[0], g2.customers[0]
