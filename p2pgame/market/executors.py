@@ -424,6 +424,9 @@ class _PinnedExecutor(ABC):
 class ProcessExecutor(_PinnedExecutor):
     """Best responses on `n_workers` worker processes (one single-process pool each, so routing is fixed).
 
+    Items and answers travel packed, as on Dask (`_pack`, `_Responses`): pickled one object at a time,
+    a round's answers kept the main process busy while both workers waited.
+
     A pool whose process died (BrokenProcessPool) is replaced by a new one.
     """
 
@@ -445,12 +448,13 @@ class ProcessExecutor(_PinnedExecutor):
         futures, answers, lost = {}, {}, {}
         for p, items in chunks.items():
             try:
-                futures[p] = self._pools[p].submit(_respond, self.token, prices, exact, items, drops[p], summing[p])
+                futures[p] = self._pools[p].submit(_respond, self.token, prices, exact, _pack(items), drops[p],
+                                                   summing[p])
             except BrokenProcessPool as exc:  # its process died since the last round
                 lost[p] = f"worker process {p + 1} died ({_one_line(exc)})"
         for p, future in futures.items():
             try:
-                answers[p] = future.result()
+                answers[p] = _decoded(_unpack(future.result()))
             except BrokenProcessPool as exc:
                 lost[p] = f"worker process {p + 1} died ({_one_line(exc)})"
             except ModelsLost as exc:
