@@ -212,12 +212,10 @@ def _decoded(out):
     return out
 
 
-def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: list[int], summing=None):
+def _respond(token: str, prices, exact: bool, packed: bytes, drop: list[int], summing=None) -> bytes:
     """Worker side: forget the models in `drop`, then the responses of one chunk (`summed`, when `summing`
-    is given: `(traded, positions, count)`). Items that come pickled (bytes) are answered pickled too."""
-    packed = isinstance(items, bytes)
-    if packed:
-        items = _unpack(items)
+    is given: `(traded, positions, count)`). The items come packed (`_pack`) and are answered packed."""
+    items = _unpack(packed)
     models = _WORKER_MODELS.setdefault(token, {})
     for slot in drop:
         models.pop(slot, None)
@@ -240,7 +238,7 @@ def _respond(token: str, prices, exact: bool, items: list[_Item] | bytes, drop: 
     out = respond_all(chunk, prices, weights, centres, exact)
     if summing is not None:
         out = summed(out, weights, centres, *summing)
-    return _pack(_encoded(out)) if packed else out
+    return _pack(_encoded(out))
 
 
 def _forget(token: str) -> None:

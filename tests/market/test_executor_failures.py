@@ -106,7 +106,7 @@ def test_worker_without_the_model_fails_loudly():
     """A task naming a model its worker does not hold (a restarted worker) raises ModelsLost, not KeyError."""
     item = executors._Item(slot=7, centre=None, weight=None)
     with pytest.raises(ModelsLost, match=r"slots \[7\]"):
-        executors._respond("no-such-executor", None, True, [item], [])
+        executors._respond("no-such-executor", None, True, executors._pack([item]), [])
 
 
 def pool_pid(executor: ProcessExecutor, position: int) -> int:
