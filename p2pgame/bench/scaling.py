@@ -6,7 +6,9 @@ the scenario's DOE policy applied; then each method runs on the same game:
 (the best-response dynamics of `p2pgame.market.nash`; Jacobi rounds run on the chosen
 executor, Gauss-Seidel is sequential by nature and always runs here). Per run: wall
 time, rounds (solver iterations for `centralized`), price updates, peak resident
-memory of this process, and the largest price difference to the centralised prices.
+memory of this process, and the largest price difference to the centralised prices; for a
+Nash method also its certificate (`market.certify`: its Nash-gap check runs on the method's
+executor), timed apart from the method.
 With the optional `bench` extra installed, an independent cvxpy + Clarabel formulation of
 the same welfare problem (`p2pgame.bench.reference`) is solved on each instance too: every
 row gets its time ratio to it and its welfare and price differences to it.
@@ -126,12 +128,28 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     if central is not None and prices is not None:
         mask = game.traded
         row["price_gap"] = float(np.max(np.abs(prices[mask] - central.prices.stacked()[mask])))
+    row.update(certificate_s=None, nash_gap=None, certified=None)
+    if method in NASH and prices is not None:  # the Nash gaps (a round of plain responses, on the same executor)
+        row.update(_certified(game, scenario, outcome, central, executor if method == "jacobi" else None))
     if reference is not None and prices is not None:
         mask = game.traded
         row["x_reference"] = row["seconds"] / reference["seconds"]
         row["welfare_diff_reference"] = abs(row["welfare"] - reference["welfare"]) / max(abs(reference["welfare"]), 1e-9)
         row["price_diff_reference"] = float(np.max(np.abs(prices[mask] - reference["prices"][mask])))
     return row, (outcome if method == "centralized" else None)
+
+
+def _certified(game, scenario, outcome, central, executor) -> dict:
+    """The certificate of a Nash outcome (`market.certify`, against `central` where it ran): its time,
+    Nash gap and whether every figure is within its tolerance."""
+    from p2pgame.market.certificate import certify
+
+    start = time.perf_counter()
+    certificate = certify(game, game.prices(outcome.prices), outcome.responses, central, settings=scenario.settings,
+                          converged=outcome.converged, rounds=outcome.iterations, executor=executor,
+                          best=outcome.best)
+    return {"certificate_s": time.perf_counter() - start, "nash_gap": certificate.nash_gap,
+            "certified": not certificate.failures}
 
 
 def reference_available() -> bool:
@@ -269,14 +287,14 @@ def table(result: dict) -> str:
     central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
     lines = [
         "| N | method | executor | seconds | rounds (solver iterations) | price updates | status | first round s |"
-        " s / later round | peak MB | x centralized | price gap $/kWh | x cvxpy | welfare diff to cvxpy (rel) |"
-        " price diff to cvxpy $/kWh |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " s / later round | peak MB | x centralized | price gap $/kWh | certificate s | certified | x cvxpy |"
+        " welfare diff to cvxpy (rel) | price diff to cvxpy $/kWh |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ref in result.get("reference", []):
         lines.append(
             f"| {ref['n']} | cvxpy+clarabel | serial | {ref['seconds']:.1f} | {ref['iterations']} | - | reference |"
-            " - | - | - | - | - | 1.0 | 0 | 0 |"
+            " - | - | - | - | - | - | - | 1.0 | 0 | 0 |"
         )
     for r in result["rows"]:
         ratio = r["seconds"] / central[r["n"]] if r["method"] != "centralized" and r["n"] in central else None
@@ -285,6 +303,7 @@ def table(result: dict) -> str:
             f" {r['price_updates']} | {r['status']} | {_fmt(r['first_round_s'], '.1f')} |"
             f" {_fmt(r['seconds_per_round'], '.2f')} |"
             f" {r['peak_mb']:.0f} | {_fmt(ratio, '.1f')} | {_fmt(r['price_gap'], '.1e')} |"
+            f" {_fmt(r.get('certificate_s'), '.1f')} | {_yes_no(r.get('certified'))} |"
             f" {_fmt(r.get('x_reference'), '.1f')} | {_fmt(r.get('welfare_diff_reference'), '.1e')} |"
             f" {_fmt(r.get('price_diff_reference'), '.1e')} |"
         )
@@ -295,6 +314,10 @@ def table(result: dict) -> str:
         fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents_per_round"].items())
         lines.append(f"Per later round (all runs past round one): {fits}.")
     return "\n".join(lines)
+
+
+def _yes_no(v) -> str:
+    return "-" if v is None else ("yes" if v else "no")
 
 
 def _fmt(v, spec: str) -> str:

@@ -132,7 +132,8 @@ def _solve(scenario, method, reactive, doe_policy, max_iterations, progress, dis
     stage("certificate: each player's best response", total=len(game.players), unit="player")
     certificate = certify(game, prices, responses, None if outcome.is_reference else central, outcome.player_prices,
                           settings=s, converged=outcome.converged, rounds=outcome.iterations,
-                          tick=display.tick if display is not None else None)
+                          tick=display.tick if display is not None else None, executor=executor,
+                          best=outcome.best)
     if outcome.is_reference:
         certificate.central_welfare = central.welfare
         certificate.welfare_gap = 0.0

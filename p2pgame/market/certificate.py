@@ -18,18 +18,22 @@ TOL_PRICE_GAP_PER_KWH = 1e-4
 """Largest price difference to the centralised optimum ($/kWh, $/kvarh) a certified outcome may show."""
 
 
-def nash_gaps(game, prices, responses, player_prices=None, tick=None) -> dict[str, float]:
+def nash_gaps(game, prices, responses, player_prices=None, tick=None, executor=None, best=None) -> dict[str, float]:
     """Each player's gain ($) from a unilateral best response at its prices, and the price player's.
 
     `player_prices` (one Prices per player) replaces the uniform `prices` where
     players face different prices (the locational benchmark); `tick()` is called after each player.
+    Under one price for all, the best responses are `best` (each player's plain best response at
+    `prices`, as a Nash method's last gap check found them) or are computed as batches on
+    `executor` (this process when None), as a round of the Nash methods does.
     """
     gaps = {}
-    best = None
-    if player_prices is None:  # one price for all: the best responses as batches
-        from p2pgame.market.equilibrium.proximal import respond_all
+    if player_prices is not None:
+        best = None  # each player at its own prices: one by one below
+    elif best is None:
+        from p2pgame.market.equilibrium.proximal import SerialExecutor
 
-        best = [b for b, _ in respond_all(game.players, prices, None, None)]
+        best = [b for b, _ in (executor or SerialExecutor()).map(game.players, prices, None, None, False)]
     player_prices = player_prices or [prices] * len(responses)
     for k, (model, r, own) in enumerate(zip(game.players, responses, player_prices)):
         b = best[k] if best is not None else model.best_response(own)
@@ -51,13 +55,14 @@ def _excess(game, responses) -> np.ndarray:
 
 
 def certify(game, prices, responses, central=None, player_prices=None, *, settings=None,
-            converged: bool = True, rounds: int = 0, tick=None) -> Certificate:
+            converged: bool = True, rounds: int = 0, tick=None, executor=None, best=None) -> Certificate:
     """Imbalances, Nash gaps and the gaps to the centralised optimum of an outcome, judged against
     the tolerances of `settings` (a `MarketSettings`; its defaults when None); `rounds` is the
-    number of rounds the method ran."""
+    number of rounds the method ran; `executor` runs the Nash-gap check's best responses, where
+    `best` (as `nash_gaps`) does not give them."""
     T = game.T
     z = _excess(game, responses)
-    gaps = nash_gaps(game, prices, responses, player_prices, tick)
+    gaps = nash_gaps(game, prices, responses, player_prices, tick, executor, best)
     welfare = float(sum(m.own_value(r.x) for m, r in zip(game.players, responses)))
     welfare_gap = price_gap = central_welfare = dispatch_gap = None
     if central is not None:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from p2pgame.bench.scaling import combine, fit_exponent, run_scaling
+from p2pgame.bench.scaling import combine, fit_exponent, run_scaling, table
 from p2pgame.bench.synthetic import HOUSES_PER_FEEDER, synthetic_scenario
 from p2pgame.cli import main
 from p2pgame.errors import InputError
@@ -42,6 +42,15 @@ def test_rows_for_each_method_and_size():
     jacobi = [r for r in result["rows"] if r["method"] == "jacobi"]
     assert all(r["price_updates"] == r["iterations"] for r in jacobi)
     assert set(result["exponents"]) == {"jacobi", "centralized"}
+
+
+def test_nash_rows_carry_their_certificate():
+    result = run_scaling([3], periods=4, methods=["centralized", "jacobi"])
+    central, jacobi = result["rows"]
+    assert central["certified"] is None and central["certificate_s"] is None
+    assert jacobi["certified"] is True and jacobi["certificate_s"] > 0
+    assert 0 <= jacobi["nash_gap"] <= 1e-6 * max(abs(jacobi["welfare"]), 1.0)
+    assert "| yes |" in table(result)
 
 
 def test_combine_fits_each_executor_apart():

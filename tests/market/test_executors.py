@@ -12,6 +12,7 @@ import pytest
 from p2pgame.bench.synthetic import synthetic_scenario
 from p2pgame.errors import InputError
 from p2pgame.market import Game, assign_envelopes, solve_nash
+from p2pgame.market.certificate import certify
 from p2pgame.market.executors import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
 from p2pgame.market.nash import NashSettings
 
@@ -68,6 +69,19 @@ def test_dask_local_cluster_matches_serial(serial):
         profiling = executor.client.run(lambda: __import__("dask").config.get("distributed.worker.profile.enabled"))
         assert not any(profiling.values())  # the profiler slows the best responses
         assert_same(two_markets(executor, second=False), serial[:1])
+
+
+def test_certificate_on_workers_equals_the_serial_one(processes):
+    """The Nash-gap check's best responses run on the executor and give the serial gaps to the bit."""
+    scenario = synthetic_scenario(4, periods=12)
+    game = Game(scenario)
+    game.apply_envelopes(assign_envelopes(scenario, "max-total", game=game))
+    out = solve_nash(game, SETTINGS, executor=processes)
+    prices = game.prices(out.prices)
+    on_workers = certify(game, prices, out.responses, settings=scenario.settings, executor=processes)
+    here = certify(game, prices, out.responses, settings=scenario.settings)
+    assert on_workers.nash_gaps == here.nash_gaps
+    assert not here.failures
 
 
 def test_workers_forget_collected_models(processes):

@@ -20,6 +20,7 @@ class Equilibrium:
     history: list[dict] = field(default_factory=list)
     player_prices: list[Prices] | None = None  # the prices each player faces, when not the uniform ones
     is_reference: bool = False  # the outcome is the reference optimum itself (no gap to it)
+    best: list | None = None  # each player's plain best response at `prices`, where the method has them
 
 
 class Method(ABC):
@@ -51,4 +52,4 @@ class NashMethod(Method):
 
         out = run_dynamics(game, settings, self.rule(game, settings), progress=progress, executor=executor)
         return Equilibrium(game.prices(out.prices), out.responses, out.iterations, out.price_updates, out.converged,
-                           out.history)
+                           out.history, best=out.best)

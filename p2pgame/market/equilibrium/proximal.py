@@ -73,6 +73,7 @@ class NashOutcome:
     price_updates: int = 0  # prices posted to players: one per Jacobi round, one per player in a Gauss-Seidel sweep
     history: list[dict] = field(default_factory=list)
     fallback: str | None = None  # why and from which sweep Gauss-Seidel switched to Jacobi price steps
+    best: list | None = None  # each player's plain best response at `prices`, where the last gap check found them
 
 
 _CYCLE_KEYS = ("imbalance_kw", "imbalance_kvar", "max_move", "proximal_pull")
@@ -498,7 +499,7 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
     last_pulls = np.full(run.M, np.inf)
     iteration = 0
     next_gap_check = 0
-    fallback = cycle = None
+    fallback = cycle = best = None
     rounds_in_game = last_game = 0  # rounds of the current and of the last regularised game
     watched = 0  # the residual check looks at the rounds from this one on (reset after each remedy)
     for iteration in range(1, s.max_iterations + 1):
@@ -550,7 +551,7 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
                 answers = run.executor.map(models, prices, None, None, False)
                 gains = [b.payoff - m.payoff(r.x, prices) for m, r, (b, _) in zip(models, run.responses, answers)]
                 if max(gains) <= s.gap_share * budget:
-                    converged = True
+                    converged, best = True, [b for b, _ in answers]
                     break
         # only the price player's gain is left: clear this regularised market exactly before moving on
         finishing = settled and operator_gain > s.operator_share * budget
@@ -584,4 +585,5 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
         seconds=time.perf_counter() - run.start,
         history=history,
         fallback=fallback,
+        best=best,
     )
