@@ -82,6 +82,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     """
     from p2pgame.market import centralized, solve_nash
 
+    runs_on = executor if method == "jacobi" else None  # Gauss-Seidel runs here (`_executor_of`)
     row = {"method": method, "converged": True, "status": "converged", "error": None, "first_round_s": None,
            "seconds_per_round": None}
     scope = "run" if _reset_peak() else "process"
@@ -104,7 +105,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
             bar.set_postfix(method=method, round=r["iteration"], imbalance_kw=f"{r['imbalance_kw']:.1e}")
 
         try:
-            outcome = solve_nash(game, settings, progress=progress, executor=executor if method == "jacobi" else None)
+            outcome = solve_nash(game, settings, progress=progress, executor=runs_on)
             rounds, prices = outcome.iterations, outcome.prices
         except SolverError as exc:  # no convergence within the budget, or a player's solver failed
             rounds = settings.max_iterations if isinstance(exc, ConvergenceError) else len(marks)
@@ -130,7 +131,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
         row["price_gap"] = float(np.max(np.abs(prices[mask] - central.prices.stacked()[mask])))
     row.update(certificate_s=None, nash_gap=None, certified=None)
     if method in NASH and prices is not None:  # the Nash gaps (a round of plain responses, on the same executor)
-        row.update(_certified(game, scenario, outcome, central, executor if method == "jacobi" else None))
+        row.update(_certified(game, scenario, outcome, central, runs_on))
     if reference is not None and prices is not None:
         mask = game.traded
         row["x_reference"] = row["seconds"] / reference["seconds"]

@@ -37,7 +37,7 @@ def test_solve_hands_the_best_responses_to_the_executor(make_market):
 
 def test_the_certificate_takes_the_best_responses_of_the_last_gap_check(make_market):
     """Jacobi's last gap check found every player's best response at the final prices: the certificate
-    uses them, and computes them on the executor where no gap check did."""
+    uses them instead of asking the executor again."""
     market = make_market(3)
     Counting.events = []
     counted = solve(market, "jacobi", executor=Counting())
