@@ -170,6 +170,9 @@ class EnvelopeProblem:
 
 REFERENCE_RHO = 10.0
 """Weight ($ per kW^2) of the charge on exchange that defines the reference operation."""
+REFERENCE_CHUNK = 2048
+"""Customers whose reference operations are solved together: enough for the batches' compiled iterations
+to pay, few enough that the solver state of one chunk alone is held at a time."""
 
 
 def reference_operation(customers, capability: Box, periods: int, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
@@ -193,13 +196,18 @@ def reference_operation(customers, capability: Box, periods: int, dt_h: float) -
     for i, model in zip(compiled, own):
         model.set_box(Box(*(side[i] for side in capability)))
     # solved on forks, whose proximal problems and solver state go with them: the agents' own models keep
-    # the box and the solution (the witness of `assign._witnessed`), not a second copy of their problems
-    models = [model.fork() for model in own]
-    # one batched solve per structure (`respond_all`), a failure re-solved one by one
-    answers = respond_all(models, Prices(zero, zero), REFERENCE_RHO, np.zeros((len(models), 2 * periods)), False)
-    for model, fork in zip(own, models):
-        model._warm = fork._warm
-    responses = dict(zip(compiled, (response for response, _ in answers)))
+    # the box and the solution (the witness of `assign._witnessed`), not a second copy of their problems;
+    # a chunk of customers at a time, so that the forks of one chunk alone are alive at once
+    responses = {}
+    for start in range(0, len(own), REFERENCE_CHUNK):
+        chunk = own[start:start + REFERENCE_CHUNK]
+        models = [model.fork() for model in chunk]
+        # one batched solve per structure (`respond_all`), a failure re-solved one by one
+        answers = respond_all(models, Prices(zero, zero), REFERENCE_RHO, np.zeros((len(models), 2 * periods)),
+                              False)
+        for model, fork in zip(chunk, models):
+            model._warm = fork._warm
+        responses.update(zip(compiled[start:start + REFERENCE_CHUNK], (response for response, _ in answers)))
     for i, customer in enumerate(customers):
         if i not in responses:  # a customer defined by its best response alone
             box = Box(*(side[i] for side in capability))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import weakref
 
 import numba
 import numpy as np
@@ -247,13 +248,12 @@ def _row_values(pat, i_v, q_c, x, g):
 @numba.njit(**_NJIT)
 def _assemble(K, pat, base, q_c, x, yI, ratio, zl, zu, lb, ub, jv, d):
     """The reduced KKT matrix at an iterate, as `interior._Solver.run` builds it, into K (the plan's compact
-    storage of the entries on and below the diagonal where the factor may be nonzero; base: the structure's
-    storage). `yI`: the rows' signed multipliers, `ratio`: the sides' lam / w, d: work space (mI)."""
+    storage of the entries on and below the diagonal where the factor may be nonzero; base: its constant terms
+    in that storage). `yI`: the rows' signed multipliers, `ratio`: the sides' lam / w, d: work space (mI)."""
     side, L, U = pat[0], pat[2], pat[3]
     q_r, q_k, q_pos, p_row, p_a, p_b, p_pos = pat[10], pat[14], pat[15], pat[16], pat[17], pat[18], pat[19]
-    d_l, d_u, kept = pat[26], pat[27], pat[28]
-    for k in range(kept.size):
-        K[k] = base[kept[k]]
+    d_l, d_u = pat[26], pat[27]
+    K[:] = base
     d[:] = 0.0
     for s in range(side.size):
         d[side[s]] += min(ratio[s], _PIN)
@@ -578,7 +578,7 @@ class _Plan:
     without testing for negative indices."""
 
     def __init__(self, S):
-        self.S = S
+        self._S = weakref.ref(S)  # S holds the plan: a strong reference back would make a cycle
         perm, rank = (S.perm, S.rank) if S.band else (np.arange(S.N), np.arange(S.N))
         b, layout = (S.kl, (2 * S.kl, 1, S.ldab - 1)) if S.band else (S.N - 1, (0, S.N, 1))
         lower = _lower(S.size, S.N, b, *layout)
@@ -619,6 +619,12 @@ class _Plan:
                      *(_index(compact[a]) for a in (dst, src, lk)), _index(where), b + 1)
 
 
+    @property
+    def S(self):
+        """The structure planned."""
+        return self._S()
+
+
 def _index(a) -> np.ndarray:
     """An index array (non-negative integers) as uint64, a float array as it is."""
     a = np.asarray(a)
@@ -638,6 +644,7 @@ class BatchSolution:
 
     def __init__(self, results, senses, plan, data, final):
         self.results, self._senses, self._plan, self._data, self._final = results, senses, plan, data, final
+        self._S = plan.S  # the plan holds its structure weakly
 
     def sensitivities(self, dcs) -> list:
         """dx/dtheta (n x k) per optimal member for model-sense objective changes ``dcs[m]`` (n x k
@@ -647,7 +654,7 @@ class BatchSolution:
         if not done:
             return out
         K, ok = self._factorised(done)
-        S = self._plan.S
+        S = self._S
         dc = np.stack([dcs[m] for m in done])
         R = np.zeros((len(done), S.N, dc.shape[2]))
         R[:, :S.nf] = -np.asarray(self._senses, float)[done][:, None, None] * dc[:, S.F]
@@ -673,7 +680,7 @@ class BatchSolution:
                                      for m, r in enumerate(self.results)])
             return [None if d is None else maps[m] @ d for m, d in enumerate(dx)]
         K, ok = self._factorised(done)
-        S, k = self._plan.S, first.shape[0]
+        S, k = self._S, first.shape[0]
         col = np.full(first.shape[1], -1, np.int64)
         col[S.F] = np.arange(S.nf)
         senses = np.asarray(self._senses, float)[done]
@@ -691,7 +698,7 @@ class BatchSolution:
 
     def _factorised(self, done):
         """The KKT matrices of the members `done` at their final iterates on the active set, factorised."""
-        plan, S, D = self._plan, self._plan.S, self._data
+        plan, S, D = self._plan, self._S, self._data
         done = slice(None) if len(done) == len(self.results) else done  # views when every member is in
         x, _, w, lam, zl, zu = (a[done] for a in self._final)
         lb, ub, floor = D["lb"][done], D["ub"][done], D["floor"][done]
@@ -718,14 +725,16 @@ def _rows(arrays, k: int) -> np.ndarray:
     return np.array(arrays, float).reshape(len(arrays), k)
 
 
-def _stack(solvers) -> dict:
-    """The members' numbers (one `interior._Solver` each) stacked along the batch axis."""
+def _stack(plan: _Plan, solvers) -> dict:
+    """The members' numbers (one `interior._Solver` each) stacked along the batch axis; of the KKT
+    matrix's constant terms the plan's compact entries alone (a fraction of a banded storage)."""
+    kept = plan.pat[28]
     S = solvers[0].S
     lb = _rows([s.lb[S.L] for s in solvers], S.L.size)
     ub = _rows([s.ub[S.U] for s in solvers], S.U.size)
     out = {"c": [s.c for s in solvers], "h_v": [s.S.h_v for s in solvers], "q_c": [s.S.q_c for s in solvers],
            "e_v": [s.e_v for s in solvers], "i_v": [s.i_v for s in solvers], "b_E": [s.b_E for s in solvers],
-           "b_side": [s.b_side for s in solvers], "base": [s.base for s in solvers],
+           "b_side": [s.b_side for s in solvers], "base": [s.base()[kept] for s in solvers],
            "b_scale": [s.b_scale for s in solvers], "limit": [_DIVERGED * s.b_scale * s.scale for s in solvers],
            "floor": [_REGULARISATION * s.scale for s in solvers]}
     scalars = ("b_scale", "limit", "floor")
@@ -742,16 +751,18 @@ def _stack(solvers) -> dict:
 def _stacked(plan: _Plan, solvers) -> tuple[dict, tuple]:
     """The members' stacked numbers and start points; those of the plan's last batch when it had the same
     solvers at the same versions (a solver is reused while its problem's bounds stand, `interior._solver`;
-    its version moves with the Hessian's numbers), with the linear objectives taken again."""
+    its version moves with the Hessian's numbers), with the linear objectives taken again. The plan holds
+    those solvers weakly: each is its problem's to keep (`interior._solver`), and a strong reference from a
+    plan that its structure holds would keep them all in a cycle."""
     last = getattr(plan, "_last", None)
     versions = [s.version for s in solvers]
-    if (last is not None and len(last[0]) == len(solvers) and all(a is b for a, b in zip(last[0], solvers))
+    if (last is not None and len(last[0]) == len(solvers) and all(a() is b for a, b in zip(last[0], solvers))
             and last[1] == versions):
         return {**last[2], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}, last[3]
-    D = _stack(solvers)
+    D = _stack(plan, solvers)
     points = [s.start_point() for s in solvers]
     first = tuple(_rows([p[j] for p in points], len(points[0][j])) for j in range(6))
-    plan._last = (list(solvers), versions, D, first)
+    plan._last = ([weakref.ref(s) for s in solvers], versions, D, first)
     return D, first
 
 

@@ -438,7 +438,7 @@ class _Solver:
     """One solve: the problem's current numbers on a structure, and the iterations."""
 
     def __init__(self, P: CompiledProblem, S: _Structure, tol: float, max_iter: int, start: float):
-        self.P, self.S, self.tol, self.max_iter, self.start = P, S, tol, max_iter, start
+        self._P, self.S, self.tol, self.max_iter, self.start = weakref.ref(P), S, tol, max_iter, start
         nf = S.nf
         xX = self.xX = P.x_lb[S.X]
         gc = P.g_const + np.bincount(S.ax_r, S.ax_v * xX[S.ax_c], minlength=P.m)
@@ -456,17 +456,28 @@ class _Solver:
         self.b_scale = 1.0 + float(np.abs(bounds).max(initial=0.0))
         self._hessian()
 
+    @property
+    def P(self) -> CompiledProblem:
+        """The problem solved: held weakly, since P caches this solver (a cycle would outlive its last use
+        until a full garbage collection, and at scale the solver state of many problems with it)."""
+        return self._P()
+
     def _hessian(self) -> None:
         """The numbers that depend on the Hessian's values (the structure's h_v, hx_v)."""
         S = self.S
         self.h_v = S.h_v
         self.c_fixed = np.bincount(S.hx_r, S.hx_v * self.xX[S.hx_c], minlength=S.nf)  # the fixed columns' H terms
         self.c = self.P.c_min[S.F] + self.c_fixed
-        scale = self.scale = max(1.0, float(np.abs(S.h_v).max(initial=0.0)), self.coef_max)
-        delta = _REGULARISATION * scale
-        self.base = np.bincount(S.base_pos, np.concatenate([
-            S.h_v, np.where(np.arange(S.N) < S.nf, delta, -delta), self.e_v, self.e_v]), minlength=S.size)
+        self.scale = max(1.0, float(np.abs(S.h_v).max(initial=0.0)), self.coef_max)
         self.version = getattr(self, "version", 0) + 1
+
+    def base(self) -> np.ndarray:
+        """The KKT matrix's storage with its constant terms (Hessian, regularisation, equality rows), built
+        when asked: it is as large as the storage, and a batch keeps only its factor's entries of it."""
+        S = self.S
+        delta = _REGULARISATION * self.scale
+        return np.bincount(S.base_pos, np.concatenate([
+            self.h_v, np.where(np.arange(S.N) < S.nf, delta, -delta), self.e_v, self.e_v]), minlength=S.size)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -510,6 +521,7 @@ class _Solver:
     def run(self, acceptable: float = 0.0) -> SolveResult:
         S = self.S
         nf, mI, L, U, side, sigma = S.nf, S.mI, S.L, S.U, S.side, S.sigma
+        base = self.base()
         i_r, i_c, e_r, e_c, e_v = S.i_r, S.i_c, S.e_r, S.e_c, self.e_v
         x, nu, w, lam, zl, zu = self.start_point()
         lb, ub, c = self.lb[L], self.ub[U], self.c
@@ -554,7 +566,7 @@ class _Solver:
                 break
 
             # the reduced KKT matrix, factorised once for both directions
-            K = self.base.copy()
+            K = base.copy()
             d = np.bincount(side, lam / w, minlength=mI)
             vals = np.concatenate([S.q_c * yI[S.q_r], S.q_c * yI[S.q_r], d[S.p_row] * jv[S.p_a] * jv[S.p_b]])
             if vals.size:

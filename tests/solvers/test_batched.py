@@ -184,8 +184,9 @@ def test_a_solver_is_rebuilt_when_its_problems_numbers_change(market):
     moved = _solver(P, 1e-9, 100, 0.0)
     fresh = _Solver(P, moved.S, 1e-9, 100, 0.0)
     assert moved is kept and moved.h_v is not h_v and moved.version > version
-    for name in ("c", "c_fixed", "base", "scale", "b_scale", "b_side", "lb", "ub"):
+    for name in ("c", "c_fixed", "scale", "b_scale", "b_side", "lb", "ub"):
         assert np.array_equal(getattr(moved, name), getattr(fresh, name)), name
+    assert np.array_equal(moved.base(), fresh.base())
 
 
 def test_a_member_that_fails_in_the_batch_is_left_to_the_caller(market):
@@ -366,3 +367,28 @@ def test_ranged_rows_travel_with_stacking_and_pickling(market):
     assert np.array_equal(pickle.loads(pickle.dumps(problems[0])).ranged_rows, problems[0].ranged_rows)
     P = problems[0]  # its envelope closes nowhere: nothing to solve again with equalities
     assert not np.any(P.g_lb[P.ranged_rows] == P.g_ub[P.ranged_rows]) and with_equalities(P) is None
+
+
+def test_a_batchs_solver_state_goes_with_its_problems_without_a_garbage_collection(market):
+    """The problems of a batch (forks, as the DOE reference operation solves) take their solvers, the
+    stacked numbers and the plan with them when the last reference goes: no reference cycle holds them
+    until a full collection, which at scale comes late and leaves every chunk's state alive."""
+    import gc
+    import weakref
+
+    from p2pgame.solvers.interior import _solver
+
+    game, prices, weights, centres = market
+    forks = [m.fork() for m in game.players]
+    problems = [f.posed(prices, (w, c))[1] for f, w, c in zip(forks, weights, centres)]
+    members = max(_groups(problems).values(), key=len)
+    batch = solve_batch([problems[k] for k in members], PROXIMAL)
+    assert all(r is not None for r in batch.results)
+    solvers = [weakref.ref(_solver(problems[k], 1e-9, 100, 0.0)) for k in members]
+    plan = weakref.ref(batch._plan)
+    gc.disable()
+    try:
+        del batch, problems, forks
+        assert all(s() is None for s in solvers) and plan() is None
+    finally:
+        gc.enable()
