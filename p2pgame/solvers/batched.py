@@ -618,7 +618,6 @@ class _Plan:
         self.dims = (S.nf, S.mE, S.mI, S.N, ptr, *(_index(a) for a in (rows, cols, compact[pos])), u_ptr,
                      *(_index(compact[a]) for a in (dst, src, lk)), _index(where), b + 1)
 
-
     @property
     def S(self):
         """The structure planned."""
