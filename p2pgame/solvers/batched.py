@@ -725,8 +725,9 @@ def _rows(arrays, k: int) -> np.ndarray:
 
 
 def _stack(plan: _Plan, solvers) -> dict:
-    """The members' numbers (one `interior._Solver` each) stacked along the batch axis; of the KKT
-    matrix's constant terms the plan's compact entries alone (a fraction of a banded storage)."""
+    """The members' numbers that the iterations and the final factorisation read (one `interior._Solver`
+    each), stacked along the batch axis; of the KKT matrix's constant terms the plan's compact entries alone
+    (a fraction of a banded storage). What only the results read is gathered by `_results`, once a batch."""
     kept = plan.pat[28]
     S = solvers[0].S
     lb = _rows([s.lb[S.L] for s in solvers], S.L.size)
@@ -738,31 +739,30 @@ def _stack(plan: _Plan, solvers) -> dict:
            "floor": [_REGULARISATION * s.scale for s in solvers]}
     scalars = ("b_scale", "limit", "floor")
     out = {k: np.array(v, float) if k in scalars else _rows(v, len(v[0])) for k, v in out.items()}
-    out.update(lb=lb, ub=ub, lb_in=np.nextafter(lb, np.inf), ub_in=np.nextafter(ub, -np.inf))
-    # for the results: fixed columns' values, the Hessian's, rows' and quadratic terms' numbers, f0 and sense
-    P = [s.P for s in solvers]
-    out.update(xX=_rows([s.xX for s in solvers], S.X.size), H_d=_rows([p.H.data for p in P], P[0].H.nnz),
-               A_d=_rows([_data(p.A) for p in P], S.a_row.size), q_d=_rows([p.q_coef for p in P], P[0].q_row.size),
-               f0=np.array([p.f0 for p in P]), sense=np.array([p.sense for p in P], float))
+    out.update(lb=lb, ub=ub)
     return out
 
 
-def _stacked(plan: _Plan, solvers) -> tuple[dict, tuple]:
-    """The members' stacked numbers and start points; those of the plan's last batch when it had the same
-    solvers at the same versions (a solver is reused while its problem's bounds stand, `interior._solver`;
-    its version moves with the Hessian's numbers), with the linear objectives taken again. The plan holds
-    those solvers weakly: each is its problem's to keep (`interior._solver`), and a strong reference from a
-    plan that its structure holds would keep them all in a cycle."""
+def _inputs(D: dict) -> tuple:
+    """The iterations' numbers in `_run`'s order; the bounds' strict interiors are made here, not kept with D."""
+    inside = {"lb_in": np.nextafter(D["lb"], np.inf), "ub_in": np.nextafter(D["ub"], -np.inf)}
+    return tuple(inside[k] if k in inside else D[k] for k in _DATA)
+
+
+def _stacked(plan: _Plan, solvers) -> dict:
+    """The members' stacked numbers; those of the plan's last batch when it had the same solvers at the same
+    versions (a solver is reused while its problem's bounds stand, `interior._solver`; its version moves with
+    the Hessian's numbers), with the linear objectives taken again. The plan holds those solvers weakly:
+    each is its problem's to keep (`interior._solver`), and a strong reference from a plan that its
+    structure holds would keep them all in a cycle."""
     last = getattr(plan, "_last", None)
     versions = [s.version for s in solvers]
     if (last is not None and len(last[0]) == len(solvers) and all(a() is b for a, b in zip(last[0], solvers))
             and last[1] == versions):
-        return {**last[2], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}, last[3]
+        return {**last[2], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}
     D = _stack(plan, solvers)
-    points = [s.start_point() for s in solvers]
-    first = tuple(_rows([p[j] for p in points], len(points[0][j])) for j in range(6))
-    plan._last = ([weakref.ref(s) for s in solvers], versions, D, first)
-    return D, first
+    plan._last = ([weakref.ref(s) for s in solvers], versions, D)
+    return D
 
 
 @numba.njit(**_NJIT)
@@ -797,19 +797,26 @@ def _warm_starts(idx, pat, mI, lb, ub, i_v, q_c, b_side, X, Y, ZL, ZU, rows, fir
             zu0[m, k] = max(ZU[r, FU[k]], _WARM)
 
 
-def _warmed(plan: _Plan, solvers, D: dict, first: tuple, warm: list) -> tuple:
-    """The start points with those of the members given a previous solution (`warm[m]`, same variables and
-    rows) replaced by one near it: its x moved inside the bounds by `_WARM` of their width (or of 1 + |bound|
-    on one side), its slacks and multipliers raised to at least `_WARM`. A start, not an answer: the
-    iterations decide what is optimal."""
+def _starts(plan: _Plan, solvers, D: dict, warm: list | None) -> tuple:
+    """Each member's start point: `interior._Solver`'s cold one, or, where `warm[m]` gives a previous solution
+    (same variables and rows), one near it: its x moved inside the bounds by `_WARM` of their width (or of
+    1 + |bound| on one side), its slacks and multipliers raised to at least `_WARM`. A start, not an
+    answer: the iterations decide what is optimal. Neither is kept: a round's members all start warm."""
     S, P = plan.S, solvers[0].P
+    M = len(solvers)
+    warm = warm or [None] * M
+    out = tuple(np.empty((M, k)) for k in (S.nf, S.mE, S.side.size, S.side.size, S.L.size, S.U.size))
+    for m in (m for m, w in enumerate(warm) if w is None):
+        for a, v in zip(out, solvers[m]._start_point()):
+            a[m] = v
     rows = np.array([m for m, w in enumerate(warm) if w is not None], np.int64)
+    if not rows.size:
+        return out
     W = [warm[m] for m in rows]
     i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
     idx = getattr(plan, "_warm_idx", None)
     if idx is None:
         idx = plan._warm_idx = (i64(S.F), i64(S.E), i64(S.I[S.side]), i64(S.F[S.L]), i64(S.F[S.U]))
-    out = tuple(a.copy() for a in first)
     _warm_starts(idx, plan.pat, S.mI, _rows([s.lb for s in solvers], S.nf), _rows([s.ub for s in solvers], S.nf),
                  D["i_v"], D["q_c"], D["b_side"], _rows([w.x for w in W], P.n), _rows([w.y for w in W], P.m),
                  _rows([w.z_lower for w in W], P.n), _rows([w.z_upper for w in W], P.n), rows, out)
@@ -830,17 +837,16 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None, wa
     plan = _plan(S)
     M = len(problems)
     solvers = [_solver(P, tol, max_iter, start) for P in problems]
-    D, first = _stacked(plan, solvers)
-    if warm is not None and any(w is not None for w in warm):
-        first = _warmed(plan, solvers, D, first, warm)
+    D = _stacked(plan, solvers)
+    first = _starts(plan, solvers, D, warm)
     final = tuple(np.empty_like(a) for a in first)
     status, iters, errs, reasons = np.empty(M, np.int64), np.empty(M, np.int64), np.empty(M), np.empty(M, np.int64)
     with np.errstate(all="ignore"):
-        _run(plan.pat, plan.dims, tuple(D[k] for k in _DATA), first,
+        _run(plan.pat, plan.dims, _inputs(D), first,
              (tol, acceptable, max_iter, _ACCEPTABLE_EXTRA, _STEP_FRACTION), final, status, iters, errs,
              reasons)
     if problems[0].H.format == "csr":
-        results = _results(problems, S, D, final, status)
+        results = _results(problems, solvers, S, final, status)
     else:  # the batch's products read H's rows
         results = [None if status[k] < 0 else s.result(*(a[k].copy() for a in final[:2] + final[3:]), "optimal", "", 0)
                    for k, s in enumerate(solvers)]
@@ -854,26 +860,29 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None, wa
     return BatchSolution(results, [P.sense for P in problems], plan, D, final)
 
 
-def _results(problems, S, D, final, status) -> list:
+def _results(problems, solvers, S, final, status) -> list:
     """The SolveResults of the members the batch solved (None for the others), as `interior._Solver.result`
     makes them one by one: full x, row multipliers, bound multipliers (a fixed variable's from stationarity)."""
     P0 = problems[0]
     n, m, M = P0.n, P0.m, len(problems)
     xf, nu, _, lam, zl, zu = final
     X = np.empty((M, n))
-    X[:, S.F], X[:, S.X] = xf, D["xX"]
+    X[:, S.F], X[:, S.X] = xf, _rows([s.xX for s in solvers], S.X.size)
     Y, G, xhx = np.zeros((M, m)), np.empty((M, n)), np.empty(M)
     c = _rows([P.c_min for P in problems], n)
     i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
     H, q = P0.H, P0.q_row
-    _stationarity(i64(H.indptr), i64(H.indices), D["H_d"], i64(S.a_row), i64(S.a_col), D["A_d"], i64(q), i64(P0.q_i),
-                  i64(P0.q_j), D["q_d"], i64(S.side), np.asarray(S.sigma, float), lam, i64(S.E), i64(S.I), nu, c, X, Y,
+    H_d, A_d = _rows([P.H.data for P in problems], H.nnz), _rows([_data(P.A) for P in problems], S.a_row.size)
+    q_d = _rows([P.q_coef for P in problems], q.size)
+    _stationarity(i64(H.indptr), i64(H.indices), H_d, i64(S.a_row), i64(S.a_col), A_d, i64(q), i64(P0.q_i),
+                  i64(P0.q_j), q_d, i64(S.side), np.asarray(S.sigma, float), lam, i64(S.E), i64(S.I), nu, c, X, Y,
                   G, xhx)
     ZL, ZU = np.zeros((M, n)), np.zeros((M, n))
     ZL[:, S.F[S.L]], ZU[:, S.F[S.U]] = zl, zu
     r = G[:, S.X]
     ZL[:, S.X], ZU[:, S.X] = np.maximum(r, 0.0), np.maximum(-r, 0.0)
-    objective = D["sense"] * (D["f0"] + np.einsum("ij,ij->i", c, X) + 0.5 * xhx)
+    sense, f0 = np.array([P.sense for P in problems], float), np.array([P.f0 for P in problems])
+    objective = sense * (f0 + np.einsum("ij,ij->i", c, X) + 0.5 * xhx)
     return [None if status[k] < 0 else SolveResult(
         x=X[k], objective=float(objective[k]), status="optimal", success=True, message="", y=Y[k], z_lower=ZL[k],
         z_upper=ZU[k], iterations=0, solve_time_s=0.0, solver="interior") for k in range(M)]
