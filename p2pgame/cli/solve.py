@@ -147,7 +147,8 @@ def summary(result) -> str:
                      f" (period {int(spread.argmax())})")
     lines += [
         "",
-        f"welfare {c.welfare:,.2f} $   (centralised {c.central_welfare:,.2f} $, relative gap {c.welfare_gap:.2e})",
+        f"welfare {c.welfare:,.2f} $   (centralised {c.central_welfare:,.2f} $, relative gap {c.welfare_gap:.2e}"
+        + ("" if c.welfare_bound is None else f"; duality bound {c.welfare_bound:.2e}") + ")",
         f"imbalance {c.imbalance_kw:.2e} kW, {c.imbalance_kvar:.2e} kvar;  Nash gap {c.nash_gap:.2e} $;"
         f"  price gap {c.price_gap:.2e} $/kWh",
         f"largest dispatch difference to the centralised solution {c.dispatch_gap_kw:.1f} kW"

@@ -64,6 +64,11 @@ def certify(game, prices, responses, central=None, player_prices=None, *, settin
     z = _excess(game, responses)
     gaps = nash_gaps(game, prices, responses, player_prices, tick, executor, best)
     welfare = float(sum(m.own_value(r.x) for m, r in zip(game.players, responses)))
+    welfare_bound = None
+    if player_prices is None:  # W* <= sum of the best responses' payoffs = W + gaps + dt pi . z
+        value = game.dt_h * float(prices.stacked() @ z)
+        bound = sum(v for k, v in gaps.items() if k != PRICE_PLAYER) + value
+        welfare_bound = max(0.0, bound) / max(abs(welfare), 1e-9)
     welfare_gap = price_gap = central_welfare = dispatch_gap = None
     if central is not None:
         central_welfare = central.welfare
@@ -88,6 +93,7 @@ def certify(game, prices, responses, central=None, player_prices=None, *, settin
         imbalance_kw_t=z[:T],
         imbalance_kvar_t=z[T:],
         dispatch_gap_kw=dispatch_gap,
+        welfare_bound=welfare_bound,
     )
     certificate.failures = failures(certificate, game, prices, settings, converged, rounds)
     return certificate

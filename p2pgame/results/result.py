@@ -29,6 +29,10 @@ class Certificate:
     Nash gap is the largest gain ($) any player could make by a unilateral best
     response at the final prices; welfare and price gaps compare with the
     centralised welfare optimum (relative welfare gap, max price difference in $/kWh).
+    `welfare_bound` needs no centralised solve: by weak duality at the final prices, the
+    optimum exceeds the outcome's welfare by at most every player's Nash gap plus the value of
+    the imbalance at those prices (to the best responses' tolerance), here relative to the
+    welfare; None where players face different prices.
     `dispatch_gap_kw` is the largest difference of a customer's net export from the
     centralised solution: information only, as the equilibrium dispatch need not be unique
     where the prices are. `failures` lists each figure outside its tolerance (figure, value,
@@ -46,6 +50,7 @@ class Certificate:
     imbalance_kw_t: np.ndarray = field(repr=False, default=None)
     imbalance_kvar_t: np.ndarray = field(repr=False, default=None)
     dispatch_gap_kw: float | None = None
+    welfare_bound: float | None = None
     failures: list[dict] = field(default_factory=list)
 
     @property
@@ -69,6 +74,7 @@ class Certificate:
             "welfare_gap": None if self.welfare_gap is None else float(self.welfare_gap),
             "price_gap": None if self.price_gap is None else float(self.price_gap),
             "dispatch_gap_kw": None if self.dispatch_gap_kw is None else float(self.dispatch_gap_kw),
+            "welfare_bound": None if self.welfare_bound is None else float(self.welfare_bound),
             "nash_gaps": {k: float(v) for k, v in self.nash_gaps.items()},
         }
 

@@ -73,3 +73,25 @@ def test_stand_in_ratings_are_no_ratings():
     ieee13 = load_feeder("ieee13")  # real ratings: the loadings are the AC power flow's
     check = network_check(ieee13, [], [], [], 1)
     assert check.to_dict()["ac"]["max_loading"] == np.nanmax(check.ac.loading)
+
+
+def test_the_duality_bound_holds_at_any_prices_and_is_tight_at_the_equilibrium(market, central):
+    """Weak duality, the figure a run too large for a centralised solve is judged by: at any prices and any
+    responses, the optimum's welfare exceeds the responses' by at most the players' Nash gaps plus the value of
+    the imbalance. At the equilibrium the bound is within the Nash tolerance; away from it, still above the
+    true gap (the centralised optimum, solved apart)."""
+    game = Game(market)
+    game.apply_envelopes(assign_envelopes(market, market.settings.doe_policy, game=game))
+    opt = centralized(game)
+    equilibrium = solve(market, "jacobi")
+    cert = equilibrium.certificate
+    assert cert.certified and 0.0 <= cert.welfare_bound <= 1e-6
+    assert (opt.welfare - cert.welfare) / abs(cert.welfare) <= cert.welfare_bound + 1e-9
+    rng = np.random.default_rng(0)
+    for shift in (0.05, -0.05, 0.3):
+        prices = Prices(opt.prices.active + shift * rng.uniform(0, 1, game.T), opt.prices.reactive)
+        responses = [m.best_response(prices) for m in game.players]  # best responses that do not clear
+        off = certify(game, prices, responses, None, settings=market.settings)
+        true_gap = (opt.welfare - off.welfare) / abs(off.welfare)
+        assert off.welfare_bound >= true_gap - 1e-9
+        assert off.imbalance_kw > market.settings.tol_imbalance_kw and not off.certified
