@@ -6,9 +6,11 @@ the scenario's DOE policy applied; then each method runs on the same game:
 (the best-response dynamics of `p2pgame.market.nash`; Jacobi rounds run on the chosen
 executor, Gauss-Seidel is sequential by nature and always runs here). Per run: wall
 time, rounds (solver iterations for `centralized`), price updates, peak resident
-memory of this process, and the largest price difference to the centralised prices; for a
-Nash method also its certificate (`market.certify`: its Nash-gap check runs on the method's
-executor), timed apart from the method.
+memory of this process over the method and its certificate (and of each worker process of a
+parallel executor, since it started), and the largest price difference to the centralised prices;
+for a Nash method also its certificate (`market.certify`: its Nash-gap check runs on the method's
+executor), timed apart from the method, with its duality bound on the welfare gap, the figure that
+judges a run too large for the centralised solve.
 With the optional `bench` extra installed, an independent cvxpy + Clarabel formulation of
 the same welfare problem (`p2pgame.bench.reference`) is solved on each instance too: every
 row gets its time ratio to it and its welfare and price differences to it.
@@ -18,7 +20,6 @@ The exponent b of `seconds ~ a N^b` is fitted by least squares on log-log axes.
 from __future__ import annotations
 
 import dataclasses
-import resource
 import sys
 import time
 from pathlib import Path
@@ -39,17 +40,6 @@ def _reset_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-def _peak_mb() -> float:
-    """Peak resident set of this process since the last reset (Linux), else since start-up, in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def fit_exponent(n, seconds) -> float | None:
@@ -81,6 +71,7 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     `reference`: the cvxpy + Clarabel solve of the same instance (`_run_reference`), or None.
     """
     from p2pgame.market import centralized, solve_nash
+    from p2pgame.market.executors import peak_rss_mb
 
     runs_on = executor if method == "jacobi" else None  # Gauss-Seidel runs here (`_executor_of`)
     row = {"method": method, "converged": True, "status": "converged", "error": None, "first_round_s": None,
@@ -116,8 +107,6 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
         row["first_round_s"] = marks[0] if marks else None  # with the initial responses (and shipping the models)
         row["iterations"] = int(rounds)
         row["price_updates"] = int(updates[0])
-    row["peak_mb"] = _peak_mb()
-    row["peak_mb_scope"] = scope  # "run": since this method started; "process": since start-up
     if method in NASH and row["first_round_s"] is not None:  # later rounds: models shipped, proximal problems built
         later = row["iterations"] - 1
         row["seconds_per_round"] = (row["seconds"] - row["first_round_s"]) / later if later else row["seconds"]
@@ -129,9 +118,13 @@ def _run_method(game, scenario, method: str, executor, max_iterations, central, 
     if central is not None and prices is not None:
         mask = game.traded
         row["price_gap"] = float(np.max(np.abs(prices[mask] - central.prices.stacked()[mask])))
-    row.update(certificate_s=None, nash_gap=None, certified=None)
+    row.update(certificate_s=None, nash_gap=None, welfare_bound=None, certified=None)
     if method in NASH and prices is not None:  # the Nash gaps (a round of plain responses, on the same executor)
         row.update(_certified(game, scenario, outcome, central, runs_on))
+    row["peak_mb"] = peak_rss_mb()  # since the reset: the method and its certificate
+    row["peak_mb_scope"] = scope  # "run": since this method started; "process": since start-up
+    peaks = getattr(runs_on, "peaks_mb", None)
+    row["worker_peak_mb"] = peaks() if peaks is not None else None  # each worker's, since it started
     if reference is not None and prices is not None:
         mask = game.traded
         row["x_reference"] = row["seconds"] / reference["seconds"]
@@ -150,7 +143,7 @@ def _certified(game, scenario, outcome, central, executor) -> dict:
                           converged=outcome.converged, rounds=outcome.iterations, executor=executor,
                           best=outcome.best)
     return {"certificate_s": time.perf_counter() - start, "nash_gap": certificate.nash_gap,
-            "certified": not certificate.failures}
+            "welfare_bound": certificate.welfare_bound, "certified": not certificate.failures}
 
 
 def reference_available() -> bool:
@@ -288,14 +281,14 @@ def table(result: dict) -> str:
     central = {r["n"]: r["seconds"] for r in result["rows"] if r["method"] == "centralized"}
     lines = [
         "| N | method | executor | seconds | rounds (solver iterations) | price updates | status | first round s |"
-        " s / later round | peak MB | x centralized | price gap $/kWh | certificate s | certified | x cvxpy |"
-        " welfare diff to cvxpy (rel) | price diff to cvxpy $/kWh |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " s / later round | peak MB | workers' peak MB | x centralized | price gap $/kWh | certificate s |"
+        " welfare bound (rel) | certified | x cvxpy | welfare diff to cvxpy (rel) | price diff to cvxpy $/kWh |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ref in result.get("reference", []):
         lines.append(
             f"| {ref['n']} | cvxpy+clarabel | serial | {ref['seconds']:.1f} | {ref['iterations']} | - | reference |"
-            " - | - | - | - | - | - | - | 1.0 | 0 | 0 |"
+            " - | - | - | - | - | - | - | - | - | 1.0 | 0 | 0 |"
         )
     for r in result["rows"]:
         ratio = r["seconds"] / central[r["n"]] if r["method"] != "centralized" and r["n"] in central else None
@@ -303,8 +296,9 @@ def table(result: dict) -> str:
             f"| {r['n']} | {r['method']} | {r['executor'] or '-'} | {r['seconds']:.1f} | {r['iterations']} |"
             f" {r['price_updates']} | {r['status']} | {_fmt(r['first_round_s'], '.1f')} |"
             f" {_fmt(r['seconds_per_round'], '.2f')} |"
-            f" {r['peak_mb']:.0f} | {_fmt(ratio, '.1f')} | {_fmt(r['price_gap'], '.1e')} |"
-            f" {_fmt(r.get('certificate_s'), '.1f')} | {_yes_no(r.get('certified'))} |"
+            f" {r['peak_mb']:.0f} | {_workers(r.get('worker_peak_mb'))} | {_fmt(ratio, '.1f')} |"
+            f" {_fmt(r['price_gap'], '.1e')} | {_fmt(r.get('certificate_s'), '.1f')} |"
+            f" {_fmt(r.get('welfare_bound'), '.1e')} | {_yes_no(r.get('certified'))} |"
             f" {_fmt(r.get('x_reference'), '.1f')} | {_fmt(r.get('welfare_diff_reference'), '.1e')} |"
             f" {_fmt(r.get('price_diff_reference'), '.1e')} |"
         )
@@ -315,6 +309,10 @@ def table(result: dict) -> str:
         fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents_per_round"].items())
         lines.append(f"Per later round (all runs past round one): {fits}.")
     return "\n".join(lines)
+
+
+def _workers(peaks) -> str:
+    return "-" if not peaks else " / ".join(f"{p:.0f}" for p in peaks)
 
 
 def _yes_no(v) -> str:

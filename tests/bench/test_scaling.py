@@ -50,7 +50,16 @@ def test_nash_rows_carry_their_certificate():
     assert central["certified"] is None and central["certificate_s"] is None
     assert jacobi["certified"] is True and jacobi["certificate_s"] > 0
     assert 0 <= jacobi["nash_gap"] <= 1e-6 * max(abs(jacobi["welfare"]), 1.0)
+    assert 0 <= jacobi["welfare_bound"] <= 1e-6 and jacobi["worker_peak_mb"] is None  # serial: no workers
     assert "| yes |" in table(result)
+
+
+def test_a_parallel_run_reports_each_workers_peak_memory():
+    result = run_scaling([3], periods=4, methods=["jacobi"], executor="processes", reference=False)
+    (row,) = result["rows"]
+    assert row["certified"] is True and len(row["worker_peak_mb"]) == 2
+    assert all(peak > 10 for peak in row["worker_peak_mb"])  # MB: each holds at least the interpreter
+    assert " / ".join(f"{p:.0f}" for p in row["worker_peak_mb"]) in table(result)
 
 
 def test_combine_fits_each_executor_apart():
