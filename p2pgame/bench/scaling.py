@@ -190,7 +190,7 @@ def run_scaling(
 
     from p2pgame.bench.synthetic import synthetic_scenario
     from p2pgame.market import Game, assign_envelopes
-    from p2pgame.market.executors import open_executor
+    from p2pgame.market.executors import open_executor, peak_rss_mb
 
     sizes = [int(n) for n in sizes]
     methods = list(methods)
@@ -212,13 +212,14 @@ def run_scaling(
         try:
             for n in sizes:
                 bar.set_postfix(n=n, step="setup")
+                _reset_peak()
                 t0 = time.perf_counter()
                 scenario = synthetic_scenario(n, periods, seed=seed)
                 game = Game(scenario)
                 envelopes = assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
                 game.apply_envelopes(envelopes)
                 setup.append({"n": n, "seconds": time.perf_counter() - t0, "nodes": len(scenario.feeder.nodes),
-                              "doe_policy": scenario.settings.doe_policy})
+                              "doe_policy": scenario.settings.doe_policy, "peak_mb": peak_rss_mb()})
                 bar.update(1)
                 ref = None
                 if reference:
@@ -302,8 +303,11 @@ def table(result: dict) -> str:
             f" {_fmt(r.get('x_reference'), '.1f')} | {_fmt(r.get('welfare_diff_reference'), '.1e')} |"
             f" {_fmt(r.get('price_diff_reference'), '.1e')} |"
         )
-    fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
     lines.append("")
+    for row in result.get("setup", []):
+        lines.append(f"Set-up at N = {row['n']} (scenario, game, {row['doe_policy']} envelopes): {row['seconds']:.1f} s,"
+                     f" peak {row['peak_mb']:.0f} MB in this process.")
+    fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents"].items())
     lines.append(f"Fitted exponent b of seconds ~ N^b (converged runs): {fits}.")
     if result.get("exponents_per_round"):
         fits = ", ".join(f"{m} {_fmt(b, '.2f')}" for m, b in result["exponents_per_round"].items())
