@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import networkx as nx
 import numpy as np
+import scipy.sparse as sp
 
 from p2pgame.errors import InputError
 
@@ -318,6 +319,26 @@ def subtree_matrix(parent: np.ndarray) -> np.ndarray:
         if parent[k] >= 0:
             d[parent[k]] += d[k]
     return d
+
+
+def subtree_sparse(parent: np.ndarray) -> sp.csr_array:
+    """`subtree_matrix` as a sparse array: one entry per node and line on its path (n times the depth),
+    where the dense matrix holds n^2 (3.2 GB at the 20,000 nodes of N = 100,000 synthetic houses)."""
+    parent = np.asarray(parent, dtype=np.int64)
+    n = len(parent)
+    cols = np.arange(n)
+    rows, at = [cols], [cols]
+    cur = cols
+    while True:  # one step up every path at a time
+        up = parent[cur]
+        keep = up >= 0
+        if not keep.any():
+            break
+        cur, cols = up[keep], cols[keep]
+        rows.append(cur)
+        at.append(cols)
+    rows, at = np.concatenate(rows), np.concatenate(at)
+    return sp.csr_array((np.ones(rows.size), (rows, at)), shape=(n, n))
 
 
 def radial_order(name: str, substation: str, lines: list[tuple[str, str, str]]) -> list[tuple[str, str]]:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from p2pgame.errors import InputError
 from p2pgame.network import branchflow, lindist3flow, lindistflow
-from p2pgame.network.feeder import subtree_matrix
+from p2pgame.network.feeder import subtree_sparse
 from p2pgame.network.powerflow import PowerFlowResult
 
 
@@ -38,7 +39,8 @@ class NetworkArrays:
     off-nominal voltage ratio (as `Feeder.ratio`). `subtree` (D), the no-load squared
     voltages `w0_pu2` and the LinDistFlow sensitivities `r_sens_pu`, `x_sens_pu` are
     derived by `lindistflow.linear_map`; they are non-negative (`signed` False), so a box's
-    extreme voltages and flows sit at its corners.
+    extreme voltages and flows sit at its corners. D, R and X are sparse (CSR arrays): dense,
+    they grow with the square of the nodes, which a network of many LV feeders does not need.
     """
 
     name: str
@@ -55,10 +57,10 @@ class NetworkArrays:
     load_kvar: np.ndarray
     ratio: np.ndarray | None = None
     model: str = "lindistflow"
-    subtree: np.ndarray = field(init=False, repr=False)
+    subtree: sp.csr_array = field(init=False, repr=False)
     w0_pu2: np.ndarray = field(init=False, repr=False)
-    r_sens_pu: np.ndarray = field(init=False, repr=False)
-    x_sens_pu: np.ndarray = field(init=False, repr=False)
+    r_sens_pu: sp.csr_array = field(init=False, repr=False)
+    x_sens_pu: sp.csr_array = field(init=False, repr=False)
 
     signed: ClassVar[bool] = False
 
@@ -84,7 +86,7 @@ class NetworkArrays:
                 )
         if self.ratio is not None:
             self.ratio = np.asarray(self.ratio, dtype=float)
-        self.subtree = subtree_matrix(self.parent)
+        self.subtree = subtree_sparse(self.parent)
         self.w0_pu2, self.r_sens_pu, self.x_sens_pu = lindistflow.linear_map(self)
 
     @classmethod
@@ -112,7 +114,7 @@ class NetworkArrays:
         return len(self.nodes)
 
     @property
-    def downstream(self) -> np.ndarray:
+    def downstream(self) -> sp.csr_array:
         """The subtree matrix under the name `Feeder` gives it (for `lindistflow.linear_map`)."""
         return self.subtree
 

@@ -16,6 +16,7 @@ and the node-by-node recursion are both here; they agree exactly.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from p2pgame.errors import SolverError
 from p2pgame.network.feeder import Feeder
@@ -48,12 +49,18 @@ def path_factors(feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def linear_map(feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(w0_pu2, R, X)`: squared voltages `w = w0_pu2 + 2 R p_pu + 2 X q_pu` for injections `(n,)` per unit.
 
-    `w0_pu2` (n,) is the no-load squared voltage of each node, `R`, `X` (n, n) >= 0.
+    `w0_pu2` (n,) is the no-load squared voltage of each node, `R`, `X` (n, n) >= 0; sparse (CSR) where
+    the subtree matrix is: `R[j, k]` is nonzero only where the paths to j and k share a line, so a network
+    of many feeders under the substation has a block of each feeder's nodes.
     """
     g, r_path, x_path = path_factors(feeder)
     m = feeder.downstream
-    r = g[:, None] * (m.T @ (r_path[:, None] * m))
-    x = g[:, None] * (m.T @ (x_path[:, None] * m))
+    if sp.issparse(m):
+        r = (sp.diags_array(g) @ m.T @ sp.diags_array(r_path) @ m).tocsr()
+        x = (sp.diags_array(g) @ m.T @ sp.diags_array(x_path) @ m).tocsr()
+    else:
+        r = g[:, None] * (m.T @ (r_path[:, None] * m))
+        x = g[:, None] * (m.T @ (x_path[:, None] * m))
     return g * feeder.v0_pu**2, r, x
 
 

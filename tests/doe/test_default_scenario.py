@@ -84,8 +84,8 @@ def test_arrays_match_the_network_module():
     sc = scenario()
     net = NetworkArrays.from_feeder(sc.feeder, sc.periods)
     r, x = lindistflow.sensitivities(sc.feeder)
-    np.testing.assert_allclose(net.r_sens_pu, r, atol=1e-15)
-    np.testing.assert_allclose(net.x_sens_pu, x, atol=1e-15)
+    np.testing.assert_allclose(net.r_sens_pu.toarray(), r, atol=1e-15)
+    np.testing.assert_allclose(net.x_sens_pu.toarray(), x, atol=1e-15)
     p = np.random.default_rng(0).uniform(-300, 300, (sc.periods, net.n)) - net.load_kw
     q = np.random.default_rng(1).uniform(-100, 100, (sc.periods, net.n)) - net.load_kvar
     flow = lindistflow.solve(sc.feeder, p, q)
