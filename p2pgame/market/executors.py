@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import io
 import multiprocessing
 import os
@@ -261,22 +262,22 @@ def _init_process() -> None:
     _warm_up()
 
 
+@functools.cache
+def _malloc_trim():
+    """The C library's malloc_trim (glibc), or None where it has none."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def _trim_heap() -> None:
-    """Hand the heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing). The main process
-    of a parallel run keeps the game, but what the set-up and each round's packing freed stays resident
-    otherwise: a quarter of its memory after the set-up at N = 10,000. (Dask's nannies trim their workers' heaps
-    the same way, by `MALLOC_TRIM_THRESHOLD_`.)"""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM = None  # the C library's malloc_trim once looked up, or False where it has none
+    """Hand the heap's free pages back to the system. The main process of a parallel run keeps the game, but
+    what the set-up and each round's packing freed would otherwise stay resident (docs/benchmarks.md). Dask's
+    nannies trim their workers' heaps the same way, by `MALLOC_TRIM_THRESHOLD_`."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def peak_rss_mb() -> float:
