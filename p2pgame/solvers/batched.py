@@ -801,7 +801,8 @@ def _starts(plan: _Plan, solvers, D: dict, warm: list | None) -> tuple:
     """Each member's start point: `interior._Solver`'s cold one, or, where `warm[m]` gives a previous solution
     (same variables and rows), one near it: its x moved inside the bounds by `_WARM` of their width (or of
     1 + |bound| on one side), its slacks and multipliers raised to at least `_WARM`. A start, not an
-    answer: the iterations decide what is optimal. Neither is kept: a round's members all start warm."""
+    answer: the iterations decide what is optimal. Neither is kept: a cold start is cheap to make again, and
+    a proximal round's members all start warm."""
     S, P = plan.S, solvers[0].P
     M = len(solvers)
     warm = warm or [None] * M
