@@ -312,13 +312,9 @@ class Feeder:
 
 def subtree_matrix(parent: np.ndarray) -> np.ndarray:
     """`D[k, j] = 1` when node j is node k or below it, for nodes listed parents first (`parent[k] < k`, -1 the
-    substation): the one subtree/incidence matrix every formulation and the envelopes use."""
-    n = len(parent)
-    d = np.eye(n)
-    for k in range(n - 1, -1, -1):
-        if parent[k] >= 0:
-            d[parent[k]] += d[k]
-    return d
+    substation): the one subtree/incidence matrix every formulation and the envelopes use (`subtree_sparse`,
+    dense)."""
+    return subtree_sparse(parent).toarray()
 
 
 def subtree_sparse(parent: np.ndarray) -> sp.csr_array:

@@ -154,12 +154,14 @@ def test_the_envelopes_sparse_arrays_equal_the_dense_map_and_stay_sparse_on_many
     rng = np.random.default_rng(4)
     n = 60
     parent = np.array([-1] + [int(rng.integers(0, k)) for k in range(1, n)])
-    assert np.array_equal(subtree_sparse(parent).toarray(), subtree_matrix(parent))
+    d = np.eye(n)  # the subtree matrix row by row, from the leaves up
+    for k in range(n - 1, 0, -1):
+        d[parent[k]] += d[k]
+    assert np.array_equal(subtree_sparse(parent).toarray(), d) and np.array_equal(subtree_matrix(parent), d)
     net = NetworkArrays("tree", tuple(map(str, range(n))), parent, rng.uniform(1e-3, 1e-2, n),
                         rng.uniform(1e-3, 1e-2, n), 1000.0, 1.0, 0.95, 1.05, np.full(n, np.inf), np.zeros((2, n)),
                         np.zeros((2, n)), ratio=rng.uniform(0.97, 1.03, n))
     g, r_path, x_path = lindistflow.path_factors(net)
-    d = subtree_matrix(parent)
     np.testing.assert_allclose(net.r_sens_pu.toarray(), g[:, None] * (d.T @ (r_path[:, None] * d)), rtol=1e-14)
     np.testing.assert_allclose(net.x_sens_pu.toarray(), g[:, None] * (d.T @ (x_path[:, None] * d)), rtol=1e-14)
     feeder, _ = synthetic_feeder(20_000)
