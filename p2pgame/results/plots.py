@@ -443,7 +443,7 @@ def _nodal_lines(fig, ax, tables: ResultTables) -> None:
 
 def convergence(tables: ResultTables) -> Figure:
     """The Nash dynamics round by round: market imbalance and the largest dispatch move (kW, kvar), and the
-    proximal terms' pull ($/kWh), on log scales."""
+    largest price move and the proximal terms' pull ($/kWh), on log scales."""
     history = tables.history
     fig = _figure(12, 5.5)
     left, right = fig.subplots(1, 2)
@@ -461,16 +461,15 @@ def convergence(tables: ResultTables) -> Figure:
     left.set_ylabel("kW / kvar (log)")
     left.set_title("Market imbalance and dispatch moves per round")
     left.legend(fontsize=8)
-    price_columns = [c for c in history.columns if c == "proximal_pull" or c.endswith("_per_kwh")]
+    price_columns = [("price_move_per_kwh", "largest price move"), ("proximal_pull", "proximal pull")]
     drawn = False
-    for column in price_columns:
-        if (history[column] > 0).any():
-            right.semilogy(rounds, history[column].where(history[column] > 0), marker=".",
-                           label=column.replace("_", " "))
+    for column, label in price_columns:
+        if column in history and (history[column] > 0).any():
+            right.semilogy(rounds, history[column].where(history[column] > 0), marker=".", label=label)
             drawn = True
     if drawn:
         right.set_ylabel("$/kWh (log)")
-        right.set_title("Price pull of the proximal terms per round")
+        right.set_title("Price moves and the proximal terms' pull per round")
         right.legend(fontsize=8)
     else:
         _note(right, "no price terms recorded")

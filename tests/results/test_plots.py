@@ -155,6 +155,11 @@ def test_convergence_plot_is_the_nash_history(nash_small):
     imbalance = next(line for line in left.get_lines() if line.get_label() == "active imbalance (kW)")
     values = np.array([row["imbalance_kw"] for row in result.history])
     np.testing.assert_allclose(imbalance.get_ydata(), np.where(values > 0, values, np.nan))
+    right = fig.axes[1]
+    moves = next(line for line in right.get_lines() if line.get_label() == "largest price move")
+    steps = np.array([row["price_move_per_kwh"] for row in result.history])
+    assert steps.max() > 0
+    np.testing.assert_allclose(moves.get_ydata(), np.where(steps > 0, steps, np.nan))
 
 
 def test_heatmap_shows_every_node_and_period_of_both_models(lmp_day):

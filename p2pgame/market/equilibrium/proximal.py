@@ -503,7 +503,7 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
     rounds_in_game = last_game = 0  # rounds of the current and of the last regularised game
     watched = 0  # the residual check looks at the rounds from this one on (reset after each remedy)
     for iteration in range(1, s.max_iterations + 1):
-        before = run.net.copy()
+        before, price_before = run.net.copy(), run.price.copy()
         rule.round(run, before)
         rounds_in_game += 1
         net, centre = run.net, run.centre
@@ -517,6 +517,7 @@ def run_dynamics(game, settings: NashSettings, rule: PriceRule, *, progress=None
             "imbalance_kvar": float(np.max(np.abs(z[T:]))) if game.reactive else 0.0,
             "max_move": float(np.max(np.abs(net - before)[:, mask])),
             "proximal_pull": pull,
+            "price_move_per_kwh": float(np.max(np.abs(run.price - price_before)[mask], initial=0.0)),
             "price_updates": run.updates,
             "centre_moves": run.moves,
             "seconds": time.perf_counter() - run.start,
