@@ -179,12 +179,16 @@ def run_scaling(
     seed: int = 0,
     progress: bool = False,
     reference: bool | None = None,
+    tol_imbalance_kw: float | None = None,
 ) -> dict:
     """Run every method at every size; `{"rows": [...], "setup": [...], "reference": [...], "exponents": ...}`.
 
     `max_iterations` caps the Nash rounds (default: the scenario's); a run that hits
     the cap is reported with `converged: false` and the time of the capped run.
     `reference`: also solve each instance with cvxpy + Clarabel (default: when installed).
+    `tol_imbalance_kw`: the market-clearing tolerance of the Nash methods and their certificates
+    (default: the scenario's). The responses' accuracy adds up over the players, so a market of
+    100,000 may need more than the default's 1e-3 kW (docs/benchmarks.md).
     """
     from tqdm import tqdm
 
@@ -199,6 +203,8 @@ def run_scaling(
         raise InputError(f"scaling: methods must be among {', '.join(METHODS)}, got {', '.join(unknown) or 'none'}")
     if not sizes or min(sizes) < 1:
         raise InputError(f"scaling: sizes must be positive integers, got {sizes}")
+    if tol_imbalance_kw is not None and not tol_imbalance_kw > 0:
+        raise InputError(f"scaling: the imbalance tolerance must be > 0 kW, got {tol_imbalance_kw}")
     # the centralised solve first: the Nash rows are compared with its prices
     order = sorted(methods, key=lambda m: m != "centralized")
     if reference is None:
@@ -215,6 +221,8 @@ def run_scaling(
                 _reset_peak()
                 t0 = time.perf_counter()
                 scenario = synthetic_scenario(n, periods, seed=seed)
+                if tol_imbalance_kw is not None:
+                    scenario.settings = dataclasses.replace(scenario.settings, tol_imbalance_kw=tol_imbalance_kw)
                 game = Game(scenario)
                 envelopes = assign_envelopes(scenario, scenario.settings.doe_policy, game=game)
                 game.apply_envelopes(envelopes)
@@ -244,6 +252,7 @@ def run_scaling(
         "rows": rows,
         "setup": setup,
         "reference": references,
+        "tol_imbalance_kw": scenario.settings.tol_imbalance_kw,
         **exponents(rows),
     }
 
@@ -304,6 +313,8 @@ def table(result: dict) -> str:
             f" {_fmt(r.get('price_diff_reference'), '.1e')} |"
         )
     lines.append("")
+    if "tol_imbalance_kw" in result:
+        lines.append(f"Imbalance tolerance of the Nash methods and their certificates: {result['tol_imbalance_kw']:g} kW.")
     for row in result.get("setup", []):
         lines.append(f"Set-up at N = {row['n']} (scenario, game, {row['doe_policy']} envelopes): {row['seconds']:.1f} s,"
                      f" peak {row['peak_mb']:.0f} MB in this process.")

@@ -37,6 +37,9 @@ def register(sub) -> None:
                    help="comma-separated methods (default jacobi,gauss-seidel,centralized)")
     s.add_argument("--max-iterations", type=int, metavar="N", help="cap on Nash rounds (default: the scenario's)")
     s.add_argument("--seed", type=int, default=0, help="seed of the synthetic networks and customers")
+    s.add_argument("--tol-imbalance-kw", type=float, metavar="KW",
+                   help="market-clearing tolerance of the Nash methods and their certificates (default: the"
+                        " scenario's, 1e-3 kW)")
     s.add_argument("--no-reference", action="store_true",
                    help="skip the independent cvxpy + Clarabel solve (run by default when the bench extra is installed)")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -87,6 +90,7 @@ def run_scaling(args) -> int:
         seed=args.seed,
         progress=not (args.quiet or args.json),
         reference=False if args.no_reference else None,
+        tol_imbalance_kw=args.tol_imbalance_kw,
     )
     if args.json:
         print(json.dumps(result))

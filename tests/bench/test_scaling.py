@@ -51,7 +51,21 @@ def test_nash_rows_carry_their_certificate():
     assert jacobi["certified"] is True and jacobi["certificate_s"] > 0
     assert 0 <= jacobi["nash_gap"] <= 1e-6 * max(abs(jacobi["welfare"]), 1.0)
     assert 0 <= jacobi["welfare_bound"] <= 1e-6 and jacobi["worker_peak_mb"] is None  # serial: no workers
-    assert "| yes |" in table(result)
+    assert "| yes |" in table(result) and "Imbalance tolerance of the Nash methods and their certificates: 0.001 kW" in table(result)
+
+
+def test_the_imbalance_tolerance_reaches_the_method(capsys):
+    """The clearing tolerance the Jacobi run and its certificate work to (a loose one moves the centres every round)."""
+    default = run_scaling([6], periods=4, methods=["jacobi"], reference=False)
+    assert main(["bench", "scaling", "--sizes", "6", "--periods", "4", "--methods", "jacobi", "--no-reference",
+                 "--tol-imbalance-kw", "50", "--json"]) == 0
+    loose = json.loads(capsys.readouterr().out)
+    assert default["tol_imbalance_kw"] == 1e-3 and loose["tol_imbalance_kw"] == 50.0
+    (a,), (b,) = default["rows"], loose["rows"]
+    assert a["certified"] is True and b["certified"] is True
+    assert b["iterations"] != a["iterations"]
+    assert main(["bench", "scaling", "--sizes", "2", "--tol-imbalance-kw", "0"]) == 2
+    assert "imbalance tolerance must be > 0 kW" in capsys.readouterr().err
 
 
 def test_a_parallel_run_reports_each_workers_peak_memory():
