@@ -533,8 +533,9 @@ class DaskExecutor(_PinnedExecutor):
     it has no answer after `timeout_factor` times the round's expected time (the slowest time
     per response of the last rounds, times the chunk's size), at least `min_timeout_s`
     (`first_timeout_s` while no round has been timed or models are shipped). Its position then
-    moves to a live worker that holds no other position, else to the least loaded one (with
-    none left, a restarting worker gets `replace_timeout_s` to join). Before each
+    moves to a live worker that holds no other position, else to the least loaded one. While a
+    worker is missing, a restarting one gets `replace_timeout_s` to join first: one worker holding
+    two positions' models needs twice the memory (at N = 100,000 more than this machine has). Before each
     round, positions that share a worker move to a worker that joined since (a restarted
     one: the LocalCluster is asked to start a replacement for each lost one); a worker that
     fell silent is used again only when no other is left.
@@ -647,8 +648,16 @@ class DaskExecutor(_PinnedExecutor):
 
     def _recover(self, lost):
         deadline = time.perf_counter() + self.replace_timeout_s
-        while not (live := self._live()):  # a nanny may be restarting its worker
+        kept = {self.workers[q] for q in range(self.n_workers) if q not in lost}
+
+        def free(live):  # a worker that would hold the lost positions alone: no worker's memory doubles
+            return any(a not in kept and a not in self._silent for a in live)
+
+        # a nanny may be restarting its worker (fewer live workers than positions): wait for it while no free one is live
+        while not (live := self._live()) or (len(live) < self.n_workers and not free(live)):
             if time.perf_counter() > deadline:
+                if live:
+                    break
                 raise SolverError(f"dask executor: no worker left after {self.replace_timeout_s:g} s"
                                   f" ({'; '.join(lost.values())})")
             if self._cluster is not None:
@@ -676,8 +685,12 @@ class DaskExecutor(_PinnedExecutor):
         return moved
 
     def peaks_mb(self) -> list[float]:
-        peaks = self.client.run(peak_rss_mb, workers=self.workers)
-        return [peaks[a] for a in dict.fromkeys(self.workers) if a in peaks]
+        """As `_PinnedExecutor.peaks_mb`, of the workers that answer: after a failed round one may be
+        restarting, and a report must not turn the round's error into a comm error."""
+        live = set(self._live())
+        asked = [a for a in dict.fromkeys(self.workers) if a in live]
+        peaks = self.client.run(peak_rss_mb, workers=asked, on_error="ignore") if asked else {}
+        return [peaks[a] for a in asked if isinstance(peaks.get(a), float)]
 
     def _live(self) -> list[str]:
         return sorted(self.client.scheduler_info()["workers"])

@@ -170,7 +170,10 @@ def test_dask_worker_killed_mid_round(serial, dask_executor, bounded):
     before = len(executor.recoveries)
     outcome = solve_nash(market(), SETTINGS, executor=executor)
     assert len(executor.recoveries) > before and victim not in executor.workers
+    # the lost share went to the restarted worker, not on top of the other one's
+    assert len(set(executor.workers)) == 2
     assert_same(outcome, serial)
+    assert all(isinstance(mb, float) and mb > 0 for mb in executor.peaks_mb())
 
 
 def test_dask_worker_killed_between_rounds(serial, dask_executor, bounded):
