@@ -538,7 +538,8 @@ class DaskExecutor(_PinnedExecutor):
     two positions' models needs twice the memory (at N = 100,000 more than this machine has). Before each
     round, positions that share a worker move to a worker that joined since (a restarted
     one: the LocalCluster is asked to start a replacement for each lost one); a worker that
-    fell silent is used again only when no other is left.
+    fell silent is used again only when no other is left. A comm error outside these checks
+    ends the round as a `SolverError`.
     """
 
     name = "dask"
@@ -609,6 +610,9 @@ class DaskExecutor(_PinnedExecutor):
                         future.cancel()
                     else:
                         answers[p] = _decoded(_unpack(future.result()))
+        except OSError as exc:  # a comm failure the loss checks do not cover: the round failed, the input did not
+            self.client.cancel([future for future, _ in watch.values()])
+            raise SolverError(f"dask executor: a round's communication failed: {_one_line(exc)}") from None
         except BaseException:
             self.client.cancel([future for future, _ in watch.values()])
             raise

@@ -200,6 +200,19 @@ def test_dask_silent_worker_is_left_behind(serial, dask_executor, bounded):
     assert_same(outcome, serial)
 
 
+def test_dask_comm_failure_is_a_solver_error_in_one_line(dask_executor, bounded, monkeypatch):
+    """A comm error on the way to a live worker ends the solve as a failed solve (exit 1), not as bad input."""
+    executor = dask_executor
+
+    def unreachable(items, addr):
+        raise OSError(f"Timed out trying to connect to {addr} after 30 s")
+
+    monkeypatch.setattr(executor, "_payload", unreachable)
+    with pytest.raises(SolverError, match="dask executor: a round's communication failed: Timed out") as info:
+        solve_nash(market(), SETTINGS, executor=executor)
+    assert "\n" not in str(info.value)
+
+
 def test_dask_no_worker_left_is_one_line(bounded):
     """All workers of a cluster the executor does not own leave after round 2, and none joins."""
     from dask.distributed import LocalCluster
