@@ -187,8 +187,7 @@ def run_scaling(
     the cap is reported with `converged: false` and the time of the capped run.
     `reference`: also solve each instance with cvxpy + Clarabel (default: when installed).
     `tol_imbalance_kw`: the market-clearing tolerance of the Nash methods and their certificates
-    (default: the scenario's). The responses' accuracy adds up over the players, so a market of
-    100,000 may need more than the default's 1e-3 kW (docs/benchmarks.md).
+    (default: the scenario's); the responses' errors add up over the players (docs/benchmarks.md).
     """
     from tqdm import tqdm
 

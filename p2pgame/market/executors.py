@@ -535,11 +535,10 @@ class DaskExecutor(_PinnedExecutor):
     (`first_timeout_s` while no round has been timed or models are shipped). Its position then
     moves to a live worker that holds no other position, else to the least loaded one. While a
     worker is missing, a restarting one gets `replace_timeout_s` to join first: one worker holding
-    two positions' models needs twice the memory (at N = 100,000 more than this machine has). Before each
-    round, positions that share a worker move to a worker that joined since (a restarted
-    one: the LocalCluster is asked to start a replacement for each lost one); a worker that
-    fell silent is used again only when no other is left. A comm error outside these checks
-    ends the round as a `SolverError`.
+    two positions' models needs twice the memory. Before each round, positions that share a
+    worker move to a worker that joined since (a restarted one: the LocalCluster is asked to
+    start a replacement for each lost one); a worker that fell silent is used again only when no
+    other is left. A comm error outside these checks ends the round as a `SolverError`.
     """
 
     name = "dask"
