@@ -53,11 +53,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from p2pgame.market.equilibrium.proximal import PROXIMAL_TOL
+    from p2pgame.agents.model import PROXIMAL_OPTIONS
     from p2pgame.solvers import batched
 
     groups = _groups(args.size)
-    options = {"tol": PROXIMAL_TOL, "acceptable_tol": 1e-9}
+    options = PROXIMAL_OPTIONS
     run, spent = batched._run, [0.0]
 
     def timed(*a):

@@ -110,6 +110,9 @@ PROXIMAL_ACCEPTABLE_TOL = 1e-11
 over the players: at 1e-9 the Jacobi tail of large synthetic markets hovered above the imbalance
 tolerance for rounds on end (docs/benchmarks.md)."""
 
+PROXIMAL_OPTIONS = {"tol": PROXIMAL_TOL, "acceptable_tol": PROXIMAL_ACCEPTABLE_TOL}
+"""The interior method's options for a proximal response, one by one and in batches."""
+
 _POLISHED = ("ipopt", "highs")
 """Solvers whose answers `_polish` finishes; the interior method's KKT residuals are already ~1e-10."""
 
@@ -480,9 +483,7 @@ class AgentModel:
             self.set_box(box)
         res = None
         if proximal is not None and solver in ("auto", "interior") and supports(prob):
-            res = solve(prob, solver="interior",
-                        options={"tol": PROXIMAL_TOL, "acceptable_tol": PROXIMAL_ACCEPTABLE_TOL},
-                        name=self.agent.id, check=False)
+            res = solve(prob, solver="interior", options=PROXIMAL_OPTIONS, name=self.agent.id, check=False)
         if res is None or not (res.success or res.status in ("infeasible", "unbounded") or solver == "interior"):
             warm = _warm_start(prob, self._warm)
             if interior_failed and proximal is None and solver == "auto" and supports(prob):

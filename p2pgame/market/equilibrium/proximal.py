@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p2pgame.errors import ConvergenceError
-from p2pgame.agents.model import PROXIMAL_ACCEPTABLE_TOL, PROXIMAL_TOL, responses_at
+from p2pgame.agents.model import PROXIMAL_OPTIONS, responses_at
 from p2pgame.solvers import sensitivity
 from p2pgame.solvers.batched import batch_key, solve_batch
 from p2pgame.solvers.interior import with_equalities
@@ -242,7 +242,7 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
 def _respond_batch(models, prices, weights, exact, members, out) -> None:
     """Fill `out` for the members (index, posed problem) of one batch that it solves to optimality,
     with the sensitivities from the batch's final KKT factorisation (on the active set)."""
-    options = None if weights is None else {"tol": PROXIMAL_TOL, "acceptable_tol": PROXIMAL_ACCEPTABLE_TOL}
+    options = None if weights is None else PROXIMAL_OPTIONS
     # a proximal response starts from the player's last answer (its exports are unique, whatever the start); a
     # plain one cold, as `respond` would: on a flat optimal face the start picks the point
     warm = None if weights is None else [models[i]._warm for i, _ in members]
