@@ -22,8 +22,8 @@ from p2pgame.market import Game, assign_envelopes, solve_nash
 from p2pgame.market.equilibrium.proximal import ProximalDynamics, SerialExecutor, respond_all
 
 
-def _exports(answers) -> np.ndarray:
-    return np.array([np.concatenate([r.p_kw, r.q_kvar]) for r, _ in answers])
+def _exports(responses) -> np.ndarray:
+    return np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in responses])
 
 
 def _acceptable(answers) -> np.ndarray:
@@ -35,17 +35,18 @@ def measure(n: int, seed: int) -> list[tuple]:
     scenario = synthetic_scenario(n, 24, seed=seed)
     game = Game(scenario)
     game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
-    outcome = solve_nash(game, nash_settings(scenario, "jacobi", None))
-    run = ProximalDynamics(game, nash_settings(scenario, "jacobi", None), SerialExecutor())
+    settings = nash_settings(scenario, "jacobi", None)
+    outcome = solve_nash(game, settings)
+    run = ProximalDynamics(game, settings, SerialExecutor())
     run.rho = run.rho_min
     prices, weights = game.prices(outcome.prices), run.weights()
-    centres = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in outcome.responses])
+    centres = _exports(outcome.responses)
     respond_all(run.models, prices, weights, centres, False)  # the warm starts: these answers
     warm = respond_all(run.models, prices, weights, centres, False)
     for m in run.models:
         m._warm = None
     cold = respond_all(run.models, prices, weights, centres, False)
-    diff = _exports(warm) - _exports(cold)
+    diff = _exports([r for r, _ in warm]) - _exports([r for r, _ in cold])
     largest = np.abs(diff).max(axis=1)
     aw, ac = _acceptable(warm), _acceptable(cold)
     groups = [("both converged", ~aw & ~ac), ("warm one acceptable", aw & ~ac), ("cold one acceptable", ac & ~aw),

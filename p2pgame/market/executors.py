@@ -609,11 +609,10 @@ class DaskExecutor(_PinnedExecutor):
                         future.cancel()
                     else:
                         answers[p] = _decoded(_unpack(future.result()))
-        except OSError as exc:  # a comm failure the loss checks do not cover: the round failed, the input did not
+        except BaseException as exc:
             self.client.cancel([future for future, _ in watch.values()])
-            raise SolverError(f"dask executor: a round's communication failed: {_one_line(exc)}") from None
-        except BaseException:
-            self.client.cancel([future for future, _ in watch.values()])
+            if isinstance(exc, OSError):  # a comm failure the loss checks do not cover: the round failed, not the input
+                raise SolverError(f"dask executor: a round's communication failed: {_one_line(exc)}") from None
             raise
         largest = max((len(chunks[p]) for p in answers), default=0)
         if largest and not lost and not shipping:  # no lost chunk: `start` was set
