@@ -114,7 +114,7 @@ PROXIMAL_OPTIONS = {"tol": PROXIMAL_TOL, "acceptable_tol": PROXIMAL_ACCEPTABLE_T
 """The interior method's options for a proximal response, one by one and in batches."""
 
 _POLISHED = ("ipopt", "highs")
-"""Solvers whose answers `_polish` finishes; the interior method's KKT residuals are already ~1e-10."""
+"""Solvers whose answers `_polish` finishes; the interior method polishes its own (`batched.polish`)."""
 
 
 def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
@@ -124,8 +124,8 @@ def _polish(prob: CompiledProblem, res: SolveResult) -> SolveResult:
     small) and HiGHS regularises QP Hessians by an absolute 1e-10 (a relative 1e-6 on a 1e-4
     $/kW^2 cost); on a convex problem one or two Newton steps on the identified active set make
     the response exact, so that warm and cold solves agree to rounding. Proximal responses (inside
-    the Nash iterations, strongly concave in p and q) are returned as solved: the Nash solvers'
-    price steps are tuned on the solvers' own active sets.
+    the Nash iterations) come from the interior method, whose own polish runs in its compiled
+    kernels (`batched._polish`: the same steps on its reduced matrix, one batch at a time).
     """
     exact = active_set_newton(prob, res)
     if exact is None:

@@ -21,7 +21,11 @@ Each member has its own step lengths, barrier parameter and convergence, as `int
 (the same cold start point unless a previous solution is given, Mehrotra steps, tolerances and
 acceptable-iterate rule); only optimal
 answers are returned, and the caller solves the rest one by one (`solve_interior`, then a general
-solver), which also diagnoses infeasibility. At the final iterates the KKT matrices are assembled
+solver), which also diagnoses infeasibility. Each answer, and each iterate a member stopped at, is then
+polished on its active set (`_polish`; `polish` does the same for a single solve): the barrier leaves a
+weakly active bound off its optimum by about its last mu over the multiplier, answers from two starts
+differ by that much, and over many players it sets a floor under a market's imbalance; polished, they
+agree to rounding. A stopped member whose polish holds is an optimum. At the final iterates the KKT matrices are assembled
 once more on the active set `kkt.sensitivity` identifies (a held bound gets a stiff barrier term, a
 free one none: the barrier's own terms blend the two where complementarity is weak, which changed the
 Nash rounds) and factorised, and `BatchSolution.sensitivities` solves them for price directions:
@@ -43,12 +47,15 @@ from p2pgame.solvers.result import SolveResult
 from p2pgame.solvers.interior import (_ACCEPTABLE_EXTRA, _DIVERGED, _REGULARISATION, _STEP_FRACTION,
                                       DEFAULT_OPTIONS, _data, _solver, _structure, supports)
 
-__all__ = ["batch_key", "solve_batch", "BatchSolution"]
+__all__ = ["batch_key", "solve_batch", "polish", "BatchSolution"]
 
 _PIN = 1e30  # cap of the barrier terms z / s: a slack rounded to a denormal must not make a pivot infinite
 _ACTIVE_TOL = 1e-6  # kkt.sensitivity's thresholds: a bound is held where its multiplier or slack says so
 _ACTIVE = 1e8  # a held bound's barrier term, relative to the data's scale (its residual freedom is 1e-8)
 _WARM = 1e-2  # least slack, multiplier and share of a box of a start from a previous solution
+_POLISH_STEPS = 4  # Newton steps on an active set (one is exact but for the quadratic rows and rho's shaping)
+_POLISH_SETS = 3  # active sets tried per member
+_POLISH_FLOOR = 1e-15  # a scaled KKT residual at rounding: no further step
 _UPDATES = 1 << 18  # the longest list of the factorisation's updates a plan keeps (index arrays of 24 bytes each)
 
 
@@ -470,6 +477,221 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
 
 
 @numba.njit(**_NJIT)
+def _polish_residual(pat, dims, m, data, x, nu, y, zl, zu, act, row_b, act_l, act_u, jv, g, grad, rd, rE, rA):
+    """At (x, nu, y, zl, zu) on an active set: jv, g, the stationarity residual rd (y: the rows' signed
+    multipliers, nonzero on active rows only), rE, rA (active rows' g - b), and the scaled KKT residual
+    (`_run`'s scaling) with the active bounds' distances in it."""
+    c, h_v, q_c, e_v, i_v, b_E, lb, ub = data[0][m], data[1][m], data[2][m], data[3][m], data[4][m], data[5][m], \
+        data[7][m], data[8][m]
+    L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[2], pat[3], pat[4], pat[5], pat[6], pat[7], pat[8], pat[9]
+    _jacobian(pat, i_v, q_c, x, jv)
+    _row_values(pat, i_v, q_c, x, g)
+    grad[:] = c
+    for e in range(h_r.size):
+        grad[h_r[e]] += h_v[e] * x[h_c[e]]
+    g_max = _amax(grad)
+    rd[:] = grad
+    for e in range(e_r.size):
+        rd[e_c[e]] += e_v[e] * nu[e_r[e]]
+    for e in range(i_r.size):
+        rd[i_c[e]] += jv[e] * y[i_r[e]]
+    primal = 0.0
+    for k in range(L.size):
+        if act_l[k]:
+            rd[L[k]] -= zl[k]
+            primal = max(primal, abs(x[L[k]] - lb[k]))
+    for k in range(U.size):
+        if act_u[k]:
+            rd[U[k]] += zu[k]
+            primal = max(primal, abs(ub[k] - x[U[k]]))
+    for k in range(dims[1]):
+        rE[k] = -b_E[k]
+    for e in range(e_r.size):
+        rE[e_r[e]] += e_v[e] * x[e_c[e]]
+    for r in range(dims[2]):
+        rA[r] = g[r] - row_b[r] if act[r] else 0.0
+    primal = max(primal, max(_amax(rE), _amax(rA)))
+    return max(_amax(rd) / (1.0 + g_max), primal / data[12][m])
+
+
+@numba.njit(**_NJIT)
+def _assemble_held(K, pat, base, q_c, yI, act, act_l, act_u, rho, jv, d):
+    """`_assemble`'s reduced matrix on an active set: held rows and bounds at stiffness rho, free ones absent."""
+    q_r, q_k, q_pos, p_row, p_a, p_b, p_pos, d_l, d_u = pat[10], pat[14], pat[15], pat[16], pat[17], pat[18], \
+        pat[19], pat[26], pat[27]
+    K[:] = base
+    for t in range(q_k.size):
+        k = q_k[t]
+        K[q_pos[t]] += q_c[k] * yI[q_r[k]]
+    for r in range(act.size):
+        d[r] = rho if act[r] else 0.0
+    for e in range(p_row.size):
+        K[p_pos[e]] += d[p_row[e]] * jv[p_a[e]] * jv[p_b[e]]
+    for k in range(act_l.size):
+        if act_l[k]:
+            K[d_l[k]] += rho
+    for k in range(act_u.size):
+        if act_u[k]:
+            K[d_u[k]] += rho
+
+
+@numba.njit(**_NJIT)
+def _polish(pat, dims, data, tol, out, status, polished):
+    """Each member's answer, or the iterate it stopped at, made exact on its active set where that is an
+    optimum (`polished[m]`; a stopped member then gets status 2).
+
+    Why: the barrier leaves a weakly active bound about mu / z* from its optimum, so answers from two
+    starts differ by up to the barrier's last mu over a small multiplier, and over many players these
+    errors add up to the market's imbalance (docs/benchmarks.md). A row or bound is taken as active
+    where its multiplier exceeds its slack; Newton steps then solve the KKT conditions with those held
+    as equalities, through the same reduced matrix with the active terms at `_factorised`'s stiffness
+    (their multipliers follow as rho (J dx + residual): the fixed point is exact, rho only shapes the
+    steps). The result is kept where it is feasible and its multipliers have their signs, to `tol`;
+    otherwise the active set is corrected (wrong-signed terms released, violated ones held) and tried
+    again, and where that fails too the interior answer stands."""
+    side, sigma, L, U, i_r = pat[0], pat[1], pat[2], pat[3], pat[4]
+    sign, rank, v_c, v_l, v_u = pat[21], pat[22], pat[23], pat[24], pat[25]
+    nf, mE, mI, N = dims[0], dims[1], dims[2], dims[3]
+    q_c_, b_side_, lb_, ub_, lb_in_, ub_in_, base_, b_scale_, floor_ = data[2], data[6], data[7], data[8], \
+        data[9], data[10], data[11], data[12], data[14]
+    xo, nuo, wo, lamo, zlo, zuo = out
+    nw, nl, nu_ = side.size, L.size, U.size
+    K = np.empty(pat[28].size)
+    x, nu, y, zl, zu = np.empty(nf), np.empty(mE), np.empty(mI), np.empty(nl), np.empty(nu_)
+    bx, bnu, by, bzl, bzu = np.empty(nf), np.empty(mE), np.empty(mI), np.empty(nl), np.empty(nu_)
+    act, act_l, act_u = np.zeros(mI, np.bool_), np.zeros(nl, np.bool_), np.zeros(nu_, np.bool_)
+    chosen, other = np.empty(mI, np.int64), np.empty(nw, np.int64)
+    row_b, jv, g, grad, rd, rE, rA = np.empty(mI), np.empty(i_r.size), np.empty(mI), np.empty(nf), np.empty(nf), \
+        np.empty(mE), np.empty(mI)
+    d, v, t = np.empty(mI), np.empty(N), np.empty(mI)
+    chosen[:] = -1  # other[s]: the row's other side (-1 if none)
+    for s in range(nw):
+        other[s] = -1
+    for s in range(nw):
+        r = side[s]
+        if chosen[r] >= 0:
+            other[s], other[chosen[r]] = chosen[r], s
+        chosen[r] = s
+    for m in range(status.size):
+        polished[m] = False
+        if not np.isfinite(xo[m]).all():
+            continue
+        b_side, lb, ub, b_scale = b_side_[m], lb_[m], ub_[m], b_scale_[m]
+        rho = floor_[m] / _REGULARISATION * _ACTIVE
+        x0, w0, lam0, zl0, zu0 = xo[m], wo[m], lamo[m], zlo[m], zuo[m]
+        # the first guess: a side is held where its multiplier exceeds its slack (of a row's two, the larger)
+        chosen[:] = -1
+        for s in range(nw):
+            r = side[s]
+            if lam0[s] > w0[s] and (chosen[r] < 0 or lam0[s] > lam0[chosen[r]]):
+                chosen[r] = s
+        for k in range(nl):
+            act_l[k] = zl0[k] > x0[L[k]] - lb[k]
+        for k in range(nu_):
+            act_u[k] = zu0[k] > ub[k] - x0[U[k]]
+        for attempt in range(_POLISH_SETS):
+            for r in range(mI):
+                act[r] = chosen[r] >= 0
+                row_b[r] = b_side[chosen[r]] if act[r] else 0.0
+                y[r] = sigma[chosen[r]] * lam0[chosen[r]] if act[r] else 0.0
+            x[:], nu[:] = x0, nuo[m]
+            for k in range(nl):
+                zl[k] = zl0[k] if act_l[k] else 0.0
+            for k in range(nu_):
+                zu[k] = zu0[k] if act_u[k] else 0.0
+            best = np.inf
+            for step in range(_POLISH_STEPS + 1):
+                err = _polish_residual(pat, dims, m, data, x, nu, y, zl, zu, act, row_b, act_l, act_u, jv, g,
+                                       grad, rd, rE, rA)
+                if not err < best:
+                    break
+                best = err
+                bx[:], bnu[:], by[:], bzl[:], bzu[:] = x, nu, y, zl, zu
+                if err <= _POLISH_FLOOR or step == _POLISH_STEPS:
+                    break
+                _assemble_held(K, pat, base_[m], q_c_[m], y, act, act_l, act_u, rho, jv, d)
+                if not _ldl1(K, dims, sign, floor_[m]):
+                    break
+                for k in range(nf):
+                    v[rank[k]] = -rd[k]
+                for r in range(mI):
+                    t[r] = rho * rA[r]
+                for e in range(i_r.size):
+                    v[v_c[e]] -= jv[e] * t[i_r[e]]
+                for k in range(nl):
+                    if act_l[k]:
+                        v[v_l[k]] += rho * (lb[k] - x[L[k]])
+                for k in range(nu_):
+                    if act_u[k]:
+                        v[v_u[k]] -= rho * (x[U[k]] - ub[k])
+                for k in range(mE):
+                    v[rank[nf + k]] = -rE[k]
+                _ldl_solve_vec(K, v, dims)
+                t[:] = 0.0  # J dx
+                for e in range(i_r.size):
+                    t[i_r[e]] += jv[e] * v[v_c[e]]
+                for r in range(mI):
+                    if act[r]:
+                        y[r] += rho * (t[r] + rA[r])
+                for k in range(nl):
+                    if act_l[k]:
+                        zl[k] += rho * (lb[k] - x[L[k]] - v[v_l[k]])
+                for k in range(nu_):
+                    if act_u[k]:
+                        zu[k] += rho * (x[U[k]] - ub[k] + v[v_u[k]])
+                for k in range(nf):
+                    x[k] += v[rank[k]]
+                for k in range(mE):
+                    nu[k] += v[rank[nf + k]]
+            if not best <= tol:
+                break
+            # checks: free sides and bounds feasible, held ones' multipliers of their sign; else correct the set
+            _row_values(pat, data[4][m], q_c_[m], bx, g)
+            d_scale = 1.0 + _amax(grad)
+            ok = True
+            for s in range(nw):
+                r = side[s]
+                if chosen[r] >= 0 and (chosen[r] == s or chosen[r] == other[s] and b_side[other[s]] == b_side[s]):
+                    continue  # held, or the other side of a closed row held
+                if sigma[s] * (b_side[s] - g[r]) < -tol * b_scale:
+                    ok, chosen[r] = False, s
+            for r in range(mI):
+                s = chosen[r]
+                if s >= 0 and act[r] and sigma[s] * by[r] < -tol * d_scale:
+                    o = other[s]
+                    if not (o >= 0 and b_side[o] == b_side[s]):
+                        ok, chosen[r] = False, -1
+            for k in range(nl):
+                if act_l[k] and bzl[k] < -tol * d_scale or not act_l[k] and bx[L[k]] - lb[k] < -tol * b_scale:
+                    ok, act_l[k] = False, not act_l[k]
+            for k in range(nu_):
+                if act_u[k] and bzu[k] < -tol * d_scale or not act_u[k] and ub[k] - bx[U[k]] < -tol * b_scale:
+                    ok, act_u[k] = False, not act_u[k]
+            if not ok:
+                continue
+            # kept: x strictly inside its bounds (by a rounding), slacks and multipliers from the active set
+            for k in range(nf):
+                x0[k] = bx[k]
+            for k in range(nl):
+                x0[L[k]] = max(x0[L[k]], lb_in_[m][k])
+                zl0[k] = max(bzl[k], 0.0) if act_l[k] else 0.0
+            for k in range(nu_):
+                x0[U[k]] = min(x0[U[k]], ub_in_[m][k])
+                zu0[k] = max(bzu[k], 0.0) if act_u[k] else 0.0
+            nuo[m][:] = bnu
+            _row_values(pat, data[4][m], q_c_[m], x0, g)
+            for s in range(nw):
+                r = side[s]
+                w0[s] = max(sigma[s] * (b_side[s] - g[r]), 0.0)
+                lam0[s] = max(sigma[s] * by[r], 0.0) if act[r] and (chosen[r] == s or b_side[
+                    chosen[r]] == b_side[s]) else 0.0
+            polished[m] = True
+            if status[m] < 0:
+                status[m] = 2
+            break
+
+
+@numba.njit(**_NJIT)
 def _final_kkt(pat, dims, base, i_v, q_c, lb, ub, floor, x, lam, ratio, zl, zu):
     """The members' KKT matrices at their final iterates (`ratio`, zl and zu: the barrier terms to
     use), factorised; which factorisations succeeded."""
@@ -824,6 +1046,28 @@ def _starts(plan: _Plan, solvers, D: dict, warm: list | None) -> tuple:
     return out
 
 
+def polish(solver, result: SolveResult, tol: float) -> SolveResult:
+    """`_polish` for one `interior._Solver`'s result: the polished result, or `result` where the polish
+    does not hold (or the solve ended in a diagnosis: infeasible, unbounded, diverging)."""
+    S = solver.S
+    if result.status not in ("optimal", "max_iter", "step_too_small") or not np.isfinite(result.x).all():
+        return result
+    plan = _plan(S)
+    xf = result.x[S.F]
+    row = result.y[S.I][S.side]
+    final = (xf[None].copy(), result.y[S.E][None].copy(), np.maximum(solver.h(xf), 0.0)[None],
+             np.maximum(S.sigma * row, 0.0)[None], result.z_lower[S.F[S.L]][None].copy(),
+             result.z_upper[S.F[S.U]][None].copy())
+    status, done = np.zeros(1, np.int64) if result.success else np.full(1, -1, np.int64), np.zeros(1, np.bool_)
+    with np.errstate(all="ignore"):
+        _polish(plan.pat, plan.dims, _inputs(_stack(plan, [solver])), tol, final, status, done)
+    if not done[0]:
+        return result
+    out = solver.result(*(a[0] for a in final[:2] + final[3:]), "optimal",
+                        f"{result.message}, polished on its active set", result.iterations)
+    return out
+
+
 def solve_batch(problems: list[CompiledProblem], options: dict | None = None, warm: list | None = None
                 ) -> BatchSolution:
     """Solve problems of one `batch_key` together; results[m] is None where the batch found no optimum.
@@ -842,10 +1086,12 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None, wa
     first = _starts(plan, solvers, D, warm)
     final = tuple(np.empty_like(a) for a in first)
     status, iters, errs, reasons = np.empty(M, np.int64), np.empty(M, np.int64), np.empty(M), np.empty(M, np.int64)
+    polished = np.zeros(M, np.bool_)
     with np.errstate(all="ignore"):
-        _run(plan.pat, plan.dims, _inputs(D), first,
-             (tol, acceptable, max_iter, _ACCEPTABLE_EXTRA, _STEP_FRACTION), final, status, iters, errs,
-             reasons)
+        data = _inputs(D)
+        _run(plan.pat, plan.dims, data, first, (tol, acceptable, max_iter, _ACCEPTABLE_EXTRA, _STEP_FRACTION),
+             final, status, iters, errs, reasons)
+        _polish(plan.pat, plan.dims, data, tol, final, status, polished)
     if problems[0].H.format == "csr":
         results = _results(problems, solvers, S, final, status)
     else:  # the batch's products read H's rows
@@ -857,7 +1103,9 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None, wa
             r.iterations, r.solve_time_s = int(iters[m]), seconds
             r.message = (f"converged in {iters[m]} iterations (batch)" if status[m] == 0 else
                          f"acceptable: scaled KKT residual {errs[m]:.1e} at iteration {iters[m]} (batch;"
-                         f" {_STOPS[reasons[m]]})")
+                         f" {_STOPS[reasons[m]]})" if status[m] == 1 else
+                         f"stopped at iteration {iters[m]} (batch; {_STOPS[reasons[m]]})") + (
+                ", polished on its active set" if polished[m] else "")
     return BatchSolution(results, [P.sense for P in problems], plan, D, final)
 
 

@@ -411,7 +411,8 @@ def _max_step(v, dv) -> float:
 def solve_interior(problem: CompiledProblem, warm: SolveResult | None = None,
                    options: dict | None = None) -> SolveResult:
     """Solve a small convex QP/QCQP (see ``supports``); ``warm`` is not used (interior
-    methods gain little from it and a cold solve is a few milliseconds)."""
+    methods gain little from it and a cold solve is a few milliseconds). The answer is polished on
+    its active set where that holds (`batched.polish`)."""
     start = time.perf_counter()
     options = {**DEFAULT_OPTIONS, **(options or {})}
     unknown = set(options) - set(DEFAULT_OPTIONS)
@@ -424,7 +425,9 @@ def solve_interior(problem: CompiledProblem, warm: SolveResult | None = None,
         return _failure(P, "infeasible", "a lower bound exceeds its upper bound", 0, start)
     solver = _solver(P, float(options["tol"]), int(options["max_iter"]), start)
     with np.errstate(all="ignore"):  # overflow near a rounding floor ends as a non-finite step, handled
-        return solver.run(float(options["acceptable_tol"]))
+        result = solver.run(float(options["acceptable_tol"]))
+    from p2pgame.solvers.batched import polish  # the batch's kernels import this module
+    return polish(solver, result, solver.tol)
 
 
 def _failure(P, status, message, iterations, start, x=None) -> SolveResult:

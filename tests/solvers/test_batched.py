@@ -194,7 +194,10 @@ def test_a_member_that_fails_in_the_batch_is_left_to_the_caller(market):
     problems = _posed(game, prices, weights, centres)
     members = max(_groups(problems).values(), key=len)
     batch = solve_batch([problems[k] for k in members], {**PROXIMAL, "max_iter": 3})
-    assert all(r is None for r in batch.results)  # none converges in 3 iterations, none is returned
+    # none converges in 3 iterations: a member is returned only where its polish makes it an optimum
+    for k, r in zip(members, batch.results):
+        assert r is None or "stopped at iteration 3" in r.message and "polished" in r.message and kkt_residual(
+            problems[k], r) <= 1e-8
     # an infeasible member fails alone; the others are solved
     P = problems[members[0]]
     saved = P.g_lb.copy(), P.g_ub.copy()
