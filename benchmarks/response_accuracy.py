@@ -16,10 +16,8 @@ import argparse
 
 import numpy as np
 
-from p2pgame.bench.scaling import nash_settings
-from p2pgame.bench.synthetic import synthetic_scenario
-from p2pgame.market import Game, assign_envelopes, solve_nash
-from p2pgame.market.equilibrium.proximal import ProximalDynamics, SerialExecutor, respond_all
+from p2pgame.bench.scaling import tail_at_equilibrium
+from p2pgame.market.equilibrium.proximal import respond_all
 
 
 def _exports(responses) -> np.ndarray:
@@ -32,20 +30,12 @@ def _acceptable(answers) -> np.ndarray:
 
 def measure(n: int, seed: int) -> list[tuple]:
     """Rows (group, players, largest difference kW, summed difference in the worst period kW) at size n."""
-    scenario = synthetic_scenario(n, 24, seed=seed)
-    game = Game(scenario)
-    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
-    settings = nash_settings(scenario, "jacobi", None)
-    outcome = solve_nash(game, settings)
-    run = ProximalDynamics(game, settings, SerialExecutor())
-    run.rho = run.rho_min
-    prices, weights = game.prices(outcome.prices), run.weights()
-    centres = _exports(outcome.responses)
-    respond_all(run.models, prices, weights, centres, False)  # the warm starts: these answers
-    warm = respond_all(run.models, prices, weights, centres, False)
-    for m in run.models:
+    models, prices, weights, centres = tail_at_equilibrium(n, seed)
+    respond_all(models, prices, weights, centres, False)  # the warm starts: these answers
+    warm = respond_all(models, prices, weights, centres, False)
+    for m in models:
         m._warm = None
-    cold = respond_all(run.models, prices, weights, centres, False)
+    cold = respond_all(models, prices, weights, centres, False)
     diff = _exports([r for r, _ in warm]) - _exports([r for r, _ in cold])
     largest = np.abs(diff).max(axis=1)
     aw, ac = _acceptable(warm), _acceptable(cold)

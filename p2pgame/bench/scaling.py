@@ -64,6 +64,25 @@ def nash_settings(scenario, method: str, max_iterations: int | None):
     return NashSettings(**values)
 
 
+def tail_at_equilibrium(n: int, seed: int = 0):
+    """A synthetic day of n houses (T = 24, its envelopes) at its Jacobi equilibrium, posed as the
+    tail's proximal responses: (models, prices, weights at rho's floor, centres at the equilibrium
+    exports). What the accuracy of the responses is measured on (benchmarks/response_accuracy.py)."""
+    from p2pgame.bench.synthetic import synthetic_scenario
+    from p2pgame.market import Game, assign_envelopes, solve_nash
+    from p2pgame.market.equilibrium.proximal import ProximalDynamics, SerialExecutor
+
+    scenario = synthetic_scenario(n, 24, seed=seed)
+    game = Game(scenario)
+    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
+    settings = nash_settings(scenario, "jacobi", None)
+    outcome = solve_nash(game, settings)
+    run = ProximalDynamics(game, settings, SerialExecutor())
+    run.rho = run.rho_min
+    centres = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in outcome.responses])
+    return run.models, game.prices(outcome.prices), run.weights(), centres
+
+
 def _run_method(game, scenario, method: str, executor, max_iterations, central, bar,
                 reference=None) -> tuple[dict, object]:
     """Time one method on a built game: its row (without n) and, for `centralized`, the outcome.

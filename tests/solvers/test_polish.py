@@ -85,20 +85,9 @@ def test_an_infeasible_problem_is_not_polished_into_an_answer():
 @pytest.fixture(scope="module")
 def equilibrium():
     """A 30-house synthetic day at its Jacobi equilibrium: the players, prices, tail weights and centres."""
-    from p2pgame.bench.scaling import nash_settings
-    from p2pgame.bench.synthetic import synthetic_scenario
-    from p2pgame.market import Game, assign_envelopes, solve_nash
-    from p2pgame.market.equilibrium.proximal import ProximalDynamics, SerialExecutor
+    from p2pgame.bench.scaling import tail_at_equilibrium
 
-    scenario = synthetic_scenario(30, 24, seed=0)
-    game = Game(scenario)
-    game.apply_envelopes(assign_envelopes(scenario, scenario.settings.doe_policy, game=game))
-    settings = nash_settings(scenario, "jacobi", None)
-    outcome = solve_nash(game, settings)
-    run = ProximalDynamics(game, settings, SerialExecutor())
-    run.rho = run.rho_min
-    centres = np.array([np.concatenate([r.p_kw, r.q_kvar]) for r in outcome.responses])
-    return run.models, game.prices(outcome.prices), run.weights(), centres
+    return tail_at_equilibrium(30)
 
 
 def _warm_and_cold(models, prices, weights, centres):
