@@ -1063,9 +1063,8 @@ def polish(solver, result: SolveResult, tol: float) -> SolveResult:
         _polish(plan.pat, plan.dims, _inputs(_stack(plan, [solver])), tol, final, status, done)
     if not done[0]:
         return result
-    out = solver.result(*(a[0] for a in final[:2] + final[3:]), "optimal",
-                        f"{result.message}, polished on its active set", result.iterations)
-    return out
+    return solver.result(*(a[0] for a in final[:2] + final[3:]), "optimal",
+                         f"{result.message}, polished on its active set", result.iterations)
 
 
 def solve_batch(problems: list[CompiledProblem], options: dict | None = None, warm: list | None = None
