@@ -334,12 +334,37 @@ def _amax(a):
 
 
 @numba.njit(**_NJIT)
+def _residuals(pat, c, h_v, e_v, b_E, x, nu, jv, yI, zl, zu, grad, rd, rE):
+    """Into grad, rd and rE: the objective's gradient c + H x, the stationarity residual
+    grad + E'nu + J'yI - zl + zu (yI: the rows' signed multipliers) and E x - b_E; returns max |grad|."""
+    L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[2], pat[3], pat[4], pat[5], pat[6], pat[7], pat[8], pat[9]
+    grad[:] = c
+    for e in range(h_r.size):
+        grad[h_r[e]] += h_v[e] * x[h_c[e]]
+    g_max = 0.0
+    for k in range(grad.size):
+        rd[k] = grad[k]
+        g_max = max(g_max, abs(grad[k]))
+    for e in range(e_r.size):
+        rd[e_c[e]] += e_v[e] * nu[e_r[e]]
+    for e in range(i_r.size):
+        rd[i_c[e]] += jv[e] * yI[i_r[e]]
+    for k in range(L.size):
+        rd[L[k]] -= zl[k]
+    for k in range(U.size):
+        rd[U[k]] += zu[k]
+    for k in range(rE.size):
+        rE[k] = -b_E[k]
+    for e in range(e_r.size):
+        rE[e_r[e]] += e_v[e] * x[e_c[e]]
+    return g_max
+
+
+@numba.njit(**_NJIT)
 def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
     """The iterations of `interior._Solver.run` for each member in turn (no infeasibility diagnosis:
     a member that does not converge fails and is solved again one by one). Work arrays are allocated once."""
-    side, sigma, L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[0], pat[1], pat[2], pat[3], pat[4], pat[5], pat[6], \
-        pat[7], pat[8], pat[9]
-    sign = pat[21]
+    side, sigma, L, U, i_r, sign = pat[0], pat[1], pat[2], pat[3], pat[4], pat[21]
     nf, mE, mI, N = dims[0], dims[1], dims[2], dims[3]
     c_, h_v_, q_c_, e_v_, i_v_, b_E_, b_side_, lb_, ub_, lb_in_, ub_in_, base_, b_scale_, limit_, floor_ = data
     x0_, nu0_, w0_, lam0_, zl0_, zu0_ = start
@@ -374,25 +399,7 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
             for s in range(nw):
                 yI[side[s]] += sigma[s] * lam[s]
                 rI[s] = sigma[s] * (b_side[s] - g[side[s]]) - w[s]
-            grad[:] = c
-            for e in range(h_r.size):
-                grad[h_r[e]] += h_v[e] * x[h_c[e]]
-            g_max = 0.0
-            for k in range(nf):
-                rd[k] = grad[k]
-                g_max = max(g_max, abs(grad[k]))
-            for e in range(e_r.size):
-                rd[e_c[e]] += e_v[e] * nu[e_r[e]]
-            for e in range(i_r.size):
-                rd[i_c[e]] += jv[e] * yI[i_r[e]]
-            for k in range(nl):
-                rd[L[k]] -= zl[k]
-            for k in range(nu_):
-                rd[U[k]] += zu[k]
-            for k in range(mE):
-                rE[k] = -b_E[k]
-            for e in range(e_r.size):
-                rE[e_r[e]] += e_v[e] * x[e_c[e]]
+            g_max = _residuals(pat, c, h_v, e_v, b_E, x, nu, jv, yI, zl, zu, grad, rd, rE)
             # comp, its sum and its max as numpy's sum and max (the first NaN) in one pass; rc: the predictor's
             total, c_max = 0.0, 0.0
             for k in range(ncomp):
@@ -478,36 +485,22 @@ def _run(pat, dims, data, start, params, out, status, iters, errs, reasons):
 
 @numba.njit(**_NJIT)
 def _polish_residual(pat, dims, m, data, x, nu, y, zl, zu, act, row_b, act_l, act_u, jv, g, grad, rd, rE, rA):
-    """At (x, nu, y, zl, zu) on an active set: jv, g, the stationarity residual rd (y: the rows' signed
-    multipliers, nonzero on active rows only), rE, rA (active rows' g - b), and the scaled KKT residual
-    (`_run`'s scaling) with the active bounds' distances in it."""
+    """At (x, nu, y, zl, zu) on an active set: jv, g, `_residuals` (y: the rows' signed multipliers, zl and
+    zu: the bounds', nonzero where held only), rA (held rows' g - b), and the scaled KKT residual (`_run`'s
+    scaling) with the held bounds' distances in it."""
     c, h_v, q_c, e_v, i_v, b_E, lb, ub = data[0][m], data[1][m], data[2][m], data[3][m], data[4][m], data[5][m], \
         data[7][m], data[8][m]
-    L, U, i_r, i_c, e_r, e_c, h_r, h_c = pat[2], pat[3], pat[4], pat[5], pat[6], pat[7], pat[8], pat[9]
+    L, U = pat[2], pat[3]
     _jacobian(pat, i_v, q_c, x, jv)
     _row_values(pat, i_v, q_c, x, g)
-    grad[:] = c
-    for e in range(h_r.size):
-        grad[h_r[e]] += h_v[e] * x[h_c[e]]
-    g_max = _amax(grad)
-    rd[:] = grad
-    for e in range(e_r.size):
-        rd[e_c[e]] += e_v[e] * nu[e_r[e]]
-    for e in range(i_r.size):
-        rd[i_c[e]] += jv[e] * y[i_r[e]]
+    g_max = _residuals(pat, c, h_v, e_v, b_E, x, nu, jv, y, zl, zu, grad, rd, rE)
     primal = 0.0
     for k in range(L.size):
         if act_l[k]:
-            rd[L[k]] -= zl[k]
             primal = max(primal, abs(x[L[k]] - lb[k]))
     for k in range(U.size):
         if act_u[k]:
-            rd[U[k]] += zu[k]
             primal = max(primal, abs(ub[k] - x[U[k]]))
-    for k in range(dims[1]):
-        rE[k] = -b_E[k]
-    for e in range(e_r.size):
-        rE[e_r[e]] += e_v[e] * x[e_c[e]]
     for r in range(dims[2]):
         rA[r] = g[r] - row_b[r] if act[r] else 0.0
     primal = max(primal, max(_amax(rE), _amax(rA)))
@@ -564,9 +557,7 @@ def _polish(pat, dims, data, tol, out, status, polished):
     row_b, jv, g, grad, rd, rE, rA = np.empty(mI), np.empty(i_r.size), np.empty(mI), np.empty(nf), np.empty(nf), \
         np.empty(mE), np.empty(mI)
     d, v, t = np.empty(mI), np.empty(N), np.empty(mI)
-    chosen[:] = -1  # other[s]: the row's other side (-1 if none)
-    for s in range(nw):
-        other[s] = -1
+    chosen[:], other[:] = -1, -1  # other[s]: the row's other side (-1 if none)
     for s in range(nw):
         r = side[s]
         if chosen[r] >= 0:
