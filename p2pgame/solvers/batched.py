@@ -962,22 +962,6 @@ def _inputs(D: dict) -> tuple:
     return tuple(inside[k] if k in inside else D[k] for k in _DATA)
 
 
-def _stacked(plan: _Plan, solvers) -> dict:
-    """The members' stacked numbers; those of the plan's last batch when it had the same solvers at the same
-    versions (a solver is reused while its problem's bounds stand, `interior._solver`; its version moves with
-    the Hessian's numbers), with the linear objectives taken again. The plan holds those solvers weakly:
-    each is its problem's to keep (`interior._solver`), and a strong reference from a plan that its
-    structure holds would keep them all in a cycle."""
-    last = getattr(plan, "_last", None)
-    versions = [s.version for s in solvers]
-    if (last is not None and len(last[0]) == len(solvers) and all(a() is b for a, b in zip(last[0], solvers))
-            and last[1] == versions):
-        return {**last[2], "c": _rows([s.c for s in solvers], solvers[0].S.nf)}
-    D = _stack(plan, solvers)
-    plan._last = ([weakref.ref(s) for s in solvers], versions, D)
-    return D
-
-
 @numba.njit(**_NJIT)
 def _warm_starts(idx, pat, mI, lb, ub, i_v, q_c, b_side, X, Y, ZL, ZU, rows, first):
     """Into rows[r] of the start points `first`: a start near member rows[r]'s previous solution (X, Y, ZL, ZU:
@@ -1072,7 +1056,7 @@ def solve_batch(problems: list[CompiledProblem], options: dict | None = None, wa
     plan = _plan(S)
     M = len(problems)
     solvers = [_solver(P, tol, max_iter, start) for P in problems]
-    D = _stacked(plan, solvers)
+    D = _stack(plan, solvers)
     first = _starts(plan, solvers, D, warm)
     final = tuple(np.empty_like(a) for a in first)
     status, iters, errs, reasons = np.empty(M, np.int64), np.empty(M, np.int64), np.empty(M), np.empty(M, np.int64)
