@@ -11,14 +11,16 @@ again; an agent with nonlinear terms ships its definition and is compiled on the
 worker) and keep that worker-local copy between rounds. Every agent always goes to
 the same worker (fixed contiguous chunks, one task per worker and round). A worker
 receives an agent's envelope and warm start whenever the main-process model's
-differ from what it last saw, and the main-process model takes the worker's warm
-start back after each round, so the workers repeat the serial computation exactly:
-prices agree with `SerialExecutor` to rounding at the same number of rounds.
+differ from what it last saw. The warm starts of later rounds stay on the worker (the
+responses come back without the solver's multipliers, which the main process would
+only hold), so the workers repeat the serial computation exactly: prices agree with
+`SerialExecutor` to rounding at the same number of rounds.
 
 A lost worker (killed, restarted, unreachable, or silent past a deadline scaled from the
 rounds seen so far) costs its chunk, not the solve: its models are shipped again from
-the main process (which holds each one with its envelope and warm start) to a live
-worker, or a fresh process, and the chunk is recomputed, so the prices stay the same.
+the main process (which holds each one with its envelope) to a live worker, or a fresh
+process, and the chunk is recomputed from cold starts; the active-set polish of every
+answer makes those agree with the warm ones to the solver's accuracy, not to the bit.
 After `MAX_RECOVERIES` failed recoveries in a round, or with no worker left, the round
 raises `SolverError` with one line.
 
@@ -50,7 +52,7 @@ import numpy as np
 
 from p2pgame.agents.base import Response
 from p2pgame.errors import InputError, SolverError
-from p2pgame.market.equilibrium.proximal import Answers, sum_block, summed
+from p2pgame.market.equilibrium.proximal import Answers, respond_round, sum_block
 from p2pgame.market.nash import SerialExecutor, respond_all
 from p2pgame.solvers.result import SolveResult
 
@@ -216,7 +218,7 @@ def _decoded(out):
 
 
 def _respond(token: str, prices, exact: bool, packed: bytes, drop: list[int], summing=None) -> bytes:
-    """Worker side: forget the models in `drop`, then the responses of one chunk (`summed`, when `summing`
+    """Worker side: forget the models in `drop`, then the responses of one chunk (`respond_round`'s, when `summing`
     is given: `(traded, positions, count)`). The items come packed (`_pack`) and are answered packed."""
     items = _unpack(packed)
     models = _WORKER_MODELS.setdefault(token, {})
@@ -234,13 +236,17 @@ def _respond(token: str, prices, exact: bool, packed: bytes, drop: list[int], su
         if it.box is not None:
             model.set_box(it.box)
         if it.send_warm:
-            model._warm = it.warm  # the solver's warm start: the main model's last successful solve
+            model._warm = it.warm  # the main model's warm start, from a solve there (or None: start cold)
         chunk.append(model)
     plain = not items or items[0].weight is None
     weights, centres = (None, None) if plain else ([it.weight for it in items], [it.centre for it in items])
-    out = respond_all(chunk, prices, weights, centres, exact)
-    if summing is not None:
-        out = summed(out, weights, centres, *summing)
+    if summing is None:
+        out = respond_all(chunk, prices, weights, centres, exact)
+    else:
+        traded, positions, count = summing
+        out = respond_round(chunk, prices, weights, centres, exact, traded, positions, count)
+    for r in out.responses if isinstance(out, Answers) else [r for r, _ in out]:
+        r.solution = None  # it stays here, as the model's warm start: the main process reads the exports
     return _pack(_encoded(out))
 
 
@@ -310,9 +316,6 @@ class _Slot:
     box: object = None
     warm: object = None
     shipped: bool = field(default=False)
-
-
-_UNSYNCED = object()  # a worker-side warm start the main process no longer knows: send it again
 
 
 def _one_line(exc: BaseException) -> str:
@@ -388,14 +391,8 @@ class _PinnedExecutor(ABC):
             busy = [p for p in pending if chunks[p] or drops[p]]
             summing = {p: None if traded is None else (traded, np.array([job[0] for job in work[p]], np.int64),
                                                         len(models)) for p in busy}
-            try:
-                answers, lost = self._run(bool(exact), prices, {p: chunks[p] for p in busy},
-                                          {p: drops[p] for p in busy}, summing)
-            except BaseException:
-                for jobs in work:  # some workers may have moved their warm starts on
-                    for _, s, *_ in jobs:
-                        s.warm = _UNSYNCED
-                raise
+            answers, lost = self._run(bool(exact), prices, {p: chunks[p] for p in busy},
+                                      {p: drops[p] for p in busy}, summing)
             for p, res in answers.items():
                 if traded is not None:
                     sums[p], res = res, res.responses
@@ -412,9 +409,9 @@ class _PinnedExecutor(ABC):
             pending = sorted(lost)
         for jobs in work:
             for i, s, model, *_ in jobs:
-                # as after a serial solve: only successful solves return
-                model._warm = (out[i] if traded is not None else out[i][0]).solution
-                s.shipped, s.box, s.warm = True, model.box, model._warm
+                # the warm start lives with the worker's copy; a copy shipped again after a loss starts cold
+                model._warm = None
+                s.shipped, s.box, s.warm = True, model.box, None
         if traded is None:
             return out
         if not sums:

@@ -52,32 +52,31 @@ def bounded():
     signal.signal(signal.SIGALRM, previous)
 
 
+def _on_call(call: int, act) -> int:
+    """Worker side: run `act` when this process starts its `call`-th chunk of responses (plain or a round's)."""
+    count = [0]
+
+    def counted(original):
+        def wrapped(*args):
+            count[0] += 1
+            if count[0] == call:
+                act()
+            return original(*args)
+
+        return wrapped
+
+    executors.respond_all, executors.respond_round = counted(executors.respond_all), counted(executors.respond_round)
+    return os.getpid()
+
+
 def die_on_call(call: int) -> int:
     """Worker side: make this process SIGKILL itself when it starts its `call`-th chunk of responses."""
-    original, count = executors.respond_all, [0]
-
-    def respond_all(*args):
-        count[0] += 1
-        if count[0] == call:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(*args)
-
-    executors.respond_all = respond_all
-    return os.getpid()
+    return _on_call(call, lambda: os.kill(os.getpid(), signal.SIGKILL))
 
 
 def hang_on_call(call: int) -> int:
     """Worker side: make this process stall for an hour in its `call`-th chunk."""
-    original, count = executors.respond_all, [0]
-
-    def respond_all(*args):
-        count[0] += 1
-        if count[0] == call:
-            time.sleep(3600)
-        return original(*args)
-
-    executors.respond_all = respond_all
-    return os.getpid()
+    return _on_call(call, lambda: time.sleep(3600))
 
 
 def die_at_start() -> None:

@@ -221,6 +221,24 @@ def test_round_sums_equal_to_the_bit_on_workers(processes):
     np.testing.assert_allclose(serial.pulled, sum(pulls), rtol=1e-12, atol=1e-12)
 
 
+def test_a_round_in_slices_sums_as_in_one_piece(monkeypatch):
+    """A round solved a few players at a time (`RESPONSE_SLICE`, which bounds a process's transient memory)
+    cuts only between sum blocks: its sums, responses and the plain responses equal the one-piece ones to the bit."""
+    from p2pgame.market.equilibrium import proximal
+
+    game, prices, weights, centres = round_market()
+    whole = SerialExecutor().round(game.players, prices, weights, centres, True, game.traded)
+    plain = SerialExecutor().map(round_market()[0].players, prices, None, None, False)
+    monkeypatch.setattr(proximal, "RESPONSE_SLICE", 5)  # blocks of 2 players: slices of 4, and one of 5 (41 players)
+    sliced = SerialExecutor().round(round_market()[0].players, prices, weights, centres, True, game.traded)
+    again = SerialExecutor().map(round_market()[0].players, prices, None, None, False)
+    np.testing.assert_array_equal(sliced.blocks, whole.blocks)
+    np.testing.assert_array_equal(sliced.block_sens, whole.block_sens)
+    np.testing.assert_array_equal(sliced.block_pulled, whole.block_pulled)
+    for a, b in zip(sliced.responses + [r for r, _ in again], whole.responses + [r for r, _ in plain], strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+
+
 def test_centre_move_anticipates_as_with_each_players_sensitivity():
     """After a summed round, a centre move shifts the anticipated reaction by the round's summed pulls:
     as the players' own sensitivities and shifted prices would."""

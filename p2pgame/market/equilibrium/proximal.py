@@ -197,6 +197,10 @@ def respond(model, prices, weight: float | None, centre: np.ndarray | None, exac
     return r, model.M @ dx
 
 
+RESPONSE_SLICE = 4096  # players solved at once: a round's transient memory (the batches' factorisations, the
+# sensitivities before they are summed) grows with it, not with the players a process holds
+
+
 def respond_all(models, prices, weights, centres, exact: bool = True):
     """`respond` for each model, in order: `weights` one per model, one for all, or None (plain
     responses, `centres` ignored). The one entry point of a round's responses, here and on workers.
@@ -204,11 +208,22 @@ def respond_all(models, prices, weights, centres, exact: bool = True):
     Players whose posed problems share one interior structure (`batched.batch_key`) are solved as
     one batch (a player alone in its group as a batch of one: the batch's compiled iterations beat
     the single solve's Python-level ones); a player the interior method does not suit, or one the
-    batch leaves without an optimum, goes through `respond`.
+    batch leaves without an optimum, goes through `respond`. Players are solved RESPONSE_SLICE at
+    a time, in order.
     """
-    plain = weights is None
-    if not plain:
+    if weights is not None:
         weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+    out: list = []
+    for a in range(0, len(models), RESPONSE_SLICE):
+        b = a + RESPONSE_SLICE
+        out.extend(_respond_slice(models[a:b], prices, None if weights is None else weights[a:b],
+                                  None if weights is None else centres[a:b], exact))
+    return out
+
+
+def _respond_slice(models, prices, weights, centres, exact: bool) -> list:
+    """`respond_all` of at most RESPONSE_SLICE models."""
+    plain = weights is None
     out: list = [None] * len(models)
     groups: dict = {}
     theta = T = None  # the prices are checked once for models of one horizon
@@ -313,6 +328,27 @@ def sum_block(count: int) -> int:
     return max(1, min(MAX_SUM_BLOCK, count // 16))
 
 
+def respond_round(models, prices, weights, centres, exact: bool, traded: np.ndarray, positions: np.ndarray,
+                  count: int) -> Answers:
+    """A proximal round's `Answers` of the models at `positions` (ascending) of the round's `count`: `respond_all`
+    and `summed` a slice of whole sum blocks at a time, so that no more than RESPONSE_SLICE players' 2T x 2T
+    sensitivities are held before they are summed, and each block is summed as in one piece."""
+    weights = np.broadcast_to(np.asarray(weights, float), (len(models),))
+    positions = np.asarray(positions, np.int64)
+    blocks = positions // sum_block(count)
+    parts, a = [], 0
+    while a < len(models):
+        b = min(a + RESPONSE_SLICE, len(models))
+        if b < len(models):  # back to the first player of b's block (a block is at most MAX_SUM_BLOCK players)
+            b = a + int(np.searchsorted(blocks[a:b], blocks[b]))
+        answers = respond_all(models[a:b], prices, weights[a:b], centres[a:b], exact)
+        parts.append(summed(answers, weights[a:b], centres[a:b], traded, positions[a:b], count))
+        a = b
+    if len(parts) == 1:
+        return parts[0]
+    return Answers.merged(parts, [r for part in parts for r in part.responses])
+
+
 def summed(answers, weights, centres, traded: np.ndarray, positions: np.ndarray, count: int) -> Answers:
     """A proximal round's `respond_all` answers as `Answers` (`traded`: the mask of posted prices;
     `positions`: the answers' places in the round's `count` models)."""
@@ -338,9 +374,8 @@ class SerialExecutor:
         return respond_all(models, prices, weights, centres, exact)
 
     def round(self, models, prices, weights, centres, exact, traded) -> Answers:
-        """`respond_all` of a proximal round, `summed`."""
-        return summed(respond_all(models, prices, weights, centres, exact), weights, centres, traded,
-                      np.arange(len(models)), len(models))
+        """`respond_round` of all the models."""
+        return respond_round(models, prices, weights, centres, exact, traded, np.arange(len(models)), len(models))
 
 
 class PriceRule(ABC):
