@@ -520,7 +520,10 @@ class DaskExecutor(_PinnedExecutor):
     Without an address a LocalCluster of `n_workers` processes with one thread each
     is started (and closed by `close`), with Dask's statistical profiler off: sampling the
     task thread every 10 ms made the pure-Python best responses of a round 10-30 % slower
-    (proximal) and up to twice as slow (plain) at N = 1,000. With an address, the
+    (proximal) and up to twice as slow (plain) at N = 1,000. Its workers neither spill nor
+    pause on memory: a worker's players live outside Dask's managed data, so spilling frees
+    nothing and a pause only stalls the round until its deadline; the nanny still restarts a
+    worker that reaches 95 % of its limit, and its chunk is recovered. With an address, the
     workers connected at start-up are used (start them with
     DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False for the same reason); each agent
     stays on its worker while that worker lives.
@@ -559,7 +562,10 @@ class DaskExecutor(_PinnedExecutor):
                 raise InputError(f"dask executor: cannot reach scheduler {scheduler!r}: {exc}") from None
             self.client.wait_for_workers(1, timeout=60)
         else:
-            with dask.config.set({"distributed.worker.profile.enabled": False}):
+            with dask.config.set({"distributed.worker.profile.enabled": False,
+                                  "distributed.worker.memory.target": False,
+                                  "distributed.worker.memory.spill": False,
+                                  "distributed.worker.memory.pause": False}):
                 self._cluster = LocalCluster(
                     n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=None
                 )

@@ -68,6 +68,9 @@ def test_dask_local_cluster_matches_serial(serial):
         assert len(executor.workers) == 2
         profiling = executor.client.run(lambda: __import__("dask").config.get("distributed.worker.profile.enabled"))
         assert not any(profiling.values())  # the profiler slows the best responses
+        pausing = executor.client.run(lambda dask_worker: (dask_worker.memory_manager.memory_pause_fraction,
+                                                           dask_worker.memory_manager.memory_spill_fraction))
+        assert set(pausing.values()) == {(False, False)}  # players are unmanaged data: a pause would stall a round
         assert_same(two_markets(executor, second=False), serial[:1])
 
 
