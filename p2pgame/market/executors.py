@@ -544,6 +544,7 @@ class DaskExecutor(_PinnedExecutor):
     name = "dask"
     timeout_factor = 10.0
     poll_s = 1.0  # how often the pending tasks' workers are looked up
+    scatter_bytes = 4 * 2**20  # a round's buffer above this goes to its worker by scatter (about 10,000 players)
 
     def __init__(self, scheduler: str | None = None, n_workers: int = 2, *, min_timeout_s: float = 60.0,
                  first_timeout_s: float = 600.0, replace_timeout_s: float = 20.0):
@@ -643,7 +644,7 @@ class DaskExecutor(_PinnedExecutor):
         if status in ("cancelled", "lost"):
             return f"worker {addr}: its task was {status}"
         if scattered is not None and scattered.status in ("cancelled", "lost", "error"):
-            return f"worker {addr}: the models scattered to it were {scattered.status}"
+            return f"worker {addr}: the data scattered to it were {scattered.status}"
         if live is not None and addr not in live:
             return f"worker {addr} left the cluster"
         if overdue is not None:
@@ -704,9 +705,10 @@ class DaskExecutor(_PinnedExecutor):
         """`items` pickled into one buffer (and the answers come back as one). Dask's own
         serialisation makes a frame of every array: a round of 1,000 responses with their
         sensitivities cost about a second more that way. Compiled models (first contact) are
-        scattered to the worker that needs them instead of riding in the task."""
+        scattered to the worker that needs them instead of riding in the task, and so is a buffer
+        over `scatter_bytes` (a large task goes through the scheduler, and Dask warns about it)."""
         payload = _pack(items)
-        if not any(it.model is not None for it in items):
+        if len(payload) <= self.scatter_bytes and not any(it.model is not None for it in items):
             return payload
         # straight to the worker on a LocalCluster; a remote one may only be reachable through its scheduler
         direct = self._cluster is not None

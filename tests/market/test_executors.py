@@ -72,6 +72,8 @@ def test_dask_local_cluster_matches_serial(serial):
                                                            dask_worker.memory_manager.memory_spill_fraction))
         assert set(pausing.values()) == {(False, False)}  # players are unmanaged data: a pause would stall a round
         assert_same(two_markets(executor, second=False), serial[:1])
+        executor.scatter_bytes = 0  # every round's buffer scattered to its worker, as a large market's are
+        assert_same(two_markets(executor, second=False), serial[:1])
 
 
 def test_certificate_on_workers_equals_the_serial_one(processes):
