@@ -29,6 +29,7 @@ VARIANTS = {
     "gs-cleared-0.3": {"cleared_share": 0.3},  # Gauss-Seidel's centres moved as Jacobi's
     "rho-decay-0.7": {"rho_decay": 0.7},  # weaker pulls sooner in every game
     "radius-0.2": {"max_price_step": 0.2},  # a wider trust region for the price steps
+    "radius-0.4": {"max_price_step": 0.4},
     "radius-0.05": {"max_price_step": 0.05},
 }
 DEFAULT_VARIANTS = ("default", "before", "no-tail-decay", "cleared-0.1")
