@@ -47,6 +47,8 @@ class Response:
     iterations: int
     x: np.ndarray = field(repr=False)
     decisions: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    # the solver's result with its multipliers (the next solve's warm start); None for a response
+    # computed on a parallel executor's worker, where it stays
     solution: object = field(repr=False, default=None)
 
     def table(self) -> pd.DataFrame:
