@@ -514,6 +514,11 @@ class ProcessExecutor(_PinnedExecutor):
         self._pools = []
 
 
+# a LocalCluster's scheduler without a dashboard still serves its HTTP routes (health, metrics), by default
+# on port 8787: on a free loopback port instead, so that it neither collides with a user's cluster nor warns
+LOCAL_HTTP = {"dashboard_address": "127.0.0.1:0", "scheduler_kwargs": {"dashboard": False}}
+
+
 class DaskExecutor(_PinnedExecutor):
     """Best responses on a dask.distributed cluster: the scheduler at `scheduler`, or a LocalCluster.
 
@@ -567,9 +572,8 @@ class DaskExecutor(_PinnedExecutor):
                                   "distributed.worker.memory.target": False,
                                   "distributed.worker.memory.spill": False,
                                   "distributed.worker.memory.pause": False}):
-                self._cluster = LocalCluster(
-                    n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=None
-                )
+                self._cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=1, processes=True,
+                                             **LOCAL_HTTP)
             self.client = Client(self._cluster)
             self.client.wait_for_workers(int(n_workers), timeout=120)
         self.workers = sorted(self.client.scheduler_info()["workers"])  # the worker of each position

@@ -19,7 +19,7 @@ import pytest
 from p2pgame.bench.synthetic import synthetic_scenario
 from p2pgame.errors import SolverError
 from p2pgame.market import Game, assign_envelopes, executors, solve_nash
-from p2pgame.market.executors import DaskExecutor, ModelsLost, ProcessExecutor, SerialExecutor
+from p2pgame.market.executors import LOCAL_HTTP, DaskExecutor, ModelsLost, ProcessExecutor, SerialExecutor
 from p2pgame.market.nash import NashSettings
 
 SETTINGS = NashSettings(method="jacobi", tol_price_per_kwh=1e-6, tol_nash_rel=1e-5)
@@ -216,7 +216,7 @@ def test_dask_no_worker_left_is_one_line(bounded):
     """All workers of a cluster the executor does not own leave after round 2, and none joins."""
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, **LOCAL_HTTP) as cluster:
         with DaskExecutor(cluster.scheduler_address, replace_timeout_s=2.0) as executor:
 
             def retire(row: dict) -> None:

@@ -71,6 +71,8 @@ def test_dask_local_cluster_matches_serial(serial):
         pausing = executor.client.run(lambda dask_worker: (dask_worker.memory_manager.memory_pause_fraction,
                                                            dask_worker.memory_manager.memory_spill_fraction))
         assert set(pausing.values()) == {(False, False)}  # players are unmanaged data: a pause would stall a round
+        http = executor._cluster.scheduler.http_server
+        assert http.address == "127.0.0.1" and http.port != 8787  # not the port a user's own cluster would take
         assert_same(two_markets(executor, second=False), serial[:1])
         executor.scatter_bytes = 0  # every round's buffer scattered to its worker, as a large market's are
         assert_same(two_markets(executor, second=False), serial[:1])
