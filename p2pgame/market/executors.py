@@ -530,7 +530,8 @@ class DaskExecutor(_PinnedExecutor):
     nothing and a pause only stalls the round until its deadline; the nanny still restarts a
     worker that reaches 95 % of its limit, and its chunk is recovered. With an address, the
     workers connected at start-up are used (start them with
-    DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False for the same reason); each agent
+    DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False and
+    DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE=False for the same reasons); each agent
     stays on its worker while that worker lives.
 
     A chunk is lost when its task fails with KilledWorker, a comm error or `ModelsLost`, when
